@@ -1,0 +1,165 @@
+"""Error classes of the plugin, and their mapping to the ILP codes the reference puts on the wire.
+
+Every layer above the codecs raises these. The code table is the reference's (PROTOCOL.md §c.10),
+not RFC 23's, because a JavaScript peer prints and compares the names it knows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+class PluginError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    ilp_code: ClassVar[str] = "F00"
+
+    @property
+    def error_name(self) -> str:
+        """The name sent in a BTP Error: the class name, as the reference does."""
+        return type(self).__name__
+
+
+class UnreachableError(PluginError):
+    ilp_code = "T00"
+
+
+class NotAcceptedError(PluginError):
+    ilp_code = "F00"
+
+
+class InvalidFieldsError(PluginError):
+    ilp_code = "F01"
+
+
+class TransferNotFoundError(PluginError):
+    ilp_code = "F02"
+
+
+class InvalidFulfillmentError(PluginError):
+    ilp_code = "F03"
+
+
+class DuplicateIdError(PluginError):
+    ilp_code = "F04"
+
+
+class AlreadyRolledBackError(PluginError):
+    ilp_code = "F05"
+
+
+class AlreadyFulfilledError(PluginError):
+    ilp_code = "F06"
+
+
+class InsufficientBalanceError(PluginError):
+    ilp_code = "F07"
+
+
+class RequestHandlerAlreadyRegisteredError(PluginError):
+    ilp_code = "F00"
+
+
+class NotConnectedError(PluginError):
+    """A method that needs a connection was called before `connect()`."""
+
+    ilp_code = "T00"
+
+
+class PeerTimeoutError(PluginError):
+    """The peer did not answer a request within `requestTimeout`."""
+
+    ilp_code = "T00"
+
+
+class PeerError(PluginError):
+    """The peer answered a request with a BTP Error.
+
+    Where the peer's error name is one of this module's classes, `from_btp_error` returns an
+    instance of both that class and `PeerError`, so `except DuplicateIdError` catches a remote
+    duplicate too.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        name: str,
+        data: str,
+        triggered_at: datetime | None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.data = data
+        self.triggered_at = triggered_at
+
+    @property
+    def error_name(self) -> str:
+        return self.name
+
+    @classmethod
+    def from_btp_error(
+        cls, *, code: str, name: str, data: str, triggered_at: datetime | None
+    ) -> PeerError:
+        """Build the exception for a received BTP Error, reconstructing a known class."""
+        message = _message_of(data) or f"peer answered {code} {name}"
+        known = ERRORS_BY_NAME.get(name)
+        if known is None or issubclass(known, PeerError):
+            return cls(message, code=code, name=name, data=data, triggered_at=triggered_at)
+        combined = _PEER_CLASSES.get(name)
+        if combined is None:
+            combined = type(f"Peer{name}", (cls, known), {"ilp_code": known.ilp_code})
+            _PEER_CLASSES[name] = combined
+        error: PeerError = combined(message, code=code, name=name, data=data, triggered_at=triggered_at)
+        return error
+
+
+def _message_of(data: str) -> str:
+    """The `message` of the reference's `{"message": ...}` error data, else the data itself."""
+    import json
+
+    try:
+        parsed: Any = json.loads(data)
+    except ValueError:
+        return data
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return str(parsed["message"])
+    return data
+
+
+ERRORS_BY_NAME: dict[str, type[PluginError]] = {
+    cls.__name__: cls
+    for cls in (
+        UnreachableError,
+        NotAcceptedError,
+        InvalidFieldsError,
+        TransferNotFoundError,
+        InvalidFulfillmentError,
+        DuplicateIdError,
+        AlreadyRolledBackError,
+        AlreadyFulfilledError,
+        InsufficientBalanceError,
+        RequestHandlerAlreadyRegisteredError,
+        NotConnectedError,
+        PeerTimeoutError,
+    )
+}
+
+_PEER_CLASSES: dict[str, type[PeerError]] = {}
+
+
+def ilp_code_for(error: BaseException) -> str:
+    """The ILP code the reference sends for an error of this kind; F00 for anything unknown."""
+    if isinstance(error, PluginError):
+        return error.ilp_code
+    return "F00"
+
+
+def error_name_for(error: BaseException) -> str:
+    """The BTP Error name for an exception; internal exception names never leak (weakness 21)."""
+    if isinstance(error, PluginError):
+        return error.error_name
+    return "NotAcceptedError"

@@ -1,0 +1,9 @@
+"""Suite-wide test configuration. Layer-specific fixtures live in each folder's conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO.parent / "shared" / "spec"
+VECTORS = SPEC / "vectors"
