@@ -1,0 +1,114 @@
+"""In-process store (`memory:`): plain dicts, for tests and stateless plugins.
+
+Each method runs the rules without awaiting anything, so on one event loop every call is atomic.
+Transfers are kept as JSON text, so callers never share mutable objects with the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from ilp_paychan.ledger import rules
+from ilp_paychan.ledger.records import PREPARED, LogTotals, PrepareOutcome, StoredTransfer
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+
+
+class MemoryStore:
+    """Dict-backed `LedgerStore`; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, LogTotals] = {}
+        self._transfers: dict[str, dict[str, StoredTransfer]] = {}
+        self._maxima: dict[str, tuple[int, str]] = {}
+
+    def _log(self, key: str) -> tuple[LogTotals, dict[str, StoredTransfer]]:
+        totals = self._totals.get(key)
+        if totals is None:
+            totals = self._totals[key] = LogTotals()
+            self._transfers[key] = {}
+        return totals, self._transfers[key]
+
+    async def read_totals(self, key: str) -> LogTotals:
+        totals = self._totals.get(key)
+        return LogTotals() if totals is None else totals.copy()
+
+    async def read_transfer(self, key: str, transfer_id: str) -> StoredTransfer | None:
+        found = self._transfers.get(key, {}).get(transfer_id)
+        return None if found is None else replace(found)
+
+    async def prepare(
+        self,
+        key: str,
+        candidate: StoredTransfer,
+        maximum: int | None,
+        minimum: int | None,
+    ) -> PrepareOutcome:
+        totals, transfers = self._log(key)
+        outcome = rules.prepare(
+            totals,
+            transfers.get(candidate.id),
+            candidate,
+            rules.effective_limit(totals.maximum, maximum),
+            rules.effective_limit(totals.minimum, minimum),
+        )
+        if outcome is PrepareOutcome.NEW:
+            transfers[candidate.id] = replace(candidate)
+        return outcome
+
+    async def fulfill(
+        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+    ) -> bool:
+        totals, transfers = self._log(key)
+        return rules.fulfill(
+            totals, transfers.get(transfer_id), transfer_id, fulfillment, notify_peer
+        )
+
+    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
+        totals, transfers = self._log(key)
+        return rules.cancel(totals, transfers.get(transfer_id), transfer_id, notify_peer)
+
+    async def set_limit(self, key: str, field: str, value: str) -> None:
+        totals, _ = self._log(key)
+        if field == "maximum":
+            totals.maximum = value
+        else:
+            totals.minimum = value
+
+    async def list_prepared(self, key: str, expired_at: datetime | None) -> list[StoredTransfer]:
+        found = [
+            replace(t)
+            for t in self._transfers.get(key, {}).values()
+            if t.state == PREPARED
+            and (expired_at is None or (t.expires_at is not None and t.expires_at <= expired_at))
+        ]
+        found.sort(key=_expiry_order)
+        return found
+
+    async def list_peer_notices(self, key: str) -> list[StoredTransfer]:
+        return [replace(t) for t in self._transfers.get(key, {}).values() if t.notify_peer]
+
+    async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
+        found = self._transfers.get(key, {}).get(transfer_id)
+        if found is not None:
+            found.notify_peer = False
+
+    async def read_max(self, key: str) -> str:
+        found = self._maxima.get(key)
+        return DEFAULT_MAX_ENTRY if found is None else found[1]
+
+    async def set_if_max(self, key: str, value: int, entry_json: str) -> str | None:
+        current = self._maxima.get(key)
+        current_value = 0 if current is None else current[0]
+        if value <= current_value:
+            return None
+        self._maxima[key] = (value, entry_json)
+        return DEFAULT_MAX_ENTRY if current is None else current[1]
+
+    async def close(self) -> None:
+        return None
+
+
+def _expiry_order(transfer: StoredTransfer) -> tuple[bool, float, str]:
+    expiry = transfer.expires_at
+    return (expiry is None, 0.0 if expiry is None else expiry.timestamp(), transfer.id)

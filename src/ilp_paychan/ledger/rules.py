@@ -1,0 +1,138 @@
+"""The TransferLog's transitions as pure functions: every store runs exactly these.
+
+Rules (PROTOCOL.md §e.5, §e.6, §g.3, with weaknesses 1, 3, 4 fixed):
+- prepare of a new id: refused with NotAcceptedError if a limit would be passed, and then nothing
+  changes (no placeholder); else the amount is added to IFAP (incoming) or OFAP (outgoing).
+- prepare of a known id (in any state): identical content is a repeat, counted nothing;
+  different content is DuplicateIdError. Settled ids are remembered for ever.
+- fulfill: prepared -> fulfilled adds the amount to IF or OF; fulfilled again is a no-op;
+  cancelled is AlreadyRolledBackError.
+- cancel: prepared -> cancelled takes the amount off IFAP or OFAP; cancelled again is a no-op;
+  fulfilled is AlreadyFulfilledError.
+Each function checks everything before it mutates its arguments, so a raised error leaves them
+as they were; the caller writes them back only on success.
+"""
+
+from __future__ import annotations
+
+from ilp_paychan.errors import (
+    AlreadyFulfilledError,
+    AlreadyRolledBackError,
+    DuplicateIdError,
+    NotAcceptedError,
+    TransferNotFoundError,
+)
+from ilp_paychan.ledger.inputs import INFINITY, NEG_INFINITY, canonical_json
+from ilp_paychan.ledger.records import (
+    CANCELLED,
+    FULFILLED,
+    PREPARED,
+    REPEAT_OUTCOME,
+    LogTotals,
+    PrepareOutcome,
+    StoredTransfer,
+)
+
+
+def effective_limit(stored: str | None, default: int | None) -> int | None:
+    """The limit in force: the stored setting wins over the `get_transfer_log` argument."""
+    if stored is None:
+        return default
+    if stored in (INFINITY, NEG_INFINITY):
+        return None
+    return int(stored)
+
+
+def same_content(existing: StoredTransfer, candidate: StoredTransfer) -> bool:
+    """Whether a re-prepare carries the transfer already stored under its id."""
+    if existing.is_incoming != candidate.is_incoming:
+        return False
+    if existing.transfer_json == candidate.transfer_json:
+        return True
+    return canonical_json(existing.transfer_json) == canonical_json(candidate.transfer_json)
+
+
+def prepare(
+    totals: LogTotals,
+    existing: StoredTransfer | None,
+    candidate: StoredTransfer,
+    maximum: int | None,
+    minimum: int | None,
+) -> PrepareOutcome:
+    """Apply a prepare to `totals`; the caller stores `candidate` when the outcome is NEW."""
+    if existing is not None:
+        if same_content(existing, candidate):
+            return REPEAT_OUTCOME[existing.state]
+        raise DuplicateIdError(
+            f"transfer {candidate.describe()} matches the id of {existing.describe()}"
+            " but not the contents."
+        )
+    amount = candidate.amount
+    if candidate.is_incoming:
+        after = totals.incoming_fulfilled_and_prepared + amount
+        if maximum is not None and after - totals.outgoing_fulfilled > maximum:
+            raise NotAcceptedError(
+                "balanceIncomingFulfilledAndPrepared exceeds greatest allowed value after: "
+                + candidate.describe()
+            )
+        totals.incoming_fulfilled_and_prepared = after
+    else:
+        after = totals.outgoing_fulfilled_and_prepared + amount
+        if minimum is not None and after - totals.incoming_fulfilled > -minimum:
+            raise NotAcceptedError(
+                "balanceOutgoingFulfilledAndPrepared exceeds greatest allowed value after: "
+                + candidate.describe()
+            )
+        totals.outgoing_fulfilled_and_prepared = after
+    return PrepareOutcome.NEW
+
+
+def not_found(transfer_id: str) -> TransferNotFoundError:
+    return TransferNotFoundError(f"No transfer found with ID {transfer_id}")
+
+
+def fulfill(
+    totals: LogTotals,
+    transfer: StoredTransfer | None,
+    transfer_id: str,
+    fulfillment: str,
+    notify_peer: bool,
+) -> bool:
+    """Move a prepared transfer to fulfilled; False when it already was (nothing changes)."""
+    if transfer is None:
+        raise not_found(transfer_id)
+    if transfer.state == FULFILLED:
+        return False
+    if transfer.state == CANCELLED:
+        raise AlreadyRolledBackError(f"{transfer_id} has already been cancelled.")
+    if transfer.is_incoming:
+        totals.incoming_fulfilled += transfer.amount
+    else:
+        totals.outgoing_fulfilled += transfer.amount
+    transfer.state = FULFILLED
+    transfer.fulfillment = fulfillment
+    transfer.notify_peer = notify_peer
+    return True
+
+
+def cancel(
+    totals: LogTotals,
+    transfer: StoredTransfer | None,
+    transfer_id: str,
+    notify_peer: bool,
+) -> bool:
+    """Move a prepared transfer to cancelled; False when it already was (nothing changes)."""
+    if transfer is None:
+        raise not_found(transfer_id)
+    if transfer.state == CANCELLED:
+        return False
+    if transfer.state == FULFILLED:
+        raise AlreadyFulfilledError(f"{transfer_id} has already been fulfilled.")
+    assert transfer.state == PREPARED
+    if transfer.is_incoming:
+        totals.incoming_fulfilled_and_prepared -= transfer.amount
+    else:
+        totals.outgoing_fulfilled_and_prepared -= transfer.amount
+    transfer.state = CANCELLED
+    transfer.notify_peer = notify_peer
+    return True
