@@ -1,1 +1,25 @@
-"""transport layer."""
+"""transport layer: BTP frames over WebSockets (auth, reconnects, request/response matching).
+
+`session` is the sans-I/O core; `connection`, `server` and `client` are the asyncio shells on
+`websockets`; `peer.PeerLink` is the only surface the plugin uses.
+"""
+
+from .client import BtpClient
+from .connection import BtpConnection, ConnectionLostError, RequestHandler
+from .peer import PeerLink
+from .server import BtpListener
+from .session import BtpSession, SessionClosedError
+from .url import BtpUrl, parse_btp_url
+
+__all__ = [
+    "BtpClient",
+    "BtpConnection",
+    "BtpListener",
+    "BtpSession",
+    "BtpUrl",
+    "ConnectionLostError",
+    "PeerLink",
+    "RequestHandler",
+    "SessionClosedError",
+    "parse_btp_url",
+]

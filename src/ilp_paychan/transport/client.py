@@ -1,0 +1,196 @@
+"""`BtpClient`: the client role of the transport (PROTOCOL.md §b.2, §b.4), on `websockets`.
+
+`start()` dials once and returns when authenticated; it raises if the peer is unreachable
+(`UnreachableError`), refuses the credentials (`NotAcceptedError`, never retried) or does not
+answer the auth in time (`PeerTimeoutError`), so `connect()` reports the problem (weakness 19).
+Once up, a dropped socket is redialled with full-jitter exponential backoff and re-authenticated
+(weakness 18); only one attempt runs at a time and requests wait for the link instead of racing
+the auth (weakness 13). A socket closed by the listener with code 4001 means another client took
+our place with the same credentials: the client then stays down rather than fight over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from datetime import datetime
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+from ilp_paychan.errors import InvalidFieldsError, PluginError, UnreachableError
+from ilp_paychan.transport.connection import BtpConnection
+from ilp_paychan.transport.events import Answer
+from ilp_paychan.transport.peer import ActiveLink
+from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
+from ilp_paychan.transport.url import parse_btp_url
+
+logger = logging.getLogger("ilp_paychan.transport")
+
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+
+
+class BtpClient(ActiveLink):
+    """Dials a `btp+ws://` / `btp+wss://` URL and keeps one authenticated socket to it.
+
+    Args:
+        url: ``btp+ws(s)://USER:TOKEN@host[:port][/path]``; InvalidFieldsError (naming
+            ``server``) when malformed.
+        ca: PEM file of CA certificates to trust for ``btp+wss`` instead of the system store.
+        request_timeout: default seconds to wait for an answer; also bounds dialling and auth.
+        max_frame: largest accepted message in bytes.
+        ping_interval, ping_timeout: WebSocket keepalive, None to disable.
+        backoff_initial, backoff_max: reconnect delays: attempt n waits a random time in
+            ``[0, min(backoff_max, backoff_initial * 2**n)]``.
+        max_in_flight: the peer's requests handled at once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca: str | None = None,
+        request_timeout: float = 5.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+        max_in_flight: int = 1000,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(request_timeout=request_timeout)
+        self.url = parse_btp_url(url)
+        self._ca = ca
+        self._max_frame = max_frame
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self._rng = random.Random()
+        self._start_lock = asyncio.Lock()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Dial and authenticate; returns when the link is open. Idempotent.
+
+        Raises:
+            InvalidFieldsError: the `ca` file cannot be read.
+            UnreachableError: the peer cannot be reached (nothing is retried).
+            NotAcceptedError: the peer refused the credentials (a `PeerError` with its code).
+            PeerTimeoutError: the peer did not answer the auth message in time.
+        """
+        async with self._start_lock:
+            if self._started:
+                return
+            ssl_context = self._ssl_context()
+            connection = await self._dial(ssl_context)
+            self._started = True
+            self._set_active(connection)
+            self._supervisor = asyncio.get_running_loop().create_task(
+                self._keep_up(connection, ssl_context)
+            )
+
+    async def stop(self) -> None:
+        """Stop reconnecting and close the socket with code 1000; `start()` works again after."""
+        async with self._start_lock:
+            self._started = False
+            supervisor, self._supervisor = self._supervisor, None
+            if supervisor is not None:
+                supervisor.cancel()
+                try:
+                    await supervisor
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+            active = self._active
+            self._set_active(None)
+            if active is not None:
+                await active.close(1000, "client stopping")
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.url.secure:
+            return None
+        if self._ca is None:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=self._ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidFieldsError(f"ca: cannot load {self._ca!r}: {exc}") from exc
+
+    async def _dial(self, ssl_context: ssl.SSLContext | None) -> BtpConnection:
+        """One connection attempt: WebSocket handshake, then BTP auth."""
+        timeout = self.request_timeout
+        try:
+            ws = await connect(
+                self.url.ws_url,
+                ssl=ssl_context,
+                open_timeout=timeout,
+                max_size=self._max_frame,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_timeout,
+                compression=None,
+                close_timeout=2.0,
+            )
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UnreachableError(f"cannot reach {self.url.redacted()}: {reason}") from exc
+        loop = asyncio.get_running_loop()
+        session: BtpSession[asyncio.Future[Answer]] = BtpSession.client(
+            self.url.username,
+            self.url.token,
+            now=loop.time(),
+            auth_timeout=timeout,
+            clock=self._clock,
+        )
+        connection = BtpConnection(
+            ws,
+            session,
+            get_handler=self._current_handler,
+            max_in_flight=self._max_in_flight,
+            clock=self._clock,
+        )
+        connection.start()
+        try:
+            await connection.wait_authenticated()
+        except BaseException:
+            await connection.close(1000, "authentication failed")
+            raise
+        return connection
+
+    async def _keep_up(self, connection: BtpConnection, ssl_context: ssl.SSLContext | None) -> None:
+        """Wait for the socket to drop, then redial until it is back; runs until `stop()`."""
+        while True:
+            await connection.wait_closed()
+            if self._active is connection:
+                self._set_active(None)
+            if connection.close_code == CLOSE_REPLACED:
+                logger.warning(
+                    "the listener at %s replaced this connection by another client's; "
+                    "not reconnecting",
+                    self.url.redacted(),
+                )
+                return
+            logger.info("connection to %s lost; reconnecting", self.url.redacted())
+            connection = await self._redial(ssl_context)
+            self._set_active(connection)
+            logger.info("reconnected to %s", self.url.redacted())
+
+    async def _redial(self, ssl_context: ssl.SSLContext | None) -> BtpConnection:
+        attempt = 0
+        while True:
+            ceiling = min(self._backoff_max, self._backoff_initial * 2.0**attempt)
+            await asyncio.sleep(self._rng.uniform(0.0, ceiling))
+            attempt = min(attempt + 1, 62)
+            try:
+                return await self._dial(ssl_context)
+            except PluginError as exc:
+                logger.info(
+                    "reconnect attempt %d to %s failed: %s", attempt, self.url.redacted(), exc
+                )

@@ -1,0 +1,430 @@
+"""The asyncio shell around one WebSocket and its `BtpSession`.
+
+It only moves bytes and runs callbacks: a reader task feeds frames to the session and acts on the
+events; incoming requests each run as a task (at most `max_in_flight` at once — the reader stops
+reading when that many are running, which pushes back on the peer); outgoing requests wait on a
+future that the reader or the connection's single timer settles. The session decides everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+
+from ilp_paychan.codec.btp import Error, Packet, Response, encode
+from ilp_paychan.codec.errors import CodecError
+from ilp_paychan.errors import (
+    PeerError,
+    PeerTimeoutError,
+    PluginError,
+    UnreachableError,
+    error_name_for,
+    ilp_code_for,
+)
+from ilp_paychan.transport.auth import AuthCheck, run_auth_check
+from ilp_paychan.transport.events import (
+    Answer,
+    AnswerReceived,
+    Authenticated,
+    AuthRefused,
+    AuthRequested,
+    AuthTimedOut,
+    Request,
+    RequestReceived,
+    RequestTimedOut,
+    UndecodableFrame,
+    UnexpectedPacket,
+    UnmatchedAnswer,
+)
+from ilp_paychan.transport.session import (
+    CLOSE_POLICY_VIOLATION,
+    BtpSession,
+    Role,
+    SessionState,
+    error_data,
+    with_request_id,
+)
+
+logger = logging.getLogger("ilp_paychan.transport")
+
+RequestHandler = Callable[[Request], Awaitable[Response | Error]]
+"""Answers one request of the peer. The answer's `request_id` is replaced by the request's."""
+
+
+class ConnectionLostError(PeerTimeoutError):
+    """The socket closed after the request was written and before its answer arrived.
+
+    Like a timeout, the outcome is unknown (the peer may have acted on it), hence the subclass.
+    A request that was never written fails with `UnreachableError` instead.
+    """
+
+
+class BtpConnection:
+    """One WebSocket carrying one BTP session (client or server side).
+
+    Call `start()` once to launch the reader; `wait_closed()` returns when the socket is gone and
+    every pending request has failed.
+    """
+
+    def __init__(
+        self,
+        ws: Connection,
+        session: BtpSession[asyncio.Future[Answer]],
+        *,
+        get_handler: Callable[[], RequestHandler | None],
+        auth_check: AuthCheck | None = None,
+        on_authenticated: Callable[[BtpConnection], None] | None = None,
+        max_in_flight: int = 1000,
+        handler_grace: float = 2.0,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._ws = ws
+        self._session = session
+        self._get_handler = get_handler
+        self._auth_check = auth_check
+        self._on_authenticated = on_authenticated
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._handler_grace = handler_grace
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._authenticated: asyncio.Future[None] = self._loop.create_future()
+        self._closed = asyncio.Event()
+        try:
+            host, port = ws.remote_address[:2]
+            self.peer = f"{host}:{port}"
+        except (TypeError, ValueError):
+            self.peer = "?"
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def is_open(self) -> bool:
+        return self._session.is_open
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the peer sent, once the socket is closed."""
+        return self._ws.close_code
+
+    @property
+    def username(self) -> str:
+        return self._session.username
+
+    def start(self) -> None:
+        """Launch the reader task and the auth deadline (and, client side, send the auth)."""
+        if self._reader is None:
+            self._reader = self._loop.create_task(self.run())
+
+    async def wait_authenticated(self) -> None:
+        """Return once authenticated.
+
+        Raises:
+            PeerError: the peer refused our credentials (a `NotAcceptedError` too).
+            PeerTimeoutError: no auth answer before the auth deadline.
+            UnreachableError: the socket closed first.
+        """
+        await asyncio.shield(self._authenticated)
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # ------------------------------------------------------------------ outgoing
+
+    async def request(self, packet: Packet, timeout: float) -> Response:  # noqa: ASYNC109
+        """Send a request and wait for its answer (the packet's own `request_id` is ignored).
+
+        Raises:
+            PeerError: the peer answered with a BTP Error (also an instance of the named class).
+            PeerTimeoutError: no answer within `timeout` seconds (`ConnectionLostError` when the
+                socket closed while waiting).
+            UnreachableError: the request could not be written (connection closed).
+            CodecError: the packet cannot be encoded.
+        """
+        loop = self._loop
+        future: asyncio.Future[Answer] = loop.create_future()
+        deadline = loop.time() + timeout
+        request_id = self._session.send_request(packet, deadline=deadline, context=future)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+        await self._flush()
+        try:
+            answer = await future
+        except asyncio.CancelledError:
+            self._session.forget(request_id)
+            raise
+        if type(answer) is Response:
+            return answer
+        assert isinstance(answer, Error)
+        raise PeerError.from_btp_error(
+            code=answer.code, name=answer.name, data=answer.data, triggered_at=answer.triggered_at
+        )
+
+    async def _flush(self) -> None:
+        frames = self._session.data_to_send()
+        try:
+            for frame in frames:
+                await self._ws.send(frame)
+        except ConnectionClosed:
+            # The reader sees the same closure and fails whatever is pending.
+            pass
+
+    # ------------------------------------------------------------------ timer
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        for event in self._session.expire(self._loop.time()):
+            if isinstance(event, RequestTimedOut):
+                future = event.context
+                if not future.done():
+                    future.set_exception(
+                        PeerTimeoutError(
+                            f"peer did not answer BTP request {event.request_id} in time"
+                        )
+                    )
+            elif isinstance(event, AuthTimedOut):
+                logger.info("BTP auth with %s timed out; closing the socket", self.peer)
+                self._settle_auth(PeerTimeoutError("no answer to the BTP auth message in time"))
+                self._spawn(self._ws.close(CLOSE_POLICY_VIOLATION, "authentication timed out"))
+        following = self._session.next_deadline()
+        if following is not None and self._session.state is not SessionState.CLOSED:
+            self._arm(following)
+
+    # ------------------------------------------------------------------ reader
+
+    async def run(self) -> None:
+        """Read frames until the socket closes, then fail what is pending. Never raises."""
+        deadline = self._session.next_deadline()
+        if deadline is not None:
+            self._arm(deadline)
+        try:
+            await self._flush()
+            await self._read_loop()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("BTP connection with %s failed; closing it", self.peer)
+        finally:
+            await self._finish()
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        session = self._session
+        while True:
+            message = await ws.recv()
+            if type(message) is not bytes:
+                if isinstance(message, str):
+                    violation = session.receive_text()
+                    logger.warning("%s sent a text frame; closing with 1003", self.peer)
+                    await ws.close(violation.close_code, violation.reason)
+                    return
+                message = bytes(message)
+            event = session.receive_frame(message)
+            kind = type(event)
+            if kind is AnswerReceived:
+                assert isinstance(event, AnswerReceived)
+                future = event.context
+                if not future.done():
+                    future.set_result(event.packet)
+            elif kind is RequestReceived:
+                assert isinstance(event, RequestReceived)
+                await self._slots.acquire()
+                self._spawn(self._serve(event.packet))
+            elif kind is AuthRequested:
+                assert isinstance(event, AuthRequested)
+                if not await self._authorise(event):
+                    return
+            elif kind is Authenticated:
+                await self._flush()
+                self._settle_auth(None)
+            elif kind is AuthRefused:
+                assert isinstance(event, AuthRefused)
+                await self._refused(event)
+                return
+            elif kind is UnmatchedAnswer:
+                assert isinstance(event, UnmatchedAnswer)
+                logger.debug(
+                    "dropping %s for unknown or expired request %d from %s",
+                    type(event.packet).__name__,
+                    event.packet.request_id,
+                    self.peer,
+                )
+            elif kind is UndecodableFrame:
+                assert isinstance(event, UndecodableFrame)
+                logger.warning(
+                    "dropping undecodable %d-byte frame from %s: %s",
+                    event.size,
+                    self.peer,
+                    event.error,
+                )
+            elif kind is UnexpectedPacket:
+                assert isinstance(event, UnexpectedPacket)
+                logger.warning(
+                    "dropping %s %d from %s: %s",
+                    type(event.packet).__name__,
+                    event.packet.request_id,
+                    self.peer,
+                    event.reason,
+                )
+
+    async def _authorise(self, event: AuthRequested) -> bool:
+        check = self._auth_check
+        accepted = check is not None and await run_auth_check(check, event.username, event.token)
+        outcome = (
+            self._session.accept_auth(event.username) if accepted else self._session.refuse_auth()
+        )
+        if outcome is None:  # the auth deadline passed while the check ran
+            return False
+        if isinstance(outcome, AuthRefused):
+            await self._refused(outcome)
+            return False
+        await self._flush()
+        self._settle_auth(None)
+        return True
+
+    async def _refused(self, event: AuthRefused) -> None:
+        error = event.error
+        if self._session.role is Role.SERVER:
+            logger.info("refused BTP auth from %s: %s", self.peer, error.data)
+            await self._flush()
+            self._settle_auth(UnreachableError("peer failed to authenticate"))
+        else:
+            self._settle_auth(
+                PeerError.from_btp_error(
+                    code=error.code,
+                    name=error.name,
+                    data=error.data,
+                    triggered_at=error.triggered_at,
+                )
+            )
+        await self._ws.close(event.close_code, "authentication failed")
+
+    def _settle_auth(self, exc: BaseException | None) -> None:
+        waiter = self._authenticated
+        if waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+            if self._on_authenticated is not None:
+                self._on_authenticated(self)
+        else:
+            waiter.set_exception(exc)
+            waiter.exception()  # retrieved: nobody may be waiting (server side)
+
+    # ------------------------------------------------------------------ incoming requests
+
+    async def _serve(self, packet: Request) -> None:
+        request_id = packet.request_id
+        try:
+            answer = await self._answer(packet)
+            try:
+                frame = encode(answer)
+            except CodecError as exc:
+                logger.error("request handler's answer cannot be encoded: %s", exc)
+                frame = encode(self._error_for(request_id, exc))
+            if answer.request_id != request_id:
+                frame = with_request_id(frame, request_id)
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            logger.debug("socket closed before answering request %d of %s", request_id, self.peer)
+        finally:
+            self._slots.release()
+
+    async def _answer(self, packet: Request) -> Response | Error:
+        handler = self._get_handler()
+        if handler is None:
+            return Error(
+                packet.request_id,
+                "F00",
+                "NotAcceptedError",
+                self._clock(),
+                error_data("no request handler registered"),
+                (),
+            )
+        try:
+            answer = await handler(packet)
+        except Exception as exc:
+            if isinstance(exc, PluginError):
+                logger.debug("request %d refused: %r", packet.request_id, exc)
+            else:
+                logger.warning("request handler failed", exc_info=True)
+            return self._error_for(packet.request_id, exc)
+        if not isinstance(answer, Response | Error):
+            logger.error("request handler returned %s, not Response or Error", type(answer))
+            return self._error_for(
+                packet.request_id, TypeError("request handler returned no Response or Error")
+            )
+        return answer
+
+    def _error_for(self, request_id: int, exc: BaseException) -> Error:
+        return Error(
+            request_id,
+            ilp_code_for(exc),
+            error_name_for(exc),
+            self._clock(),
+            error_data(str(exc)),
+            (),
+        )
+
+    # ------------------------------------------------------------------ tasks and closing
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket (the reader then fails pending requests) and wait until it is done."""
+        try:
+            await self._ws.close(code, reason)
+        finally:
+            if self._reader is not None:
+                await self._closed.wait()
+
+    async def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sent_lost = 0
+        for future, sent in self._session.close():
+            if future.done():
+                continue
+            if sent:
+                sent_lost += 1
+                future.set_exception(
+                    ConnectionLostError("connection to the peer closed before it answered")
+                )
+            else:
+                future.set_exception(
+                    UnreachableError("connection to the peer closed before the request was sent")
+                )
+        if sent_lost:
+            logger.info("%d requests to %s lost with the socket", sent_lost, self.peer)
+        self._settle_auth(UnreachableError("connection closed before authentication"))
+        try:
+            await self._ws.close()
+        except Exception:  # the socket is gone either way
+            logger.debug("error while closing the socket", exc_info=True)
+        tasks = set(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._handler_grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        self._closed.set()

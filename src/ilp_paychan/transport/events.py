@@ -1,0 +1,121 @@
+"""What a `BtpSession` reports after it is fed a frame or asked to expire deadlines.
+
+One frozen dataclass per kind of happening, in the manner of h11's events. The asyncio shells
+(`connection.py`) turn them into I/O; the session itself never performs any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ilp_paychan.codec.btp import Error, Fulfill, Message, Packet, Prepare, Reject, Response
+from ilp_paychan.codec.errors import CodecError
+
+C = TypeVar("C")
+
+Request = Prepare | Fulfill | Reject | Message
+Answer = Response | Error
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequested:
+    """Server side: the first packet passed checks 1-4 of §c.9; the shell must now run the
+    auth check (it may be asynchronous) and call `accept_auth()` or `refuse_auth()`."""
+
+    request_id: int
+    username: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The handshake succeeded; requests may flow (client side: queued ones are in the outbox)."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRefused:
+    """The handshake failed. Server side: `error` is the BTP Error we queued for the peer.
+    Client side: `error` is the peer's answer. Either way the session is closed and the shell
+    must close the socket with `close_code`."""
+
+    error: Error
+    close_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTimedOut:
+    """No successful handshake before the auth deadline; close the socket without a message."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """The peer sent a request (Prepare, Fulfill, Reject or Message) on an open session."""
+
+    packet: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceived(Generic[C]):
+    """A Response or Error answered one of our pending requests; `context` is what the caller
+    attached to it in `send_request()`."""
+
+    packet: Answer
+    context: C
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedAnswer:
+    """A Response or Error with an id we are not waiting for (unknown, or late after a timeout).
+    Dropped without answer, as the reference and RFC 23 do (§c.6)."""
+
+    packet: Answer
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTimedOut(Generic[C]):
+    """A pending request passed its deadline; a late answer will be an `UnmatchedAnswer`."""
+
+    request_id: int
+    context: C
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableFrame:
+    """A binary frame the codec refused. Dropped without answer (§c.12); reported for logging."""
+
+    error: CodecError
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnexpectedPacket:
+    """A decodable packet that has no place in the current state (e.g. a request before auth)."""
+
+    packet: Packet
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """Something that ends the session (a text frame): close the socket with `close_code`."""
+
+    reason: str
+    close_code: int
+
+
+Event = (
+    AuthRequested
+    | Authenticated
+    | AuthRefused
+    | AuthTimedOut
+    | RequestReceived
+    | AnswerReceived[C]
+    | UnmatchedAnswer
+    | RequestTimedOut[C]
+    | UndecodableFrame
+    | UnexpectedPacket
+    | ProtocolViolation
+)

@@ -1,0 +1,126 @@
+"""`PeerLink`: all the plugin knows of the transport (docs/architecture.md, "transport").
+
+`BtpListener` and `BtpClient` implement it on top of `ActiveLink`, which holds the single
+active authenticated connection: requests go to it and only to it (weakness 14), and callers that
+find no link wait for one up to their timeout instead of failing at once during a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ilp_paychan.codec.btp import Packet, Response
+from ilp_paychan.errors import NotConnectedError, UnreachableError
+from ilp_paychan.transport.connection import BtpConnection, RequestHandler
+
+logger = logging.getLogger("ilp_paychan.transport")
+
+StateCallback = Callable[[bool], None]
+
+
+@runtime_checkable
+class PeerLink(Protocol):
+    async def start(self) -> None:
+        """Listener: bind. Client: dial and authenticate (raises on refusal)."""
+
+    async def stop(self) -> None:
+        """Close every socket; `start()` may be called again afterwards."""
+
+    def is_open(self) -> bool:
+        """An authenticated socket exists now."""
+
+    async def request(
+        self,
+        packet: Packet,
+        timeout: float | None = None,  # noqa: ASYNC109 - a session deadline, one timer
+    ) -> Response:
+        """Send a request to the peer and return its Response (the request id is filled in)."""
+
+    def set_request_handler(self, handler: RequestHandler | None) -> None:
+        """Who answers the peer's requests (None: answer F00 "no request handler registered")."""
+
+    def on_state_change(self, callback: StateCallback) -> None:
+        """Call `callback(is_open)` on every change of `is_open()`."""
+
+
+class ActiveLink:
+    """What listener and client share: the active connection, the handler, state callbacks."""
+
+    def __init__(self, *, request_timeout: float) -> None:
+        if not request_timeout > 0:
+            raise ValueError("request_timeout must be positive")
+        self.request_timeout = request_timeout
+        self._active: BtpConnection | None = None
+        self._handler: RequestHandler | None = None
+        self._callbacks: list[StateCallback] = []
+        self._link_up = asyncio.Event()
+        self._started = False
+
+    def is_open(self) -> bool:
+        active = self._active
+        return active is not None and active.is_open
+
+    def set_request_handler(self, handler: RequestHandler | None) -> None:
+        self._handler = handler
+
+    def _current_handler(self) -> RequestHandler | None:
+        return self._handler
+
+    def on_state_change(self, callback: StateCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def request(
+        self,
+        packet: Packet,
+        timeout: float | None = None,  # noqa: ASYNC109 - a session deadline, one timer
+    ) -> Response:
+        """Send `packet` on the active connection, waiting for one if the link is down.
+
+        Raises:
+            PeerError: the peer answered with a BTP Error.
+            PeerTimeoutError: no answer in time (`ConnectionLostError` if the socket dropped
+                after the request was written: the outcome is unknown).
+            UnreachableError: no authenticated connection came up within the timeout, so the
+                request was never sent.
+            NotConnectedError: the link is not started.
+        """
+        if timeout is None:
+            timeout = self.request_timeout
+        active = self._active
+        if active is not None and active.is_open:
+            return await active.request(packet, timeout)
+        if not self._started:
+            raise NotConnectedError("the BTP link is not started; call connect() first")
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(give_up):
+                while True:
+                    await self._link_up.wait()
+                    active = self._active
+                    if active is not None and active.is_open:
+                        break
+                    self._link_up.clear()
+        except TimeoutError:
+            raise UnreachableError(
+                f"no authenticated connection to the peer within {timeout:g} s"
+            ) from None
+        return await active.request(packet, max(give_up - loop.time(), 0.0))
+
+    def _set_active(self, connection: BtpConnection | None) -> None:
+        was_open = self._active is not None
+        self._active = connection
+        if connection is not None:
+            self._link_up.set()
+        else:
+            self._link_up.clear()
+        now_open = connection is not None
+        if was_open != now_open:
+            for callback in list(self._callbacks):
+                try:
+                    callback(now_open)
+                except Exception:
+                    logger.exception("state-change callback failed")
