@@ -11,8 +11,7 @@ import pytest
 from ilp_paychan.ledger import Backend, MemoryStore, open_backend
 from pgserver import postgres_url  # noqa: F401  (the session fixture, shared with other layers)
 
-STORE_KINDS = ["memory"]
-_LATER = [
+STORE_KINDS = [
     "memory",
     "kv",
     "sqlite",

@@ -60,7 +60,6 @@ async def test_unknown_scheme_and_non_stores_are_refused() -> None:
         await open_backend(42)
 
 
-@pytest.mark.skip(reason="SQLite store lands in the next commit")
 @pytest.mark.parametrize("form", ["relative", "absolute", "path"])
 async def test_sqlite_urls_follow_the_sqlalchemy_convention(
     form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
