@@ -354,7 +354,13 @@ def encode(packet: Packet) -> bytes:
     encoder = _ENCODERS.get(type(packet))
     if encoder is None:
         raise CodecError(f"cannot encode {type(packet).__name__}", field="type")
-    return encoder(packet)
+    try:
+        return encoder(packet)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # A field of the wrong kind that the checks above did not anticipate.
+        raise CodecError(str(exc), field="packet") from None
 
 
 # --- decoding --------------------------------------------------------------------------------

@@ -194,7 +194,12 @@ def encode_ilp(packet: IlpPacket) -> bytes:
     Raises:
         CodecError: a field that cannot be encoded (``field`` names it).
     """
-    kind, contents = _contents(packet)
+    try:
+        kind, contents = _contents(packet)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CodecError(str(exc), field="packet") from None
     w = Writer()
     w.write(bytes((kind,)))
     w.write_var_octets(contents)

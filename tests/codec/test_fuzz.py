@@ -1,0 +1,141 @@
+"""Decoders fed arbitrary bytes, truncations and bit flips raise only CodecError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ilp_paychan.codec import CodecError, b64url_decode, btp, decode_ilp, decode_int64
+from ilp_paychan.codec.oer import decode_timestamp_or_none
+
+from ._vectors import btp_vectors, load, transcript_files
+
+Decoder = Callable[[bytes], object]
+
+
+def _btp_seeds() -> list[bytes]:
+    seeds = [bytes.fromhex(v["hex"]) for v in btp_vectors()]
+    seeds += [bytes.fromhex(c["hex"]) for c in load("btp/decode-edge-cases.json")["cases"]]
+    for path in transcript_files()[:3]:
+        log = json.loads(path.read_text(encoding="utf-8"))["log"]
+        seeds += [bytes.fromhex(e["hex"]) for e in log if e.get("kind") == "frame"]
+    return seeds
+
+
+BTP_SEEDS = _btp_seeds()
+ILP_SEEDS = [bytes.fromhex(v["hex"]) for v in load("ilp/ilp-packet-v1.json")["vectors"]]
+
+
+def _only_codec_error(decoder: Decoder, raw: bytes) -> None:
+    with contextlib.suppress(CodecError):  # anything else fails the test
+        decoder(raw)
+
+
+def _truncations(raw: bytes) -> Iterator[bytes]:
+    for n in range(len(raw)):
+        yield raw[:n]
+
+
+def _bit_flips(raw: bytes, limit: int = 200) -> Iterator[bytes]:
+    # Every bit of the first `limit` bytes: headers, lengths and counts live there.
+    for i in range(min(len(raw), limit)):
+        for bit in range(8):
+            flipped = bytearray(raw)
+            flipped[i] ^= 1 << bit
+            yield bytes(flipped)
+
+
+@pytest.mark.parametrize(
+    ("decoder", "seeds"), [(btp.decode, BTP_SEEDS), (decode_ilp, ILP_SEEDS)], ids=["btp", "ilp"]
+)
+def test_every_truncation_raises_only_codec_error(decoder: Decoder, seeds: list[bytes]) -> None:
+    for seed in seeds:
+        for raw in _truncations(seed):
+            _only_codec_error(decoder, raw)
+
+
+@pytest.mark.parametrize(
+    ("decoder", "seeds"), [(btp.decode, BTP_SEEDS), (decode_ilp, ILP_SEEDS)], ids=["btp", "ilp"]
+)
+def test_every_bit_flip_raises_only_codec_error(decoder: Decoder, seeds: list[bytes]) -> None:
+    for seed in seeds:
+        for raw in _bit_flips(seed):
+            _only_codec_error(decoder, raw)
+
+
+def test_truncated_frames_never_decode_to_a_packet() -> None:
+    # Every vector ends with its protocol data, so any shorter prefix lacks a field.
+    for v in btp_vectors():
+        raw = bytes.fromhex(v["hex"])
+        for n in range(len(raw)):
+            with pytest.raises(CodecError):
+                btp.decode(raw[:n])
+
+
+FUZZ = settings(max_examples=300, deadline=None)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_btp_arbitrary_bytes(raw: bytes) -> None:
+    _only_codec_error(btp.decode, raw)
+
+
+@FUZZ
+@given(st.integers(1, 6), st.binary(max_size=200))
+def test_btp_arbitrary_contents_of_each_type(kind: int, contents: bytes) -> None:
+    frame = bytes((kind, 0, 0, 0, 1)) + _length(len(contents)) + contents
+    _only_codec_error(btp.decode, frame)
+
+
+@FUZZ
+@given(st.sampled_from(BTP_SEEDS), st.data())
+def test_btp_mutated_vectors(seed: bytes, data: Any) -> None:
+    raw = bytearray(seed)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not raw:
+            break
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    _only_codec_error(btp.decode, bytes(raw))
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_ilp_arbitrary_bytes(raw: bytes) -> None:
+    _only_codec_error(decode_ilp, raw)
+
+
+@FUZZ
+@given(st.integers(0, 12), st.binary(max_size=150))
+def test_ilp_arbitrary_contents_of_each_type(kind: int, contents: bytes) -> None:
+    _only_codec_error(decode_ilp, bytes((kind,)) + _length(len(contents)) + contents)
+
+
+@FUZZ
+@given(st.binary(max_size=30))
+def test_timestamp_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    decode_timestamp_or_none(raw)
+
+
+@FUZZ
+@given(st.text(max_size=60))
+def test_b64url_arbitrary_text(text: str) -> None:
+    _only_codec_error(b64url_decode, text)  # type: ignore[arg-type]
+
+
+@FUZZ
+@given(st.binary(max_size=12))
+def test_int64_arbitrary_bytes(raw: bytes) -> None:
+    _only_codec_error(decode_int64, raw)
+
+
+def _length(n: int) -> bytes:
+    if n < 128:
+        return bytes((n,))
+    return bytes((0x81,)) + bytes((n,)) if n < 256 else bytes((0x82,)) + n.to_bytes(2, "big")
