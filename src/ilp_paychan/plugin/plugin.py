@@ -1,0 +1,1040 @@
+"""`Plugin`: the Ledger Plugin Interface over one BTP peer link and one TransferLog.
+
+What this module is for: turning the public LPI calls and the peer's BTP requests into the state
+machine's transitions (`transfers.py`), the ledger's commits and the events, in the order API.md
+fixes: a BTP Response to a Prepare, Fulfill or Reject goes out only after the ledger change it
+acknowledges is committed, and events fire after that commit. It never decides a transfer's fate
+itself and never touches sockets directly (only `PeerLink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+from ilp_paychan.codec.btp import (
+    ContentType,
+    Error,
+    Fulfill,
+    Message,
+    Packet,
+    Prepare,
+    ProtocolData,
+    Reject,
+    Response,
+)
+from ilp_paychan.codec.errors import CodecError
+from ilp_paychan.codec.ilp import IlpError, decode_ilp, encode_ilp
+from ilp_paychan.codec.int64 import decode_int64, encode_int64
+from ilp_paychan.errors import (
+    AlreadyRolledBackError,
+    InvalidFieldsError,
+    NotAcceptedError,
+    NotConnectedError,
+    PeerError,
+    PeerTimeoutError,
+    PluginError,
+    RequestHandlerAlreadyRegisteredError,
+    UnreachableError,
+    error_name_for,
+    ilp_code_for,
+)
+from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog, open_backend
+from ilp_paychan.plugin.events import EventEmitter
+from ilp_paychan.plugin.expiry import ExpiryScheduler
+from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
+from ilp_paychan.plugin.protocol_data import (
+    decode_entry,
+    dump_json,
+    entries_by_name,
+    lpi_fields,
+    side_protocol_entry,
+    to_protocol_data,
+)
+from ilp_paychan.plugin.reasons import (
+    expiry_error,
+    outgoing_reason,
+    rejection_error,
+)
+from ilp_paychan.plugin.transfers import Entry, TransferBook
+from ilp_paychan.plugin.validate import (
+    Validator,
+    b64url,
+    canonical_id,
+    format_timestamp,
+    parse_base64,
+    parse_hash32,
+)
+from ilp_paychan.transport.peer import PeerLink
+
+log = logging.getLogger("ilp_paychan.plugin")
+
+_OCTETS = int(ContentType.OCTET_STREAM)
+_TEXT = int(ContentType.TEXT_PLAIN_UTF8)
+_JSON = int(ContentType.APPLICATION_JSON)
+_INFO_REQUEST = (ProtocolData("info", _OCTETS, b"\x02"),)
+_BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
+_LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
+_EMPTY_RESPONSE_PD: tuple[ProtocolData, ...] = ()
+
+#: A settled transfer's peer notice is dropped this long after its expiry if never acknowledged.
+NOTICE_GRACE = 3600.0
+#: Longest wait between re-delivery rounds of unacknowledged Fulfills/Rejects.
+NOTICE_BACKOFF_MAX = 30.0
+
+RequestHandlerFn = Callable[[dict[str, Any]], Any]
+
+
+class PluginObserver(Protocol):
+    """What the operator shell may implement to watch a plugin; every method is optional."""
+
+    def round_trip(self, kind: str, seconds: float) -> None: ...
+
+    def link_changed(self, up: bool) -> None: ...
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _error_data(message: str) -> str:
+    return json.dumps({"message": message}, separators=(",", ":"), ensure_ascii=False)
+
+
+class Plugin:
+    """The ILP ledger plugin (LPI v1) of a bilateral trustline with pluggable settlement.
+
+    Construct it with the ILP Kit options mapping or snake_case keywords (see API.md and
+    `options.py`); nothing opens a socket or a store before `connect()`.
+
+    Observability for operators: `add_observer(obs)` registers an object that may implement
+    `round_trip(kind, seconds)` — called after every BTP request this plugin makes, `kind` being
+    "prepare", "fulfill", "reject", "message", "info", "balance" or "limit" — and
+    `link_changed(up)` — called when the authenticated socket to the peer comes or goes (the
+    plugin's own `connect`/`disconnect` events fire only for the plugin-level calls, as in the
+    reference). `in_flight_count()` is the number of prepared transfers this plugin is tracking.
+
+    Subclasses (payment-channel modules) override `_create_hooks(options)`; tests may override
+    `_create_link()` to inject a PeerLink.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        raw = normalise_options(options, kwargs)
+        self._options = raw
+        self._settings: PluginSettings = parse_settings(raw)
+        self._events = EventEmitter()
+        self._observers: list[Any] = []
+        self._backend: Backend | None = None
+        self._owns_backend = False
+        self._log: TransferLog | None = None
+        self._book: TransferBook | None = None
+        self._link: PeerLink | None = None
+        self._validator: Validator | None = None
+        self._scheduler = ExpiryScheduler(self._on_expired)
+        self._request_handler: RequestHandlerFn | None = None
+        self._connected = False
+        self._closing = False
+        self._ready = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._notice_worker: asyncio.Task[None] | None = None
+        self._delivering: set[str] = set()
+        self._reject_reasons: dict[str, bytes] = {}
+        self._fulfill_ilp: dict[str, bytes] = {}
+        self._prefix: str | None = self._settings.prefix
+        self._info: dict[str, Any] | None = self._settings.info
+        if (
+            self._info is not None
+            and self._prefix is None
+            and isinstance(self._info.get("prefix"), str)
+        ):
+            self._prefix = self._info["prefix"]
+        if self._settings.store is None or self._is_memory_url(self._settings.store):
+            # A memory store is opened here so `transfer_log` works before connect() and keeps
+            # its data across disconnect()/connect().
+            from ilp_paychan.ledger import MemoryStore
+
+            self._backend = Backend(MemoryStore())
+            self._open_log()
+        self._hooks = self._create_hooks(raw)
+        if self._hooks.requires_store and not self._settings.stateful:
+            raise InvalidFieldsError(
+                'invalid "store": if the plugin is stateless, then a payment channel backend '
+                "cannot be specified."
+            )
+        if self._settings.server is None and not (self._prefix and self.get_info() is not None):
+            raise InvalidFieldsError(
+                "when running in server mode, the 'prefix' and 'info' config parameters "
+                "are required"
+            )
+        self._has_claims = (
+            type(self._hooks).create_outgoing_claim is not SettlementHooks.create_outgoing_claim
+        )
+        self._has_prepare_hook = (
+            type(self._hooks).handle_incoming_prepare is not SettlementHooks.handle_incoming_prepare
+        )
+
+    # ------------------------------------------------------------------ extension points
+
+    def _create_hooks(self, options: Mapping[str, Any]) -> SettlementHooks:
+        """The settlement hooks; trustline mode has none."""
+        return SettlementHooks()
+
+    def _create_link(self) -> PeerLink:
+        """The BTP link: a listener if `listener` is configured, else a client of `server`."""
+        settings = self._settings
+        if settings.listener is not None:
+            from ilp_paychan.transport.server import BtpListener
+
+            listener = settings.listener
+            return BtpListener(
+                listener.port,
+                listener.host,
+                cert=listener.cert,
+                key=listener.key,
+                ca=listener.ca,
+                incoming_secret=settings.incoming_secret,
+                auth_check=settings.auth_check,
+                request_timeout=settings.request_timeout,
+            )
+        if settings.server is not None:
+            from ilp_paychan.transport.client import BtpClient
+
+            return BtpClient(
+                settings.server, ca=settings.ca, request_timeout=settings.request_timeout
+            )
+        raise InvalidFieldsError('invalid options: need "listener" or "server" to reach a peer')
+
+    @staticmethod
+    def _is_memory_url(store: Any) -> bool:
+        return isinstance(store, str) and store in ("memory:", "memory://", "memory")
+
+    def _open_log(self) -> None:
+        assert self._backend is not None
+        settings = self._settings
+        self._log = self._backend.get_transfer_log(
+            settings.store_key, settings.max_balance, settings.min_balance
+        )
+        self._book = TransferBook(self._log)
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def transfer_log(self) -> TransferLog:
+        """The plugin's own TransferLog (key `storeKey`); a durable store opens in connect()."""
+        if self._log is None:
+            raise NotConnectedError("the store opens in connect(); call connect() first")
+        return self._log
+
+    @property
+    def backend(self) -> Backend | None:
+        """The ledger backend (None before connect() for a durable store)."""
+        return self._backend
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        return self._options
+
+    @property
+    def settings(self) -> PluginSettings:
+        return self._settings
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def get_info(self) -> dict[str, Any] | None:
+        """A deep copy of the ledger info (None for a client before connect() fetched it)."""
+        info = self._hooks.get_info()
+        if info is None:
+            info = self._info
+        return None if info is None else json.loads(json.dumps(info))
+
+    def get_account(self) -> str:
+        account = self._hooks.get_account()
+        if account is not None:
+            return account
+        return (self._prefix or "") + ("server" if self._settings.stateful else "client")
+
+    def get_peer_account(self) -> str:
+        account = self._hooks.get_peer_account()
+        if account is not None:
+            return account
+        return (self._prefix or "") + ("client" if self._settings.stateful else "server")
+
+    def is_authorized(self, token: str) -> bool:
+        expected = self._hooks.get_auth_token()
+        if expected is None:
+            expected = self._settings.token
+        return expected is not None and token == expected
+
+    def in_flight_count(self) -> int:
+        """Prepared transfers this plugin tracks (incoming and outgoing)."""
+        return 0 if self._book is None else len(self._book.prepared)
+
+    def add_observer(self, observer: Any) -> None:
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Any) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    # ------------------------------------------------------------------ events
+
+    def on(self, name: str, callback: Callable[..., Any]) -> None:
+        self._events.on(name, callback)
+
+    def off(self, name: str, callback: Callable[..., Any]) -> None:
+        self._events.off(name, callback)
+
+    # ------------------------------------------------------------------ connect / disconnect
+
+    async def __aenter__(self) -> Plugin:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def connect(self) -> None:
+        """Open the store and the link, fetch info if needed, re-arm expiries; idempotent.
+
+        Concurrent calls share one attempt; a failed attempt leaves the plugin disconnected so
+        a later call tries again (weakness 19).
+        """
+        if self._connected:
+            return
+        task = self._connect_task
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._connect())
+            self._connect_task = task
+            task.add_done_callback(self._connect_done)
+        await asyncio.shield(task)
+
+    def _connect_done(self, task: asyncio.Task[None]) -> None:
+        if self._connect_task is task:
+            self._connect_task = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; the awaiting caller re-raises it
+
+    async def _connect(self) -> None:
+        self._closing = False
+        settings = self._settings
+        link: PeerLink | None = None
+        opened_backend = False
+        try:
+            if self._backend is None:
+                self._backend = await open_backend(settings.store)
+                self._owns_backend = opened_backend = True
+                self._open_log()
+            link = self._create_link()
+            link.set_request_handler(self._handle_request)
+            link.on_state_change(self._on_link_state)
+            self._link = link
+            await link.start()
+            if self._info is None or self._prefix is None:
+                await self._fetch_info()
+            await self._hooks.connect()
+            self._validator = Validator(
+                self.get_account(), self.get_peer_account(), self._prefix or ""
+            )
+            await self._recover_prepared()
+        except BaseException:
+            self._link = None
+            self._scheduler.stop()
+            if link is not None:
+                try:
+                    await link.stop()
+                except Exception:
+                    log.exception("stopping the link after a failed connect() raised")
+            if opened_backend and self._backend is not None:
+                await self._close_backend()
+            raise
+        self._connected = True
+        self._ready.set()
+        log.info("connected as %s (peer %s)", self.get_account(), self.get_peer_account())
+        self._events.emit("connect")
+        self._kick_notices()
+
+    async def _fetch_info(self) -> None:
+        """A client without local info asks the peer (PROTOCOL.md §d.4)."""
+        response = await self._request(Message(0, _INFO_REQUEST), "info")
+        entry = entries_by_name(response.protocol_data).get("info")
+        info = decode_entry(entry) if entry is not None else {}
+        if not isinstance(info, dict):
+            raise NotAcceptedError("the peer's info answer is not an object")
+        remote_prefix = info.get("prefix")
+        if self._prefix is not None and remote_prefix != self._prefix:
+            raise NotAcceptedError("Remote prefix does not match configured prefix")
+        if self._prefix is None:
+            if not isinstance(remote_prefix, str):
+                raise NotAcceptedError("the peer's info has no prefix")
+            self._prefix = remote_prefix
+        self._info = info
+
+    async def _recover_prepared(self) -> None:
+        """Reload stored prepared transfers: expire those past due, arm the rest (weakness 6)."""
+        assert self._book is not None
+        book = self._book
+        now = _now()
+        overdue: list[str] = []
+        for stored in await book.log.list_prepared():
+            try:
+                entry = Entry.from_stored(stored)
+            except (KeyError, ValueError, TypeError):
+                log.error("stored transfer %r cannot be read; left as is", stored.get("transfer"))
+                continue
+            book.remember(entry)
+            if entry.expires_at <= now:
+                overdue.append(entry.id)
+            else:
+                self._scheduler.arm(entry.id, entry.expires_at)
+        if overdue:
+            log.info("cancelling %d transfer(s) that expired while stopped", len(overdue))
+            await self._expire(overdue)
+
+    async def disconnect(self) -> None:
+        """Stop taking new work, let in-flight requests finish (bounded), close link and store."""
+        task = self._connect_task
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            except Exception:
+                return
+        if not self._connected:
+            return
+        self._connected = False
+        self._closing = True
+        self._ready.clear()
+        timeout = self._settings.shutdown_timeout
+        if self._in_flight:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                log.warning(
+                    "disconnect: %d request(s) still running after %gs", self._in_flight, timeout
+                )
+        worker = self._notice_worker
+        if worker is not None:
+            worker.cancel()
+        for pending in list(self._tasks):
+            pending.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        self._scheduler.stop()
+        hook_error: BaseException | None = None
+        try:
+            await self._hooks.disconnect()
+        except Exception as error:
+            hook_error = error
+        link, self._link = self._link, None
+        if link is not None:
+            await link.stop()
+        if self._book is not None:
+            self._book.prepared.clear()
+        if self._owns_backend:
+            await self._close_backend()
+        log.info("disconnected")
+        self._events.emit("disconnect")
+        if hook_error is not None:
+            raise hook_error
+
+    async def _close_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        self._log = None
+        self._book = None
+        self._owns_backend = False
+        if backend is not None:
+            await backend.close()
+
+    def _on_link_state(self, up: bool) -> None:
+        log.info("link to peer %s", "up" if up else "down")
+        for observer in self._observers:
+            callback = getattr(observer, "link_changed", None)
+            if callback is not None:
+                try:
+                    callback(up)
+                except Exception:
+                    log.exception("observer link_changed raised")
+        if up and self._connected:
+            self._kick_notices()
+
+    def _require_connected(self, method: str) -> None:
+        if not self._connected:
+            raise NotConnectedError(f"Must be connected before {method} can be called.")
+
+    # ------------------------------------------------------------------ outgoing requests
+
+    async def _request(self, packet: Packet, kind: str) -> Response:
+        link = self._link
+        if link is None:
+            raise NotConnectedError("the plugin is not connected")
+        if not self._observers:
+            return await link.request(packet, self._settings.request_timeout)
+        started = time.perf_counter()
+        try:
+            return await link.request(packet, self._settings.request_timeout)
+        finally:
+            elapsed = time.perf_counter() - started
+            for observer in self._observers:
+                callback = getattr(observer, "round_trip", None)
+                if callback is not None:
+                    try:
+                        callback(kind, elapsed)
+                    except Exception:
+                        log.exception("observer round_trip raised")
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ balances
+
+    async def get_balance(self) -> str:
+        """IF − OF; a stateless plugin asks the peer and negates its answer."""
+        self._require_connected("get_balance")
+        if self._settings.stateful:
+            return str(int(await self.transfer_log.get_balance()))
+        return str(-await self._peer_balance())
+
+    async def get_peer_balance(self) -> str:
+        """The peer's balance with us, negated (as the reference); "0", never "-0"."""
+        self._require_connected("get_peer_balance")
+        return str(-await self._peer_balance())
+
+    async def _peer_balance(self) -> int:
+        response = await self._request(Message(0, _BALANCE_REQUEST), "balance")
+        entry = entries_by_name(response.protocol_data).get("balance")
+        if entry is None or not entry.data:
+            raise NotAcceptedError("Could not get peer balance.")
+        try:
+            return decode_int64(entry.data)
+        except CodecError as error:
+            raise NotAcceptedError(f"Could not get peer balance: {error}") from None
+
+    async def get_limit(self) -> str:
+        """The peer's maximum, negated: how far our balance may fall ("-Infinity" unlimited)."""
+        self._require_connected("get_limit")
+        response = await self._request(Message(0, _LIMIT_REQUEST), "limit")
+        entry = entries_by_name(response.protocol_data).get("limit")
+        if entry is None:
+            raise NotAcceptedError("Failed to get limit of peer.")
+        value = decode_entry(entry)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        text = str(value)
+        if text == "Infinity":
+            return "-Infinity"
+        if text == "-Infinity":
+            return "Infinity"
+        try:
+            return str(-int(text))
+        except ValueError:
+            raise NotAcceptedError(f"invalid number: {text!r}") from None
+
+    # ------------------------------------------------------------------ sending transfers
+
+    async def send_transfer(self, transfer: Mapping[str, Any]) -> None:
+        """Prepare an outgoing transfer and send it; returns once the peer acknowledged it.
+
+        Raises:
+            InvalidFieldsError: a field is invalid, or `expiresAt` is not in the future.
+            NotAcceptedError: the minimum balance would be passed.
+            DuplicateIdError: the id was used with other contents.
+            PeerError: the peer refused it; the reservation is released (weakness 2).
+            PeerTimeoutError / UnreachableError: no answer; the transfer stays prepared and is
+                cancelled at its expiry unless the peer fulfils it first.
+        """
+        self._require_connected("send_transfer")
+        assert self._validator is not None
+        assert self._book is not None
+        checked = self._validator.outgoing_transfer(transfer)
+        expires_at = checked.expires_at.timestamp()
+        if expires_at <= _now():
+            raise InvalidFieldsError(
+                f"invalid expiresAt: {checked.record['expiresAt']} is not in the future"
+            )
+        entry = Entry(
+            checked.id, checked.record, False, checked.amount, checked.condition, expires_at
+        )
+        outcome = await self._book.prepare(entry)
+        if outcome is PrepareOutcome.REPEAT_FULFILLED:
+            raise AlreadyRolledBackError(
+                f"transfer {checked.id} was already fulfilled; not sent again"
+            )
+        if outcome is PrepareOutcome.REPEAT_CANCELLED:
+            raise AlreadyRolledBackError(f"transfer {checked.id} was already cancelled")
+        if outcome is PrepareOutcome.NEW:
+            self._scheduler.arm(checked.id, expires_at)
+        packet = Prepare(
+            0,
+            checked.id,
+            checked.amount,
+            checked.condition,
+            checked.expires_at,
+            to_protocol_data(checked.ilp, checked.custom),
+        )
+        try:
+            await self._request(packet, "prepare")
+        except PeerError:
+            if outcome is PrepareOutcome.NEW and await self._book.cancel_refused(checked.id):
+                self._scheduler.disarm(checked.id)
+                log.info("transfer %s refused by the peer; reservation released", checked.id)
+            raise
+        self._events.emit("outgoing_prepare", checked.record)
+
+    # ------------------------------------------------------------------ settling incoming transfers
+
+    async def fulfill_condition(
+        self, transfer_id: str, fulfillment: str, ilp: str | None = None
+    ) -> None:
+        """Fulfil an incoming transfer and tell the peer.
+
+        The fulfilment is committed (with a durable "tell the peer" notice) before anything is
+        sent; then the Fulfill goes out. If the peer answers, this returns (or raises its
+        PeerError, e.g. when it already expired the transfer). If it does not answer in time or
+        the link is down, this still returns — the money is ours — and the Fulfill is re-sent in
+        the background until acknowledged, also after a reconnect or restart (weakness 5).
+        A repeated call with the same fulfillment succeeds without a second event.
+
+        Raises:
+            InvalidFieldsError, TransferNotFoundError, AlreadyRolledBackError (cancelled or
+            expired), NotAcceptedError (outgoing transfer, or the fulfillment does not match).
+        """
+        self._require_connected("fulfill_condition")
+        assert self._book is not None
+        tid = canonical_id(transfer_id)
+        preimage = parse_hash32(fulfillment, "fulfillment")
+        ilp_bytes = parse_base64(ilp) if ilp not in (None, "") else None
+        entry, changed = await self._book.fulfill_incoming(tid, preimage, _now())
+        if not changed:
+            return
+        self._scheduler.disarm(tid)
+        text = entry.fulfillment or fulfillment
+        self._events.emit(
+            "incoming_fulfill", entry.record, text, b64url(ilp_bytes) if ilp_bytes else None
+        )
+        if ilp_bytes:
+            self._fulfill_ilp[tid] = ilp_bytes
+        await self._deliver(entry, raise_refusal=True)
+
+    async def reject_incoming_transfer(
+        self, transfer_id: str, reason: Mapping[str, Any] | None = None
+    ) -> None:
+        """Reject an incoming transfer with an ILP error built from `reason` (API.md).
+
+        The reason is validated and encoded before any state changes; an unusable one raises
+        InvalidFieldsError and leaves the transfer prepared (weakness 5).
+        """
+        self._require_connected("reject_incoming_transfer")
+        assert self._book is not None
+        tid = canonical_id(transfer_id)
+        error, normal = rejection_error(reason, self.get_account())
+        encoded = encode_ilp(error)
+        entry, changed = await self._book.reject_incoming(tid)
+        if not changed:
+            return
+        self._scheduler.disarm(tid)
+        self._reject_reasons[tid] = encoded
+        self._events.emit("incoming_reject", entry.record, normal)
+        await self._deliver(entry, raise_refusal=False)
+
+    # ------------------------------------------------------------------ peer notices
+
+    def _notice_packet(self, entry: Entry) -> tuple[Packet, str]:
+        if entry.fulfillment is not None and entry.state == "fulfilled":
+            preimage = parse_hash32(entry.fulfillment, "fulfillment")
+            ilp = self._fulfill_ilp.get(entry.id)
+            pd = (ProtocolData("ilp", _OCTETS, ilp),) if ilp else ()
+            return Fulfill(0, entry.id, preimage, pd), "fulfill"
+        reason = self._reject_reasons.get(entry.id)
+        if reason is None:
+            reason = encode_ilp(expiry_error(self.get_account()))
+        return Reject(0, entry.id, (ProtocolData("ilp", _OCTETS, reason),)), "reject"
+
+    async def _deliver(self, entry: Entry, *, raise_refusal: bool) -> bool:
+        """Send a settled transfer's Fulfill/Reject once; True when the peer answered.
+
+        A Response clears the notice; an Error is final too (the peer heard us and refused):
+        the notice is cleared and, for a Fulfill, the PeerError raised if `raise_refusal`.
+        A timeout or a down link keeps the notice and wakes the background re-delivery.
+        """
+        tid = entry.id
+        packet, kind = self._notice_packet(entry)
+        self._delivering.add(tid)
+        try:
+            response = await self._request(packet, kind)
+        except PeerError as error:
+            log.warning("peer refused our %s of %s: %s %s", kind, tid, error.code, error.name)
+            await self._clear_notice(tid)
+            if raise_refusal and kind == "fulfill":
+                raise
+            return True
+        except (PeerTimeoutError, UnreachableError, NotConnectedError) as error:
+            log.info("%s of %s not acknowledged (%s); will retry", kind, tid, type(error).__name__)
+            self._kick_notices()
+            return False
+        finally:
+            self._delivering.discard(tid)
+        await self._clear_notice(tid)
+        if kind == "fulfill":
+            claim_entry = entries_by_name(response.protocol_data).get("claim")
+            if claim_entry is not None:
+                try:
+                    await self._hooks.handle_incoming_claim(decode_entry(claim_entry))
+                except Exception:
+                    log.exception("handle_incoming_claim failed for %s", tid)
+        return True
+
+    async def _clear_notice(self, transfer_id: str) -> None:
+        self._reject_reasons.pop(transfer_id, None)
+        self._fulfill_ilp.pop(transfer_id, None)
+        log_ = self._log
+        if log_ is not None:
+            try:
+                await log_.clear_peer_notice(transfer_id)
+            except Exception:
+                log.exception("could not clear the peer notice of %s", transfer_id)
+
+    def _kick_notices(self) -> None:
+        """Start the background re-delivery of unacknowledged notices, if not running."""
+        if self._notice_worker is None and self._connected:
+            self._notice_worker = asyncio.get_running_loop().create_task(self._redeliver_notices())
+
+    async def _redeliver_notices(self) -> None:
+        backoff = 0.25
+        try:
+            while self._connected and self._log is not None:
+                notices = await self._log.list_peer_notices()
+                pending = [n for n in notices if n["transfer"]["id"] not in self._delivering]
+                if not pending:
+                    return
+                all_done = True
+                for stored in pending:
+                    try:
+                        entry = Entry.from_stored(stored)
+                    except (KeyError, ValueError, TypeError):
+                        continue
+                    if _now() > entry.expires_at + (
+                        0 if entry.state == "fulfilled" else NOTICE_GRACE
+                    ):
+                        log.warning(
+                            "giving up telling the peer about %s %s: expired", entry.state, entry.id
+                        )
+                        await self._clear_notice(entry.id)
+                        continue
+                    link = self._link
+                    if link is None or not link.is_open():
+                        return
+                    if not await self._deliver(entry, raise_refusal=False):
+                        all_done = False
+                        break
+                if not all_done:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, NOTICE_BACKOFF_MAX)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("re-delivery of peer notices failed")
+        finally:
+            if self._notice_worker is asyncio.current_task():
+                self._notice_worker = None
+
+    # ------------------------------------------------------------------ expiry
+
+    def _on_expired(self, transfer_ids: list[str]) -> None:
+        if self._connected:
+            self._spawn(self._expire(transfer_ids))
+
+    async def _expire(self, transfer_ids: list[str]) -> None:
+        book = self._book
+        if book is None:
+            return
+        account = self.get_account()
+        tell_peer = False
+        for tid in transfer_ids:
+            try:
+                entry, changed = await book.expire(tid)
+            except Exception:
+                log.exception("expiring %s failed", tid)
+                continue
+            if entry is None or not changed:
+                continue
+            log.info("transfer %s expired", tid)
+            reason = outgoing_reason(expiry_error(account))
+            if entry.is_incoming:
+                tell_peer = True
+                self._events.emit("incoming_cancel", entry.record, reason)
+            else:
+                self._events.emit("outgoing_cancel", entry.record, reason)
+        if tell_peer:
+            self._kick_notices()
+
+    # ------------------------------------------------------------------ messages
+
+    def register_request_handler(self, handler: RequestHandlerFn) -> None:
+        if not callable(handler):
+            raise InvalidFieldsError("requestHandler must be a function")
+        if self._request_handler is not None:
+            raise RequestHandlerAlreadyRegisteredError("requestHandler is already registered")
+        self._request_handler = handler
+
+    def deregister_request_handler(self) -> None:
+        self._request_handler = None
+
+    async def send_request(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Send a message to the peer's request handler; returns its response message.
+
+        The response has `id` (the request's `id`, or a fresh UUID when it had none; weakness
+        32), `to`, `from`, `ledger` and `ilp`/`custom` when present.
+        """
+        self._require_connected("send_request")
+        assert self._validator is not None
+        checked = self._validator.outgoing_message(message)
+        self._events.emit("outgoing_request", message)
+        pd = to_protocol_data(checked.ilp, checked.custom)
+        response = await self._request(Message(0, pd), "message")
+        result: dict[str, Any] = {
+            "id": message.get("id") or str(uuid.uuid4()),
+            "to": self.get_account(),
+            "from": self.get_peer_account(),
+            "ledger": self._prefix,
+        }
+        result.update(lpi_fields(entries_by_name(response.protocol_data)))
+        self._events.emit("incoming_response", result)
+        return result
+
+    # ------------------------------------------------------------------ the peer's requests
+
+    async def _handle_request(
+        self, packet: Prepare | Fulfill | Reject | Message
+    ) -> Response | Error:
+        if not self._connected and not await self._wait_ready():
+            return self._error_packet(
+                packet.request_id, UnreachableError("the plugin is not connected")
+            )
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            kind = type(packet)
+            if kind is Prepare:
+                return await self._on_prepare(packet)  # type: ignore[arg-type]
+            if kind is Fulfill:
+                return await self._on_fulfill(packet)  # type: ignore[arg-type]
+            if kind is Reject:
+                return await self._on_reject(packet)  # type: ignore[arg-type]
+            return await self._on_message(packet)  # type: ignore[arg-type]
+        except PluginError as error:
+            log.debug("request %d refused: %s", packet.request_id, error)
+            return self._error_packet(packet.request_id, error)
+        except CodecError as error:
+            return self._error_packet(packet.request_id, InvalidFieldsError(str(error)))
+        except Exception:
+            log.exception("request %d failed", packet.request_id)
+            return self._error_packet(packet.request_id, NotAcceptedError("internal error"))
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _wait_ready(self) -> bool:
+        """Hold a request that arrived during connect() until ready (weakness 20), bounded."""
+        if self._closing or self._connect_task is None:
+            return False
+        try:
+            await asyncio.wait_for(self._ready.wait(), self._settings.request_timeout)
+        except TimeoutError:
+            return False
+        return self._connected
+
+    @staticmethod
+    def _error_packet(request_id: int, error: BaseException) -> Error:
+        code = error.code if isinstance(error, PeerError) else ilp_code_for(error)
+        return Error(
+            request_id, code, error_name_for(error), datetime.now(UTC), _error_data(str(error))
+        )
+
+    async def _on_prepare(self, packet: Prepare) -> Response:
+        if self._closing:
+            raise UnreachableError("the plugin is disconnecting")
+        assert self._book is not None
+        if packet.expires_at is None:
+            raise InvalidFieldsError("invalid expiresAt: not a valid timestamp")
+        if packet.amount <= 0:
+            raise InvalidFieldsError(f"invalid amount: must be positive; got {packet.amount}")
+        expires_at = packet.expires_at.timestamp()
+        if expires_at <= _now():
+            raise InvalidFieldsError(
+                f"invalid expiresAt: {format_timestamp(packet.expires_at)} is in the past"
+            )
+        tid = packet.transfer_id
+        record: dict[str, Any] = {
+            "id": tid,
+            "amount": str(packet.amount),
+            "executionCondition": b64url(packet.execution_condition),
+            "expiresAt": format_timestamp(packet.expires_at),
+            "to": self.get_account(),
+            "from": self.get_peer_account(),
+            "ledger": self._prefix,
+        }
+        if packet.protocol_data:
+            record.update(lpi_fields(entries_by_name(packet.protocol_data)))
+        entry = Entry(tid, record, True, packet.amount, packet.execution_condition, expires_at)
+        outcome = await self._book.prepare(entry)
+        if outcome is PrepareOutcome.NEW:
+            if self._has_prepare_hook:
+                try:
+                    await self._hooks.handle_incoming_prepare(record)
+                except Exception as error:
+                    await self._book.cancel_refused(tid)
+                    log.info("transfer %s refused by the settlement hook: %s", tid, error)
+                    raise (
+                        error if isinstance(error, PluginError) else NotAcceptedError(str(error))
+                    ) from error
+            self._scheduler.arm(tid, expires_at)
+            self._events.emit("incoming_prepare", record)
+        elif outcome is PrepareOutcome.REPEAT_CANCELLED:
+            raise AlreadyRolledBackError(f"transfer {tid} has already been cancelled.")
+        elif outcome is PrepareOutcome.REPEAT_FULFILLED:
+            self._kick_notices()
+        return Response(packet.request_id, _EMPTY_RESPONSE_PD)
+
+    async def _on_fulfill(self, packet: Fulfill) -> Response:
+        assert self._book is not None
+        tid = packet.transfer_id
+        entry, changed = await self._book.fulfill_outgoing(tid, packet.fulfillment, _now())
+        if changed:
+            self._scheduler.disarm(tid)
+            if self._events.has_listeners("outgoing_fulfill"):
+                fields = (
+                    lpi_fields(entries_by_name(packet.protocol_data))
+                    if packet.protocol_data
+                    else {}
+                )
+                self._events.emit(
+                    "outgoing_fulfill", entry.record, entry.fulfillment, fields.get("ilp")
+                )
+        if not self._has_claims:
+            return Response(packet.request_id, _EMPTY_RESPONSE_PD)
+        try:
+            claim = await self._hooks.create_outgoing_claim(
+                await self.transfer_log.get_outgoing_fulfilled()
+            )
+        except Exception:
+            log.exception("create_outgoing_claim failed for %s", tid)
+            claim = None
+        pd = (side_protocol_entry("claim", claim),) if claim is not None else _EMPTY_RESPONSE_PD
+        return Response(packet.request_id, pd)
+
+    async def _on_reject(self, packet: Reject) -> Response:
+        assert self._book is not None
+        entry_pd = entries_by_name(packet.protocol_data).get("ilp")
+        if entry_pd is None or not entry_pd.data:
+            raise NotAcceptedError("a Reject must carry an ILP error in its ilp entry")
+        try:
+            error = decode_ilp(entry_pd.data)
+        except CodecError as exc:
+            raise NotAcceptedError(f"the Reject's ilp entry is not an ILP error: {exc}") from None
+        if not isinstance(error, IlpError):
+            raise NotAcceptedError("the Reject's ilp entry is not an ILP error")
+        tid = packet.transfer_id
+        entry, changed = await self._book.reject_by_peer(tid, _now())
+        if changed:
+            self._scheduler.disarm(tid)
+            reason = outgoing_reason(error)
+            if entry.is_incoming:
+                self._events.emit("incoming_cancel", entry.record, reason)
+            else:
+                self._events.emit("outgoing_reject", entry.record, reason)
+        return Response(packet.request_id, _EMPTY_RESPONSE_PD)
+
+    async def _on_message(self, packet: Message) -> Response:
+        by_name = entries_by_name(packet.protocol_data)
+        ilp = by_name.get("ilp")
+        if ilp is not None and ilp.data:
+            return await self._on_handler_request(packet.request_id, by_name)
+        info = by_name.get("info")
+        if info is not None:
+            if info.content_type not in (_TEXT, _JSON) and info.data[:1] == b"\x02":
+                return Response(
+                    packet.request_id, (ProtocolData("info", _JSON, dump_json(self.get_info())),)
+                )
+            return Response(
+                packet.request_id, (ProtocolData("info", _TEXT, self.get_account().encode()),)
+            )
+        if "balance" in by_name:
+            balance = int(await self.transfer_log.get_balance())
+            return Response(
+                packet.request_id, (ProtocolData("balance", _OCTETS, encode_int64(balance)),)
+            )
+        if "limit" in by_name:
+            maximum = await self.transfer_log.get_maximum()
+            return Response(packet.request_id, (ProtocolData("limit", _JSON, dump_json(maximum)),))
+        if "custom" in by_name:
+            return await self._on_handler_request(packet.request_id, by_name)
+        answer = await self._hooks.handle_side_protocols(packet)
+        if answer is None:
+            names = ", ".join(sorted(by_name)) or "(none)"
+            raise NotAcceptedError(f"Unsupported side protocol(s): {names}")
+        return Response(packet.request_id, answer.protocol_data)
+
+    async def _on_handler_request(
+        self, request_id: int, by_name: Mapping[str, ProtocolData]
+    ) -> Response:
+        message: dict[str, Any] = {
+            "id": request_id,
+            "to": self.get_account(),
+            "from": self.get_peer_account(),
+            "ledger": self._prefix,
+        }
+        message.update(lpi_fields(by_name))
+        self._events.emit("incoming_request", message)
+        handler = self._request_handler
+        if handler is None:
+            raise NotAcceptedError("no request handler registered")
+        try:
+            result = handler(message)
+            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+                result = await result
+        except Exception as error:
+            log.info("request handler failed for request %d: %s", request_id, error)
+            ilp_error = IlpError(
+                "F00",
+                "Bad Request",
+                self.get_account(),
+                (),
+                datetime.now(UTC),
+                _error_data(str(error)).encode("utf-8"),
+            )
+            encoded = encode_ilp(ilp_error)
+            self._events.emit(
+                "outgoing_response",
+                {"to": self.get_peer_account(), "from": self.get_account(), "ilp": b64url(encoded)},
+            )
+            return Response(request_id, (ProtocolData("ilp", _OCTETS, encoded),))
+        assert self._validator is not None
+        checked = self._validator.outgoing_message(result)
+        self._events.emit("outgoing_response", result)
+        return Response(request_id, to_protocol_data(checked.ilp, checked.custom))

@@ -1,0 +1,218 @@
+"""The transfer state machine: who may move a transfer from `prepared` to fulfilled/cancelled.
+
+Everything that decides a transfer's fate lives here; the plugin only turns packets and calls into
+these operations and reports what they did. Rules, per side (PROTOCOL.md §e, with §i fixed):
+
+    (none) --prepare--> prepared --fulfill--> fulfilled      (both final)
+                            \\------cancel--> cancelled
+
+1. The TransferLog commits every transition in one store transaction and is the only judge of a
+   race: a fulfill and a cancel of the same transfer can never both succeed. Whatever loses gets
+   AlreadyRolledBackError / AlreadyFulfilledError from the ledger.
+2. Incoming transfers (the peer pays us): only we fulfil them (`fulfill_incoming`, preimage
+   checked as bytes against the condition, before `expiresAt` by our clock) or reject them
+   (`reject_incoming`). Both record a peer notice in the same transaction, so the peer is told even
+   after a crash. The peer may cancel one only once its `expiresAt` has passed (its expiry Reject,
+   weakness 9).
+3. Outgoing transfers (we pay the peer): only the peer fulfils them (`fulfill_outgoing`, same
+   checks) or rejects them (`reject_outgoing`). We never reject our own outgoing transfer; it is
+   cancelled locally at expiry without telling the peer (weakness 8), or at once when the peer
+   refused the Prepare (weakness 2).
+4. Expiry (`expire`) cancels whatever is still prepared at `expiresAt`, in every mode (weakness 9);
+   for an incoming transfer it records a peer notice (the receiver's R00 Reject is what a JS sender
+   needs). Losing to a fulfill is a no-op.
+5. Repeats are idempotent (RFC 23, weakness 4): fulfilling a fulfilled transfer with its preimage
+   succeeds with `changed=False`; rejecting or cancelling a cancelled one likewise.
+
+The book caches the prepared transfers this plugin knows (parsed once: amount, condition bytes,
+expiry), so the hot path does no store read before the transition itself; settled or foreign ids
+fall back to `TransferLog.get`.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ilp_paychan.errors import (
+    AlreadyFulfilledError,
+    AlreadyRolledBackError,
+    InvalidFulfillmentError,
+    NotAcceptedError,
+    TransferNotFoundError,
+)
+from ilp_paychan.ledger import PrepareOutcome, TransferLog
+
+PREPARED = "prepared"
+FULFILLED = "fulfilled"
+CANCELLED = "cancelled"
+
+
+class FulfillmentMismatchError(NotAcceptedError, InvalidFulfillmentError):
+    """The preimage does not hash to the condition.
+
+    The reference answers this with NotAcceptedError (F00); being also an InvalidFulfillmentError
+    lets Python callers catch it by meaning.
+    """
+
+    ilp_code = "F00"
+
+    @property
+    def error_name(self) -> str:
+        return "NotAcceptedError"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One transfer as the state machine sees it."""
+
+    id: str
+    record: dict[str, Any]
+    is_incoming: bool
+    amount: int
+    condition: bytes
+    expires_at: float
+    state: str = PREPARED
+    fulfillment: str | None = None
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> Entry:
+        """From a transfer-with-info record of the ledger."""
+        record = stored["transfer"]
+        condition_text = record.get("executionCondition", "")
+        return cls(
+            id=record["id"],
+            record=record,
+            is_incoming=stored["isIncoming"],
+            amount=int(record["amount"]),
+            condition=base64.urlsafe_b64decode(condition_text + "=" * (-len(condition_text) % 4)),
+            expires_at=datetime.fromisoformat(record["expiresAt"]).timestamp(),
+            state=stored["state"],
+            fulfillment=stored.get("fulfillment"),
+        )
+
+
+def _sha256(data: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(data).digest()
+
+
+class TransferBook:
+    """The transitions of rules 1–5 over one TransferLog, with a cache of prepared transfers."""
+
+    __slots__ = ("log", "prepared")
+
+    def __init__(self, log: TransferLog) -> None:
+        self.log = log
+        self.prepared: dict[str, Entry] = {}
+
+    async def find(self, transfer_id: str) -> Entry:
+        """The entry for an id, from the cache or the store. Raises TransferNotFoundError."""
+        entry = self.prepared.get(transfer_id)
+        if entry is not None:
+            return entry
+        return Entry.from_stored(await self.log.get(transfer_id))
+
+    def remember(self, entry: Entry) -> None:
+        if entry.state == PREPARED:
+            self.prepared[entry.id] = entry
+
+    async def prepare(self, entry: Entry) -> PrepareOutcome:
+        """Store a new prepared transfer (limits checked by the ledger); repeats are reported."""
+        outcome = await self.log.prepare(entry.record, entry.is_incoming)
+        if outcome is PrepareOutcome.NEW or outcome is PrepareOutcome.REPEAT_PREPARED:
+            self.prepared.setdefault(entry.id, entry)
+        return outcome
+
+    async def fulfill_incoming(
+        self, transfer_id: str, fulfillment: bytes, now: float
+    ) -> tuple[Entry, bool]:
+        """We fulfil a transfer the peer sent us (rule 2); records the peer notice."""
+        entry = await self.find(transfer_id)
+        if not entry.is_incoming:
+            raise NotAcceptedError(f"transfer {transfer_id} is outgoing; cannot fulfill.")
+        return entry, await self._fulfill(entry, fulfillment, now, notify_peer=True)
+
+    async def fulfill_outgoing(
+        self, transfer_id: str, fulfillment: bytes, now: float
+    ) -> tuple[Entry, bool]:
+        """The peer fulfils a transfer we sent (rule 3)."""
+        entry = await self.find(transfer_id)
+        if entry.is_incoming:
+            raise NotAcceptedError(f"transfer {transfer_id} is incoming; refusing to fulfill.")
+        return entry, await self._fulfill(entry, fulfillment, now, notify_peer=False)
+
+    async def _fulfill(
+        self, entry: Entry, fulfillment: bytes, now: float, *, notify_peer: bool
+    ) -> bool:
+        if entry.state == CANCELLED:
+            raise AlreadyRolledBackError(f"transfer {entry.id} has already been cancelled.")
+        if len(fulfillment) != 32 or _sha256(fulfillment) != entry.condition:
+            raise FulfillmentMismatchError("Fulfillment does not match the condition")
+        if entry.state == FULFILLED:
+            return False
+        if now >= entry.expires_at:
+            raise AlreadyRolledBackError(f"transfer {entry.id} has already expired.")
+        text = base64.urlsafe_b64encode(fulfillment).rstrip(b"=").decode("ascii")
+        try:
+            changed = await self.log.fulfill(entry.id, text, notify_peer=notify_peer)
+        except (AlreadyRolledBackError, TransferNotFoundError):
+            self.prepared.pop(entry.id, None)
+            raise
+        self.prepared.pop(entry.id, None)
+        entry.state = FULFILLED
+        entry.fulfillment = text
+        return changed
+
+    async def reject_incoming(self, transfer_id: str) -> tuple[Entry, bool]:
+        """We reject a transfer the peer sent us (rule 2); records the peer notice."""
+        entry = await self.find(transfer_id)
+        if not entry.is_incoming:
+            raise NotAcceptedError(f"transfer {transfer_id} is outgoing; cannot reject.")
+        return entry, await self._cancel(entry, notify_peer=True)
+
+    async def reject_by_peer(self, transfer_id: str, now: float) -> tuple[Entry, bool]:
+        """The peer rejects: our outgoing transfer (rule 3), or its expiry of our incoming one."""
+        entry = await self.find(transfer_id)
+        if entry.is_incoming and now < entry.expires_at:
+            raise NotAcceptedError(f"transfer {transfer_id} is incoming; peer cannot reject.")
+        return entry, await self._cancel(entry, notify_peer=False)
+
+    async def cancel_refused(self, transfer_id: str) -> bool:
+        """Release an outgoing reservation the peer refused (weakness 2)."""
+        entry = self.prepared.get(transfer_id)
+        if entry is None:
+            return False
+        try:
+            return await self._cancel(entry, notify_peer=False)
+        except AlreadyFulfilledError:
+            return False
+
+    async def expire(self, transfer_id: str) -> tuple[Entry | None, bool]:
+        """Cancel a transfer still prepared at its expiry (rule 4); (entry, False) if it lost."""
+        entry = self.prepared.get(transfer_id)
+        if entry is None:
+            return None, False
+        try:
+            return entry, await self._cancel(entry, notify_peer=entry.is_incoming)
+        except (AlreadyFulfilledError, TransferNotFoundError):
+            self.prepared.pop(transfer_id, None)
+            return entry, False
+
+    async def _cancel(self, entry: Entry, *, notify_peer: bool) -> bool:
+        if entry.state == FULFILLED:
+            raise AlreadyFulfilledError(f"transfer {entry.id} has already been fulfilled.")
+        if entry.state == CANCELLED:
+            return False
+        try:
+            changed = await self.log.cancel(entry.id, notify_peer=notify_peer)
+        except AlreadyFulfilledError:
+            self.prepared.pop(entry.id, None)
+            entry.state = FULFILLED
+            raise
+        self.prepared.pop(entry.id, None)
+        entry.state = CANCELLED
+        return changed

@@ -1,0 +1,231 @@
+"""LPI field validation (PROTOCOL.md §d.3), stricter where the reference was unsafe (weakness 10).
+
+What this module is for: turning the caller's loosely typed LPI records into canonical values
+before anything is stored or sent, so that bad input never reaches the ledger or the wire. It
+raises only `InvalidFieldsError`, always naming the field. It does no I/O.
+
+Rules:
+- ids: UUID strings in the canonical dashed form, any letter case; returned lowercase (weakness 10).
+- amounts: `int` or `str` matching `^[0-9]+$`, in `1 .. 2**64 - 1` (the reference accepted `"5.0"`
+  and crashed later on `"1.5"`; zero stays refused as the JS peer refuses it).
+- conditions and fulfillments: 43 base64url characters that decode to exactly 32 bytes in canonical
+  form (unused trailing bits zero), compared as bytes (weakness 10).
+- `expiresAt`: a timezone-aware `datetime` or an ISO 8601 string with a zone; kept to milliseconds
+  (the wire's precision) and written as `YYYY-MM-DDTHH:MM:SS.mmmZ` like the reference.
+- `ilp`: base64url or standard base64, with or without padding; returned as bytes.
+- accounts: `to`/`from` prefix rules exactly as the reference's validator (startsWith), including
+  its escape for records that carry an `account` field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ilp_paychan.errors import InvalidFieldsError
+
+MAX_UINT64 = 2**64 - 1
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DIGITS = re.compile(r"[0-9]+")
+#: 32 bytes as unpadded base64url: 42 free characters, then one whose two low bits are zero.
+_B64URL_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_B64URL_32_LOOSE = re.compile(r"[A-Za-z0-9_-]{43}")
+_BASE64_ANY = re.compile(r"[A-Za-z0-9_+/-]*={0,2}")
+
+
+def canonical_id(value: Any, field: str = "id") -> str:
+    """The lowercase dashed form of a UUID string."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise InvalidFieldsError(f"invalid {field}: expected a dashed UUID string; got {value!r}")
+    return value.lower()
+
+
+def parse_amount(value: Any, field: str = "amount") -> int:
+    """A positive integer amount that fits an OER UInt64."""
+    if isinstance(value, bool):
+        raise InvalidFieldsError(f"invalid {field}: expected a decimal integer; got {value!r}")
+    if isinstance(value, int):
+        amount = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+        amount = int(value)
+    else:
+        raise InvalidFieldsError(f"invalid {field}: expected a decimal integer; got {value!r}")
+    if not 0 < amount <= MAX_UINT64:
+        raise InvalidFieldsError(f"invalid {field}: must be between 1 and 2^64-1; got {value!r}")
+    return amount
+
+
+def parse_hash32(value: Any, field: str) -> bytes:
+    """32 bytes from 43 canonical base64url characters (a condition or a fulfillment)."""
+    if not isinstance(value, str) or not _B64URL_32.fullmatch(value):
+        kind = (
+            "non-canonical" if isinstance(value, str) and _B64URL_32_LOOSE.fullmatch(value) else ""
+        )
+        raise InvalidFieldsError(
+            f"invalid {field}: expected 32 bytes as 43 {kind + ' ' if kind else ''}"
+            f"base64url characters; got {value!r}"
+        )
+    return base64.urlsafe_b64decode(value + "=")
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url, as the reference exposes conditions, fulfillments and `ilp`."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def parse_base64(value: Any, field: str = "ilp") -> bytes:
+    """Bytes from base64url or standard base64, padded or not."""
+    if (
+        not isinstance(value, str)
+        or not _BASE64_ANY.fullmatch(value)
+        or len(value.rstrip("=")) % 4 == 1
+    ):
+        raise InvalidFieldsError(f"invalid {field}: expected a base64url string; got {value!r}")
+    text = value.rstrip("=").replace("+", "-").replace("/", "_")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as error:
+        raise InvalidFieldsError(f"invalid {field}: {error}") from None
+
+
+def parse_timestamp(value: Any, field: str = "expiresAt") -> datetime:
+    """A timezone-aware UTC datetime, truncated to milliseconds."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidFieldsError(
+                f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}"
+            ) from None
+    else:
+        raise InvalidFieldsError(f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}")
+    if moment.tzinfo is None:
+        raise InvalidFieldsError(f"invalid {field}: the timestamp needs a time zone; got {value!r}")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ`, the form the reference puts in LPI records."""
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTransfer:
+    """A validated outgoing transfer: the record to store and emit, and its parsed fields."""
+
+    id: str
+    amount: int
+    condition: bytes
+    expires_at: datetime
+    ilp: bytes | None
+    custom: Any
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedMessage:
+    ilp: bytes | None
+    custom: Any
+    record: dict[str, Any]
+
+
+class Validator:
+    """The account and prefix checks, bound to this plugin's own and peer accounts."""
+
+    __slots__ = ("account", "peer_account", "prefix")
+
+    def __init__(self, account: str, peer_account: str, prefix: str) -> None:
+        self.account = account
+        self.peer_account = peer_account
+        self.prefix = prefix
+
+    def outgoing_transfer(self, transfer: Any) -> CheckedTransfer:
+        """Check a transfer given to `send_transfer`; the record is the caller's + `ledger`."""
+        if not isinstance(transfer, Mapping):
+            raise InvalidFieldsError(
+                f"invalid transfer: expected a mapping; got {type(transfer).__name__}"
+            )
+        for name in ("id", "amount", "executionCondition", "expiresAt"):
+            if transfer.get(name) in (None, ""):
+                raise InvalidFieldsError(f"invalid {name}: the transfer must have one")
+        transfer_id = canonical_id(transfer["id"])
+        amount = parse_amount(transfer["amount"])
+        condition = parse_hash32(transfer["executionCondition"], "executionCondition")
+        expires_at = parse_timestamp(transfer["expiresAt"])
+        for name in ("data", "noteToSelf", "custom"):
+            value = transfer.get(name)
+            if value and not isinstance(value, Mapping | list):
+                raise InvalidFieldsError(f"invalid {name}: expected an object; got {value!r}")
+        self._check_ledger(transfer)
+        self._check_accounts(transfer, outgoing=True, escape=True)
+        ilp = transfer.get("ilp")
+        ilp_bytes = parse_base64(ilp) if ilp not in (None, "") else None
+        record = dict(transfer)
+        record["id"] = transfer_id
+        record["amount"] = str(amount)
+        record["executionCondition"] = b64url(condition)
+        record["expiresAt"] = format_timestamp(expires_at)
+        record["ledger"] = self.prefix
+        if ilp_bytes is not None:
+            record["ilp"] = b64url(ilp_bytes)
+        return CheckedTransfer(
+            transfer_id, amount, condition, expires_at, ilp_bytes, transfer.get("custom"), record
+        )
+
+    def outgoing_message(self, message: Any) -> CheckedMessage:
+        """Check a message given to `send_request` or returned by the request handler."""
+        if not isinstance(message, Mapping):
+            raise InvalidFieldsError(
+                f"invalid message: expected a mapping; got {type(message).__name__}"
+            )
+        self._check_ledger(message)
+        self._check_accounts(message, outgoing=True, escape=False)
+        ilp = message.get("ilp")
+        ilp_bytes = parse_base64(ilp) if ilp not in (None, "") else None
+        custom = message.get("custom")
+        if custom is not None and not isinstance(custom, Mapping | list | str | int | float | bool):
+            raise InvalidFieldsError(
+                f"invalid custom: expected JSON data; got {type(custom).__name__}"
+            )
+        return CheckedMessage(ilp_bytes, custom, dict(message))
+
+    def _check_ledger(self, record: Mapping[str, Any]) -> None:
+        ledger = record.get("ledger")
+        if ledger is not None and ledger != self.prefix:
+            raise InvalidFieldsError(
+                f"invalid ledger: {ledger!r} must match ILP prefix {self.prefix!r}"
+            )
+
+    def _check_accounts(self, record: Mapping[str, Any], *, outgoing: bool, escape: bool) -> None:
+        to = record.get("to")
+        if not to:
+            raise InvalidFieldsError("invalid to: must have a destination (.to)")
+        if not isinstance(to, str):
+            raise InvalidFieldsError(f"invalid to: expected a string; got {to!r}")
+        sender = record.get("from")
+        if sender is not None and not isinstance(sender, str):
+            raise InvalidFieldsError(f"invalid from: expected a string; got {sender!r}")
+        if escape and record.get("account"):
+            return
+        own, peer = (
+            (self.account, self.peer_account) if outgoing else (self.peer_account, self.account)
+        )
+        if sender and not sender.startswith(own):
+            raise InvalidFieldsError(f"invalid from: {sender!r} does not start with {own!r}")
+        if not to.startswith(peer):
+            raise InvalidFieldsError(f"invalid to: {to!r} does not start with {peer!r}")
+
+    def check_incoming(self, record: Mapping[str, Any]) -> None:
+        """The reference's incoming account rule (`from` = peer, `to` = own)."""
+        self._check_ledger(record)
+        self._check_accounts(record, outgoing=False, escape=True)
