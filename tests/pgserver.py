@@ -9,8 +9,8 @@ Which server, in order:
    server listens on 127.0.0.1 at a free port, and everything is removed afterwards.
 
 Each session (so each xdist worker) creates its own database and drops it at the end. Use it from a
-conftest with `from pgserver import postgres_url` (tests/ is on sys.path), or request
-`postgres_server` for the admin URL.
+conftest with `from pgserver import postgres_url` (tests/ is on sys.path); `running_server()`
+gives the admin URL to code that needs its own databases.
 """
 
 from __future__ import annotations
@@ -185,8 +185,8 @@ def _system_user() -> str:
     return "ilp-paychan-pg"
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
+@contextlib.contextmanager
+def running_server() -> Iterator[str]:
     """Admin URL of a running server (see the module docstring for which one)."""
     given = os.environ.get(ENV_URL)
     if given:
@@ -209,12 +209,13 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(postgres_server: str) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """URL of a database created for this test session (this xdist worker) and dropped after."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     name = f"ilp_test_{worker}_{uuid.uuid4().hex[:12]}"
-    _run_sql(postgres_server, f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(postgres_server, name)
-    finally:
-        _run_sql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with running_server() as server:
+        _run_sql(server, f'CREATE DATABASE "{name}"')
+        try:
+            yield with_database(server, name)
+        finally:
+            _run_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

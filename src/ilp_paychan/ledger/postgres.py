@@ -1,9 +1,430 @@
-"""postgres store: not written yet (next commit)."""
+"""PostgreSQL store (`postgresql://...`): one ledger shared by many processes or hosts.
+
+Driver: asyncpg, which the project already depends on; it is asyncio-native, keeps a connection
+pool and caches prepared statements per connection, and is the fastest maintained driver.
+
+Each ledger transition is one PL/pgSQL function call, i.e. one statement in its own transaction
+and one network round trip. The function locks the log's row (`SELECT ... FOR UPDATE`), so every
+transition on one TransferLog key is serialised across all processes, and the limit check and the
+sum update happen under that lock. The lock is held only while the function runs, not across
+round trips, which keeps contention low. The rules are those of `ledger.rules`; the conformance
+suite pins both. Lock order is always log row, then transfer row, so deadlocks cannot arise;
+serialization failures and deadlocks are still retried in case a DBA raises the isolation level.
+
+The URL may carry `?schema=NAME` to keep the tables in their own schema. The schema is created and
+migrated by the library (table `ilp_schema_version`), under an advisory lock.
+"""
 
 from __future__ import annotations
 
-from ilp_paychan.ledger.store import LedgerStore
+import asyncio
+import hashlib
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from ilp_paychan.ledger import rules
+from ilp_paychan.ledger.inputs import canonical_json
+from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+
+SCHEMA_VERSION = 1
+RETRIES = 20
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 0x1C0_9A1C  # arbitrary advisory-lock id for schema migrations
+
+_DUPLICATE = "IL001"
+_OVER_LIMIT = "IL002"
+_NOT_FOUND = "IL003"
+_ROLLED_BACK = "IL004"
+_FULFILLED = "IL005"
+_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+_OUTCOMES = {
+    "new": PrepareOutcome.NEW,
+    "prepared": PrepareOutcome.REPEAT_PREPARED,
+    "fulfilled": PrepareOutcome.REPEAT_FULFILLED,
+    "cancelled": PrepareOutcome.REPEAT_CANCELLED,
+}
+
+_LIMIT_EXPR = """CASE WHEN {col} IS NULL THEN {arg}
+        WHEN {col} IN ('Infinity', '-Infinity') THEN NULL ELSE {col}::numeric END"""
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE ilp_logs (
+            key text PRIMARY KEY,
+            incoming_fulfilled numeric NOT NULL DEFAULT 0,
+            outgoing_fulfilled numeric NOT NULL DEFAULT 0,
+            incoming_fulfilled_and_prepared numeric NOT NULL DEFAULT 0,
+            outgoing_fulfilled_and_prepared numeric NOT NULL DEFAULT 0,
+            maximum text,
+            minimum text
+        )""",
+        """CREATE TABLE ilp_transfers (
+            log_key text NOT NULL,
+            id text NOT NULL,
+            transfer text NOT NULL,
+            digest bytea NOT NULL,
+            is_incoming boolean NOT NULL,
+            amount numeric NOT NULL,
+            expires_at timestamptz,
+            state text NOT NULL,
+            fulfillment text,
+            notify_peer boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (log_key, id)
+        )""",
+        """CREATE INDEX ilp_transfers_prepared ON ilp_transfers (log_key, expires_at)
+            WHERE state = 'prepared'""",
+        "CREATE INDEX ilp_transfers_notices ON ilp_transfers (log_key) WHERE notify_peer",
+        """CREATE TABLE ilp_max_values (
+            key text PRIMARY KEY,
+            value numeric NOT NULL,
+            entry text NOT NULL
+        )""",
+        """CREATE FUNCTION ilp_lock_log(p_key text) RETURNS ilp_logs LANGUAGE plpgsql AS $$
+        DECLARE l ilp_logs;
+        BEGIN
+            SELECT * INTO l FROM ilp_logs WHERE key = p_key FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO ilp_logs (key) VALUES (p_key) ON CONFLICT (key) DO NOTHING;
+                SELECT * INTO l FROM ilp_logs WHERE key = p_key FOR UPDATE;
+            END IF;
+            RETURN l;
+        END $$""",
+        f"""CREATE FUNCTION ilp_prepare(
+            p_key text, p_id text, p_transfer text, p_digest bytea, p_incoming boolean,
+            p_amount numeric, p_expires timestamptz, p_maximum numeric, p_minimum numeric
+        ) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE
+            l ilp_logs;
+            t record;
+            v_limit numeric;
+        BEGIN
+            l := ilp_lock_log(p_key);
+            SELECT state, digest INTO t FROM ilp_transfers WHERE log_key = p_key AND id = p_id;
+            IF FOUND THEN
+                IF t.digest = p_digest THEN
+                    RETURN t.state;
+                END IF;
+                RAISE EXCEPTION 'duplicate id' USING ERRCODE = '{_DUPLICATE}';
+            END IF;
+            IF p_incoming THEN
+                v_limit := {_LIMIT_EXPR.format(col="l.maximum", arg="p_maximum")};
+                IF v_limit IS NOT NULL AND
+                   l.incoming_fulfilled_and_prepared + p_amount - l.outgoing_fulfilled > v_limit
+                THEN
+                    RAISE EXCEPTION 'over limit' USING ERRCODE = '{_OVER_LIMIT}';
+                END IF;
+                UPDATE ilp_logs SET incoming_fulfilled_and_prepared =
+                    incoming_fulfilled_and_prepared + p_amount WHERE key = p_key;
+            ELSE
+                v_limit := {_LIMIT_EXPR.format(col="l.minimum", arg="p_minimum")};
+                IF v_limit IS NOT NULL AND
+                   l.outgoing_fulfilled_and_prepared + p_amount - l.incoming_fulfilled > -v_limit
+                THEN
+                    RAISE EXCEPTION 'over limit' USING ERRCODE = '{_OVER_LIMIT}';
+                END IF;
+                UPDATE ilp_logs SET outgoing_fulfilled_and_prepared =
+                    outgoing_fulfilled_and_prepared + p_amount WHERE key = p_key;
+            END IF;
+            INSERT INTO ilp_transfers (log_key, id, transfer, digest, is_incoming, amount,
+                                       expires_at, state)
+            VALUES (p_key, p_id, p_transfer, p_digest, p_incoming, p_amount, p_expires,
+                    'prepared');
+            RETURN 'new';
+        END $$""",
+        f"""CREATE FUNCTION ilp_settle(
+            p_key text, p_id text, p_fulfill boolean, p_fulfillment text, p_notify boolean
+        ) RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE
+            l ilp_logs;
+            t record;
+        BEGIN
+            l := ilp_lock_log(p_key);
+            SELECT state, is_incoming, amount INTO t FROM ilp_transfers
+                WHERE log_key = p_key AND id = p_id FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'not found' USING ERRCODE = '{_NOT_FOUND}';
+            END IF;
+            IF p_fulfill THEN
+                IF t.state = 'fulfilled' THEN RETURN false; END IF;
+                IF t.state = 'cancelled' THEN
+                    RAISE EXCEPTION 'cancelled' USING ERRCODE = '{_ROLLED_BACK}';
+                END IF;
+                UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = p_fulfillment,
+                    notify_peer = p_notify WHERE log_key = p_key AND id = p_id;
+                IF t.is_incoming THEN
+                    UPDATE ilp_logs SET incoming_fulfilled = incoming_fulfilled + t.amount
+                        WHERE key = p_key;
+                ELSE
+                    UPDATE ilp_logs SET outgoing_fulfilled = outgoing_fulfilled + t.amount
+                        WHERE key = p_key;
+                END IF;
+            ELSE
+                IF t.state = 'cancelled' THEN RETURN false; END IF;
+                IF t.state = 'fulfilled' THEN
+                    RAISE EXCEPTION 'fulfilled' USING ERRCODE = '{_FULFILLED}';
+                END IF;
+                UPDATE ilp_transfers SET state = 'cancelled', notify_peer = p_notify
+                    WHERE log_key = p_key AND id = p_id;
+                IF t.is_incoming THEN
+                    UPDATE ilp_logs SET incoming_fulfilled_and_prepared =
+                        incoming_fulfilled_and_prepared - t.amount WHERE key = p_key;
+                ELSE
+                    UPDATE ilp_logs SET outgoing_fulfilled_and_prepared =
+                        outgoing_fulfilled_and_prepared - t.amount WHERE key = p_key;
+                END IF;
+            END IF;
+            RETURN true;
+        END $$""",
+        """CREATE FUNCTION ilp_set_if_max(p_key text, p_value numeric, p_entry text)
+        RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE m record;
+        BEGIN
+            SELECT value, entry INTO m FROM ilp_max_values WHERE key = p_key FOR UPDATE;
+            IF NOT FOUND THEN
+                IF p_value <= 0 THEN RETURN NULL; END IF;
+                INSERT INTO ilp_max_values (key, value, entry) VALUES (p_key, p_value, p_entry)
+                    ON CONFLICT (key) DO NOTHING;
+                IF FOUND THEN RETURN '{"value":"0","data":null}'; END IF;
+                SELECT value, entry INTO m FROM ilp_max_values WHERE key = p_key FOR UPDATE;
+            END IF;
+            IF p_value <= m.value THEN RETURN NULL; END IF;
+            UPDATE ilp_max_values SET value = p_value, entry = p_entry WHERE key = p_key;
+            RETURN m.entry;
+        END $$""",
+    ),
+}
+
+_TRANSFER_COLUMNS = "id, transfer, is_incoming, amount, expires_at, state, fulfillment, notify_peer"
 
 
-async def open_postgres_store(url: str) -> LedgerStore:
-    raise NotImplementedError("the postgres store lands in the next commit")
+def split_url(url: str) -> tuple[str, str | None]:
+    """The URL for asyncpg and the `schema` option taken out of it."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    kept = []
+    for name, value in query:
+        if name == "schema":
+            schema = value
+        else:
+            kept.append((name, value))
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"schema must be a lowercase SQL identifier, got {schema!r}")
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment)), schema
+
+
+async def open_postgres_store(url: str, *, max_connections: int = 10) -> PostgresStore:
+    """Connect a pool to the database named by `url` and create or migrate the schema."""
+    dsn, schema = split_url(url)
+    settings = {"search_path": schema} if schema else {}
+    first = await asyncpg.connect(dsn)
+    try:
+        await _migrate(first, schema)
+    finally:
+        await first.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_connections, server_settings=settings
+    )
+    return PostgresStore(pool)
+
+
+async def _migrate(conn: Any, schema: str | None) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS ilp_schema_version (version integer NOT NULL)"
+        )
+        current = await conn.fetchval("SELECT max(version) FROM ilp_schema_version") or 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the store's schema version {current} is newer than this library's "
+                f"{SCHEMA_VERSION}; upgrade ilp-paychan"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO ilp_schema_version (version) VALUES ($1)", version)
+
+
+def content_digest(candidate: StoredTransfer) -> bytes:
+    """What makes two prepares "the same": direction and key-order-free transfer content."""
+    canonical = canonical_json(candidate.transfer_json)
+    return hashlib.sha256(b"%d" % candidate.is_incoming + canonical.encode()).digest()
+
+
+def _transfer_of(row: Any) -> StoredTransfer:
+    return StoredTransfer(
+        id=row[0],
+        transfer_json=row[1],
+        is_incoming=row[2],
+        amount=int(row[3]),
+        expires_at=row[4],
+        state=row[5],
+        fulfillment=row[6],
+        notify_peer=row[7],
+    )
+
+
+def _number(value: int | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+class PostgresStore:
+    """`LedgerStore` on a PostgreSQL database through an asyncpg pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def _call(self, method: str, sql: str, *args: Any) -> Any:
+        """Run one statement (one transaction), retrying serialization failures."""
+        for attempt in range(RETRIES):
+            try:
+                return await getattr(self._pool, method)(sql, *args)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in _RETRYABLE or attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def read_totals(self, key: str) -> LogTotals:
+        row = await self._call(
+            "fetchrow",
+            "SELECT incoming_fulfilled, outgoing_fulfilled, incoming_fulfilled_and_prepared,"
+            " outgoing_fulfilled_and_prepared, maximum, minimum FROM ilp_logs WHERE key = $1",
+            key,
+        )
+        if row is None:
+            return LogTotals()
+        return LogTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], row[5])
+
+    async def read_transfer(self, key: str, transfer_id: str) -> StoredTransfer | None:
+        row = await self._call(
+            "fetchrow",
+            f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = $1 AND id = $2",
+            key,
+            transfer_id,
+        )
+        return None if row is None else _transfer_of(row)
+
+    async def prepare(
+        self,
+        key: str,
+        candidate: StoredTransfer,
+        maximum: int | None,
+        minimum: int | None,
+    ) -> PrepareOutcome:
+        try:
+            outcome = await self._call(
+                "fetchval",
+                "SELECT ilp_prepare($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                key,
+                candidate.id,
+                candidate.transfer_json,
+                content_digest(candidate),
+                candidate.is_incoming,
+                Decimal(candidate.amount),
+                candidate.expires_at,
+                _number(maximum),
+                _number(minimum),
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == _OVER_LIMIT:
+                raise rules.over_limit(candidate) from None
+            if exc.sqlstate == _DUPLICATE:
+                existing = await self.read_transfer(key, candidate.id)
+                assert existing is not None
+                raise rules.duplicate(existing, candidate) from None
+            raise
+        return _OUTCOMES[outcome]
+
+    async def _settle(
+        self, key: str, transfer_id: str, fulfillment: str | None, notify_peer: bool
+    ) -> bool:
+        try:
+            changed: bool = await self._call(
+                "fetchval",
+                "SELECT ilp_settle($1, $2, $3, $4, $5)",
+                key,
+                transfer_id,
+                fulfillment is not None,
+                fulfillment,
+                notify_peer,
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == _NOT_FOUND:
+                raise rules.not_found(transfer_id) from None
+            if exc.sqlstate == _ROLLED_BACK:
+                raise rules.rolled_back(transfer_id) from None
+            if exc.sqlstate == _FULFILLED:
+                raise rules.already_fulfilled(transfer_id) from None
+            raise
+        return changed
+
+    async def fulfill(
+        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+    ) -> bool:
+        return await self._settle(key, transfer_id, fulfillment, notify_peer)
+
+    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
+        return await self._settle(key, transfer_id, None, notify_peer)
+
+    async def set_limit(self, key: str, field: str, value: str) -> None:
+        column = "maximum" if field == "maximum" else "minimum"
+        await self._call(
+            "execute",
+            f"INSERT INTO ilp_logs (key, {column}) VALUES ($1, $2)"
+            f" ON CONFLICT (key) DO UPDATE SET {column} = excluded.{column}",
+            key,
+            value,
+        )
+
+    async def list_prepared(self, key: str, expired_at: datetime | None) -> list[StoredTransfer]:
+        sql = (
+            f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = $1"
+            " AND state = 'prepared' AND ($2::timestamptz IS NULL OR expires_at <= $2)"
+            " ORDER BY expires_at ASC NULLS LAST, id"
+        )
+        rows = await self._call("fetch", sql, key, expired_at)
+        return [_transfer_of(row) for row in rows]
+
+    async def list_peer_notices(self, key: str) -> list[StoredTransfer]:
+        sql = (
+            f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = $1 AND notify_peer"
+            " ORDER BY id"
+        )
+        return [_transfer_of(row) for row in await self._call("fetch", sql, key)]
+
+    async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
+        await self._call(
+            "execute",
+            "UPDATE ilp_transfers SET notify_peer = false"
+            " WHERE log_key = $1 AND id = $2 AND notify_peer",
+            key,
+            transfer_id,
+        )
+
+    async def read_max(self, key: str) -> str:
+        entry = await self._call("fetchval", "SELECT entry FROM ilp_max_values WHERE key = $1", key)
+        return DEFAULT_MAX_ENTRY if entry is None else str(entry)
+
+    async def set_if_max(self, key: str, value: int, entry_json: str) -> str | None:
+        previous = await self._call(
+            "fetchval", "SELECT ilp_set_if_max($1, $2, $3)", key, Decimal(value), entry_json
+        )
+        if previous is None:
+            return None
+        return str(previous)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -63,32 +63,48 @@ def prepare(
     if existing is not None:
         if same_content(existing, candidate):
             return REPEAT_OUTCOME[existing.state]
-        raise DuplicateIdError(
-            f"transfer {candidate.describe()} matches the id of {existing.describe()}"
-            " but not the contents."
-        )
+        raise duplicate(existing, candidate)
     amount = candidate.amount
     if candidate.is_incoming:
         after = totals.incoming_fulfilled_and_prepared + amount
         if maximum is not None and after - totals.outgoing_fulfilled > maximum:
-            raise NotAcceptedError(
-                "balanceIncomingFulfilledAndPrepared exceeds greatest allowed value after: "
-                + candidate.describe()
-            )
+            raise over_limit(candidate)
         totals.incoming_fulfilled_and_prepared = after
     else:
         after = totals.outgoing_fulfilled_and_prepared + amount
         if minimum is not None and after - totals.incoming_fulfilled > -minimum:
-            raise NotAcceptedError(
-                "balanceOutgoingFulfilledAndPrepared exceeds greatest allowed value after: "
-                + candidate.describe()
-            )
+            raise over_limit(candidate)
         totals.outgoing_fulfilled_and_prepared = after
     return PrepareOutcome.NEW
 
 
+def duplicate(existing: StoredTransfer, candidate: StoredTransfer) -> DuplicateIdError:
+    return DuplicateIdError(
+        f"transfer {candidate.describe()} matches the id of {existing.describe()}"
+        " but not the contents."
+    )
+
+
+def over_limit(candidate: StoredTransfer) -> NotAcceptedError:
+    """The reference's refusal, naming the sum that would pass its limit."""
+    name = (
+        "balanceIncomingFulfilledAndPrepared"
+        if candidate.is_incoming
+        else "balanceOutgoingFulfilledAndPrepared"
+    )
+    return NotAcceptedError(f"{name} exceeds greatest allowed value after: {candidate.describe()}")
+
+
 def not_found(transfer_id: str) -> TransferNotFoundError:
     return TransferNotFoundError(f"No transfer found with ID {transfer_id}")
+
+
+def rolled_back(transfer_id: str) -> AlreadyRolledBackError:
+    return AlreadyRolledBackError(f"{transfer_id} has already been cancelled.")
+
+
+def already_fulfilled(transfer_id: str) -> AlreadyFulfilledError:
+    return AlreadyFulfilledError(f"{transfer_id} has already been fulfilled.")
 
 
 def fulfill(
@@ -104,7 +120,7 @@ def fulfill(
     if transfer.state == FULFILLED:
         return False
     if transfer.state == CANCELLED:
-        raise AlreadyRolledBackError(f"{transfer_id} has already been cancelled.")
+        raise rolled_back(transfer_id)
     if transfer.is_incoming:
         totals.incoming_fulfilled += transfer.amount
     else:
@@ -127,7 +143,7 @@ def cancel(
     if transfer.state == CANCELLED:
         return False
     if transfer.state == FULFILLED:
-        raise AlreadyFulfilledError(f"{transfer_id} has already been fulfilled.")
+        raise already_fulfilled(transfer_id)
     assert transfer.state == PREPARED
     if transfer.is_incoming:
         totals.incoming_fulfilled_and_prepared -= transfer.amount
