@@ -293,8 +293,8 @@ class BtpConnection:
         if isinstance(outcome, AuthRefused):
             await self._refused(outcome)
             return False
+        self._settle_auth(None)  # the listener makes us the active socket before the peer knows
         await self._flush()
-        self._settle_auth(None)
         return True
 
     async def _refused(self, event: AuthRefused) -> None:

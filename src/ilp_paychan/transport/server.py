@@ -87,11 +87,11 @@ class BtpListener(ActiveLink):
 
     @property
     def port(self) -> int:
-        """The bound port once started (useful with port 0), else the configured one."""
-        if self._server is not None:
-            for sock in self._server.sockets:
-                bound: int = sock.getsockname()[1]
-                return bound
+        """The bound port once started (useful with port 0), else the configured one.
+
+        With port 0, a restart after `stop()` asks for the port bound the first time again, so
+        clients find the listener where it was.
+        """
         return self._port
 
     @property
@@ -125,6 +125,9 @@ class BtpListener(ActiveLink):
             raise InvalidFieldsError(
                 f"listener.port: cannot listen on {where}: {exc.strerror or exc}"
             ) from exc
+        for sock in self._server.sockets:
+            self._port = sock.getsockname()[1]
+            break
         self._started = True
 
     def _ssl_context(self) -> ssl.SSLContext | None:
