@@ -1,0 +1,448 @@
+"""`ilp-paychan demo`: a server and a client plugin on loopback paying each other.
+
+Both plugins are stateful (SQLite files in a temporary directory) and talk over a real BTP
+WebSocket on 127.0.0.1. Half of the payments go each way, `--in-flight` outstanding per
+direction. The receiving side fulfils most of them, rejects a few and leaves a few to expire,
+as the sender's plan says. At the end both sides' balances are read back from their stores and
+must mirror each other (server == -client) and equal what the fulfilled payments add up to;
+otherwise the demo exits 1.
+
+Needs no TTY: rich draws the progress bar only on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from ilp_paychan.shell.serve import listener_port
+
+PREFIX = "demo.trustline."
+SECRET = "demo-shared-secret"
+#: Fulfilled payments have plenty of time; the ones meant to expire have little.
+LONG_EXPIRY = timedelta(seconds=30)
+SHORT_EXPIRY = timedelta(seconds=1)
+#: The whole demo gives up after this long (it normally takes seconds).
+DEADLINE = 120.0
+
+Outcome = Literal["fulfilled", "rejected", "expired"]
+Plan = Literal["fulfill", "reject", "expire"]
+
+
+@dataclass
+class DirectionStats:
+    """What one direction of payments produced."""
+
+    label: str
+    planned: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    fulfilled_amount: int = 0
+    round_trips: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    server_balance: str
+    client_balance: str
+    expected_server_balance: int
+    server_prepared: int
+    client_prepared: int
+    directions: list[DirectionStats]
+    elapsed: float
+    settle_elapsed: float
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            int(self.server_balance) == -int(self.client_balance)
+            and int(self.server_balance) == self.expected_server_balance
+        )
+
+    @property
+    def all_settled(self) -> bool:
+        return all(sum(d.outcomes.values()) == sum(d.planned.values()) for d in self.directions)
+
+
+def plan_payments(count: int) -> list[Plan]:
+    """Which payments of one direction get rejected or expire; the expiring ones go first so
+    their expiry runs out while the rest are still being paid."""
+    if count < 3:
+        return ["fulfill"] * count
+    expiring = max(1, count // 200)
+    rejected = max(1, count // 50)
+    expire: Plan = "expire"
+    fulfill: Plan = "fulfill"
+    plan = [expire] * expiring + [fulfill] * (count - expiring)
+    step = max(1, (count - expiring) // rejected)
+    for k in range(rejected):
+        plan[expiring + k * step + step // 2] = "reject"
+    return plan
+
+
+def amount_of(index: int, direction: int) -> int:
+    """Deterministic amounts (1 to 997 one way, 1 to 499 the other) so runs are comparable
+    and the final balance is not zero."""
+    return index * 7919 % (997 if direction == 0 else 499) + 1
+
+
+class _Receiver:
+    """The receiving side's behaviour: follows the sender's plan, as a real receiver follows
+    its own policy (an unknown condition, a quote that ran out)."""
+
+    def __init__(self, plugin: Any, book: dict[str, tuple[Plan, bytes]]) -> None:
+        self._plugin = plugin
+        self._book = book
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, transfer: dict[str, Any]) -> None:
+        entry = self._book.get(transfer["id"])
+        if entry is None or entry[0] == "expire":
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(transfer["id"], *entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, transfer_id: str, plan: Plan, preimage: bytes) -> None:
+        from ilp_paychan.codec.condition import b64url_encode
+
+        if plan == "fulfill":
+            await self._plugin.fulfill_condition(transfer_id, b64url_encode(preimage))
+        else:
+            await self._plugin.reject_incoming_transfer(
+                transfer_id,
+                {
+                    "code": "F99",
+                    "name": "Application Error",
+                    "additional_info": {"message": "the demo refuses this one"},
+                },
+            )
+
+
+class _Sender:
+    """Sends one direction's payments, at most `in_flight` outstanding, and records outcomes."""
+
+    def __init__(
+        self,
+        plugin: Any,
+        book: dict[str, tuple[Plan, bytes]],
+        stats: DirectionStats,
+        in_flight: int,
+        advance: Any,
+        direction: int,
+    ) -> None:
+        self._direction = direction
+        self._plugin = plugin
+        self._book = book
+        self._stats = stats
+        self._slots = asyncio.Semaphore(in_flight)
+        self._advance = advance
+        self._waiting: dict[str, tuple[asyncio.Future[Outcome], float]] = {}
+        plugin.on("outgoing_fulfill", self._on_fulfill)
+        plugin.on("outgoing_reject", self._on_reject)
+        plugin.on("outgoing_cancel", self._on_cancel)
+
+    def _settle(self, transfer: dict[str, Any], outcome: Outcome) -> None:
+        waiting = self._waiting.pop(transfer.get("id", ""), None)
+        if waiting is None:
+            return
+        future, started = waiting
+        if outcome == "fulfilled":
+            self._stats.round_trips.append(time.perf_counter() - started)
+        if not future.done():
+            future.set_result(outcome)
+
+    def _on_fulfill(self, transfer: dict[str, Any], *_: Any) -> None:
+        self._settle(transfer, "fulfilled")
+
+    def _on_reject(self, transfer: dict[str, Any], reason: Any = None, *_: Any) -> None:
+        code = reason.get("code") if isinstance(reason, dict) else None
+        self._settle(transfer, "expired" if code == "R00" else "rejected")
+
+    def _on_cancel(self, transfer: dict[str, Any], *_: Any) -> None:
+        self._settle(transfer, "expired")
+
+    async def run(self, plan: list[Plan]) -> None:
+        for plan_kind in plan:
+            self._stats.planned[plan_kind] += 1
+        tasks = []
+        for index, kind in enumerate(plan):
+            await self._slots.acquire()
+            tasks.append(asyncio.create_task(self._pay(index, kind)))
+        await asyncio.gather(*tasks)
+
+    async def _pay(self, index: int, kind: Plan) -> None:
+        from ilp_paychan.codec.condition import b64url_encode
+
+        try:
+            preimage = secrets.token_bytes(32)
+            transfer_id = str(uuid.uuid4())
+            amount = amount_of(index, self._direction)
+            expiry = SHORT_EXPIRY if kind == "expire" else LONG_EXPIRY
+            transfer = {
+                "id": transfer_id,
+                "amount": str(amount),
+                "to": self._plugin.get_peer_account(),
+                "executionCondition": b64url_encode(hashlib.sha256(preimage).digest()),
+                "expiresAt": (datetime.now(UTC) + expiry).isoformat(timespec="milliseconds"),
+            }
+            self._book[transfer_id] = (kind, preimage)
+            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            self._waiting[transfer_id] = (future, time.perf_counter())
+            try:
+                await self._plugin.send_transfer(transfer)
+                outcome = await future
+            except Exception as exc:
+                self._waiting.pop(transfer_id, None)
+                self._stats.errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            self._stats.outcomes[outcome] += 1
+            if outcome == "fulfilled":
+                self._stats.fulfilled_amount += amount
+        finally:
+            self._slots.release()
+            self._advance()
+
+
+async def run_demo(
+    payments: int,
+    in_flight: int,
+    store_dir: Path,
+    *,
+    progress: bool = True,
+) -> DemoResult:
+    """Runs the whole demo and returns its numbers (the stores are left in `store_dir`)."""
+    from ilp_paychan import Plugin
+
+    server = Plugin(
+        {
+            "listener": {"port": 0, "host": "127.0.0.1"},
+            "incomingSecret": SECRET,
+            "prefix": PREFIX,
+            "info": {
+                "prefix": PREFIX,
+                "currencyCode": "EUR",
+                "currencyScale": 2,
+                "connectors": [PREFIX + "server"],
+            },
+            "maxBalance": str(10**15),
+            "minBalance": str(-(10**15)),
+            "store": "sqlite:///" + str((store_dir / "server.db").absolute()),
+        }
+    )
+    started = time.perf_counter()
+    async with AsyncExitStack() as stack:
+        await server.connect()
+        stack.push_async_callback(server.disconnect)
+        port = listener_port(server)
+        if port is None:
+            raise RuntimeError("the server plugin does not report its listening port")
+        client = Plugin(
+            {
+                "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}",
+                "maxBalance": str(10**15),
+                "minBalance": str(-(10**15)),
+                "store": "sqlite:///" + str((store_dir / "client.db").absolute()),
+            }
+        )
+        await client.connect()
+        stack.push_async_callback(client.disconnect)
+
+        half = payments // 2
+        plans = {
+            "client → server": plan_payments(payments - half),
+            "server → client": plan_payments(half),
+        }
+        book: dict[str, tuple[Plan, bytes]] = {}
+        server.on("incoming_prepare", _Receiver(server, book))
+        client.on("incoming_prepare", _Receiver(client, book))
+        directions = [DirectionStats(label) for label in plans]
+
+        bar = _ProgressBar(payments, enabled=progress)
+        with bar:
+            senders = [
+                _Sender(client, book, directions[0], in_flight, bar.advance, 0),
+                _Sender(server, book, directions[1], in_flight, bar.advance, 1),
+            ]
+            await asyncio.wait_for(
+                asyncio.gather(*(s.run(p) for s, p in zip(senders, plans.values(), strict=True))),
+                DEADLINE,
+            )
+        settle_elapsed = time.perf_counter() - started
+
+        server_log, client_log = server.transfer_log, client.transfer_log
+        result = DemoResult(
+            server_balance=await server_log.get_balance(),
+            client_balance=await client_log.get_balance(),
+            expected_server_balance=directions[0].fulfilled_amount - directions[1].fulfilled_amount,
+            server_prepared=len(await server_log.list_prepared()),
+            client_prepared=len(await client_log.list_prepared()),
+            directions=directions,
+            elapsed=0.0,
+            settle_elapsed=settle_elapsed,
+        )
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+class _ProgressBar:
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("payments"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not enabled,
+            transient=False,
+        )
+        self._task = self._progress.add_task("payments", total=total)
+
+    def __enter__(self) -> _ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0.0 for no samples."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary(result: DemoResult) -> dict[str, Any]:
+    """The demo's numbers as plain data (what `--json` prints)."""
+    trips = [t for d in result.directions for t in d.round_trips]
+    settled = sum(d.outcomes["fulfilled"] + d.outcomes["rejected"] for d in result.directions)
+    return {
+        "balances": {
+            "server": result.server_balance,
+            "client": result.client_balance,
+            "expected_server": str(result.expected_server_balance),
+            "agree": result.balanced,
+        },
+        "prepared_left": {"server": result.server_prepared, "client": result.client_prepared},
+        "directions": {
+            d.label: {
+                "planned": dict(d.planned),
+                "outcomes": dict(d.outcomes),
+                "fulfilled_amount": str(d.fulfilled_amount),
+                "errors": len(d.errors),
+            }
+            for d in result.directions
+        },
+        "elapsed_s": round(result.elapsed, 3),
+        "throughput_per_s": round(settled / result.settle_elapsed, 1)
+        if result.settle_elapsed
+        else 0,
+        "round_trip_ms": {
+            name: round(percentile(trips, q) * 1000, 2)
+            for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        },
+    }
+
+
+def print_report(result: DemoResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    data = summary(result)
+    console = Console()
+    balances = Table(title="Balances (from each side's store)")
+    balances.add_column("side")
+    balances.add_column("balance", justify="right")
+    balances.add_column("prepared left", justify="right")
+    balances.add_row("server", result.server_balance, str(result.server_prepared))
+    balances.add_row("client", result.client_balance, str(result.client_prepared))
+    console.print(balances)
+
+    outcomes = Table(title="Payments by outcome")
+    outcomes.add_column("direction")
+    for column in ("fulfilled", "rejected", "expired", "errors", "amount fulfilled"):
+        outcomes.add_column(column, justify="right")
+    for d in result.directions:
+        outcomes.add_row(
+            d.label,
+            str(d.outcomes["fulfilled"]),
+            str(d.outcomes["rejected"]),
+            str(d.outcomes["expired"]),
+            str(len(d.errors)),
+            str(d.fulfilled_amount),
+        )
+    console.print(outcomes)
+
+    rt = data["round_trip_ms"]
+    speed = Table(title="Speed")
+    speed.add_column("measure")
+    speed.add_column("value", justify="right")
+    speed.add_row("settled payments per second", f"{data['throughput_per_s']:.0f}")
+    speed.add_row("round trip p50 / p90 / p99 (ms)", f"{rt['p50']} / {rt['p90']} / {rt['p99']}")
+    speed.add_row("total time (s)", f"{result.elapsed:.2f}")
+    console.print(speed)
+    if result.balanced and result.all_settled:
+        console.print("[green]OK[/green]: server balance == -client balance == fulfilled sum")
+    else:
+        console.print("[red]MISMATCH[/red]: balances or outcomes do not add up")
+        for d in result.directions:
+            for error in d.errors[:5]:
+                console.print(f"  {d.label}: {error}", markup=False)
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="ilp-paychan-demo-") as tmp:
+        store_dir = Path(args.store_dir) if args.store_dir else Path(tmp)
+        store_dir.mkdir(parents=True, exist_ok=True)
+        if not args.json:
+            print(
+                f"ilp-paychan demo: {args.payments} payments, {args.in_flight} in flight per "
+                f"direction, stores in {store_dir}"
+            )
+        try:
+            result = asyncio.run(
+                run_demo(
+                    args.payments,
+                    args.in_flight,
+                    store_dir,
+                    progress=not args.no_progress and not args.json,
+                )
+            )
+        except (TimeoutError, OSError, RuntimeError) as exc:
+            print(f"ilp-paychan demo: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(summary(result)))
+    else:
+        print_report(result)
+    sys.stdout.flush()
+    return 0 if result.balanced and result.all_settled else 1

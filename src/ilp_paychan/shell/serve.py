@@ -1,0 +1,413 @@
+"""`ilp-paychan serve`: runs every configured ledger until SIGINT/SIGTERM.
+
+Life of the process:
+1. read and validate the configuration (a bad one: one line on stderr, exit 2);
+2. start the admin endpoint, create one plugin per ledger, attach metrics, connect them all
+   (listeners bind, clients dial with back-off until the server answers);
+3. log one `ready` line, then serve;
+4. on SIGINT/SIGTERM: every plugin's `disconnect()` refuses new prepares, lets in-flight requests
+   finish within the shutdown bound and closes its sockets and store; then exit 0.
+
+The shell holds no transfer logic. Its one extra is the optional per-ledger `receiverSecret`:
+an end receiver for tests and demos that fulfils a transfer whose condition is
+SHA-256(HMAC-SHA256(receiverSecret, ilp bytes)) and rejects any other (see docs/config.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ilp_paychan import __version__
+from ilp_paychan.shell.config import ConfigError, LedgerSettings, ServeSettings, load_settings
+from ilp_paychan.shell.logs import LogFormat, configure_logging, log_event
+
+log = logging.getLogger("ilp_paychan.serve")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: Client back-off between failed first connections: doubles up to the cap.
+RETRY_FIRST, RETRY_CAP = 0.5, 10.0
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    """Runs `serve` for parsed arguments; returns the exit code."""
+    try:
+        settings = load_settings(args.config, args.data_dir)
+        admin = _admin_address(args.admin)
+    except ConfigError as exc:
+        print(f"ilp-paychan serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_format, args.log_level)
+    runner = Server(
+        settings,
+        admin=admin,
+        data_dir=Path(args.data_dir),
+        shutdown_timeout=args.shutdown_timeout,
+        log_format=args.log_format,
+    )
+    try:
+        return asyncio.run(runner.run())
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return EXIT_OK
+
+
+def _admin_address(text: str) -> tuple[str, int] | None:
+    from ilp_paychan.shell.admin import parse_address
+
+    if text.lower() in ("none", "off", ""):
+        return None
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--admin") from None
+
+
+@dataclass
+class _Ledger:
+    settings: LedgerSettings
+    plugin: Any
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class Server:
+    """One serve process: the plugins, their metrics and the admin endpoint."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        admin: tuple[str, int] | None,
+        data_dir: Path,
+        shutdown_timeout: float,
+        log_format: LogFormat = "text",
+    ) -> None:
+        self.settings = settings
+        self.admin_address = admin
+        self.data_dir = data_dir
+        self.shutdown_timeout = shutdown_timeout
+        self.log_format = log_format
+        self.state = "starting"
+        self._stop = asyncio.Event()
+        self._ledgers: list[_Ledger] = []
+
+    async def run(self) -> int:
+        from ilp_paychan.shell.metrics import Metrics
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        for name, plugin_name in self.settings.skipped:
+            log_event(log, "ledger_skipped", logging.WARNING, ledger=name, plugin=plugin_name)
+
+        self.metrics = Metrics()
+        admin = None
+        code = EXIT_OK
+        try:
+            admin = self._start_admin(loop)
+            self._create_plugins()
+            if await self._connect_all():
+                self.state = "ready"
+                log_event(
+                    log,
+                    "ready",
+                    ledgers=len(self._ledgers),
+                    admin=admin.url if admin else "none",
+                    version=__version__,
+                )
+                await self._stop.wait()
+        except _StartError as exc:
+            log_event(log, "start_failed", logging.ERROR, **exc.fields)
+            code = EXIT_FAILED
+        await self._shutdown()
+        if admin is not None:
+            admin.stop()
+        log_event(log, "stopped", exit_code=code)
+        return code
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stop.is_set():
+            log_event(
+                log,
+                "signal_ignored",
+                signal=signal.Signals(signum).name,
+                reason="already shutting down",
+            )
+            return
+        log_event(
+            log, "shutdown", signal=signal.Signals(signum).name, timeout=self.shutdown_timeout
+        )
+        self._stop.set()
+
+    def _start_admin(self, loop: asyncio.AbstractEventLoop) -> Any:
+        if self.admin_address is None:
+            return None
+        from ilp_paychan.shell.admin import AdminServer
+
+        try:
+            admin = AdminServer(self.admin_address, loop, self._status, self.metrics.exposition)
+        except OSError as exc:
+            host, port = self.admin_address
+            raise _StartError(
+                ledger="--admin", address=f"{host}:{port}", error=exc.strerror or str(exc)
+            ) from None
+        admin.start()
+        log_event(log, "admin_listening", url=admin.url)
+        return admin
+
+    def _create_plugins(self) -> None:
+        from ilp_paychan import Plugin
+        from ilp_paychan.errors import PluginError
+
+        for ledger in self.settings.ledgers:
+            options = dict(ledger.options)
+            options.setdefault("shutdownTimeout", self.shutdown_timeout)
+            _make_store_dir(ledger.store_url)
+            try:
+                plugin = Plugin(options)
+            except (PluginError, ValueError, TypeError) as exc:
+                raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
+            entry = _Ledger(ledger, plugin)
+            self._ledgers.append(entry)
+            self.metrics.attach(ledger.name, plugin, _status_info(ledger))
+            self._log_transfers(entry)
+            if ledger.receiver_secret is not None:
+                plugin.on("incoming_prepare", _Receiver(entry, ledger.receiver_secret))
+            log_event(log, "ledger_configured", **ledger.describe())
+
+    def _log_transfers(self, entry: _Ledger) -> None:
+        name = entry.settings.name
+        plugin = entry.plugin
+        plugin.on("connect", lambda: log_event(log, "connected", ledger=name))
+        plugin.on("disconnect", lambda: log_event(log, "disconnected", ledger=name))
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        for event in (
+            "incoming_prepare",
+            "outgoing_prepare",
+            "incoming_fulfill",
+            "outgoing_fulfill",
+            "incoming_reject",
+            "outgoing_reject",
+            "incoming_cancel",
+            "outgoing_cancel",
+        ):
+            plugin.on(event, _TransferLogger(name, event))
+
+    async def _connect_all(self) -> bool:
+        """Connects every ledger; False when a stop was requested first."""
+        connecting = [asyncio.ensure_future(self._connect(entry)) for entry in self._ledgers]
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            pending: set[asyncio.Future[Any]] = {*connecting}
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending | {stop}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stop)
+                for future in done:
+                    if future is not stop:
+                        future.result()  # re-raises a _StartError
+                if stop.done():
+                    for future in pending:
+                        future.cancel()
+                    return False
+            return True
+        finally:
+            stop.cancel()
+            for future in connecting:
+                if not future.done():
+                    future.cancel()
+
+    async def _connect(self, entry: _Ledger) -> None:
+        from ilp_paychan.errors import NotAcceptedError
+
+        ledger = entry.settings
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await entry.plugin.connect()
+            except NotAcceptedError as exc:
+                raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
+            except Exception as exc:
+                if ledger.role == "listener":
+                    raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
+                log_event(
+                    log,
+                    "connect_retry",
+                    logging.WARNING,
+                    ledger=ledger.name,
+                    error=_safe_error(exc, ledger),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP)
+                continue
+            fields: dict[str, Any] = {"ledger": ledger.name, "account": entry.plugin.get_account()}
+            port = listener_port(entry.plugin)
+            if port is not None:
+                fields["port"] = port
+            log_event(log, "ledger_up", **fields)
+            return
+
+    async def _shutdown(self) -> None:
+        self.state = "stopping"
+
+        async def close(entry: _Ledger) -> None:
+            name = entry.settings.name
+            try:
+                await asyncio.wait_for(entry.plugin.disconnect(), self.shutdown_timeout + 5)
+            except TimeoutError:
+                log_event(log, "disconnect_timeout", logging.WARNING, ledger=name)
+            except Exception as exc:
+                log_event(
+                    log,
+                    "disconnect_failed",
+                    logging.WARNING,
+                    ledger=name,
+                    error=_safe_error(exc, entry.settings),
+                )
+            for task in list(entry.tasks):
+                task.cancel()
+
+        await asyncio.gather(*(close(entry) for entry in self._ledgers))
+
+    async def _status(self) -> dict[str, Any]:
+        ledgers = await self.metrics.snapshot()
+        return {"version": __version__, "state": self.state, "ledgers": ledgers}
+
+
+class _StartError(Exception):
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(fields)
+        self.fields = fields
+
+
+class _Receiver:
+    """Fulfils incoming transfers whose condition derives from the ILP packet and the secret."""
+
+    def __init__(self, entry: _Ledger, secret: bytes) -> None:
+        self._entry = entry
+        self._secret = secret
+
+    def __call__(self, transfer: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._settle(transfer))
+        self._entry.tasks.add(task)
+        task.add_done_callback(self._entry.tasks.discard)
+
+    async def _settle(self, transfer: dict[str, Any]) -> None:
+        from ilp_paychan.codec.condition import b64url_decode, b64url_encode
+
+        plugin = self._entry.plugin
+        fulfillment = receiver_fulfillment(self._secret, transfer.get("ilp"))
+        try:
+            condition = b64url_decode(str(transfer.get("executionCondition", "")))
+        except ValueError:
+            condition = b""
+        try:
+            if hashlib.sha256(fulfillment).digest() == condition:
+                await plugin.fulfill_condition(transfer["id"], b64url_encode(fulfillment))
+            else:
+                await plugin.reject_incoming_transfer(
+                    transfer["id"],
+                    {
+                        "code": "F05",
+                        "name": "Wrong Condition",
+                        "message": "condition does not match this receiver",
+                    },
+                )
+        except Exception as exc:  # the peer gone or the transfer expired meanwhile
+            log_event(
+                log,
+                "receiver_failed",
+                logging.WARNING,
+                ledger=self._entry.settings.name,
+                transfer=transfer.get("id"),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+
+def receiver_fulfillment(secret: bytes, ilp: str | None) -> bytes:
+    """The fulfillment a `receiverSecret` receiver gives for a transfer carrying `ilp`."""
+    from ilp_paychan.codec.condition import b64url_decode
+
+    packet = b64url_decode(ilp) if ilp else b""
+    return hmac.new(secret, packet, hashlib.sha256).digest()
+
+
+class _TransferLogger:
+    def __init__(self, ledger: str, event: str) -> None:
+        self._ledger = ledger
+        self._event = event
+
+    def __call__(self, transfer: dict[str, Any], *_rest: Any) -> None:
+        log_event(
+            log,
+            self._event,
+            logging.DEBUG,
+            ledger=self._ledger,
+            transfer=transfer.get("id"),
+            amount=transfer.get("amount"),
+        )
+
+
+def _status_info(ledger: LedgerSettings) -> dict[str, Any]:
+    info = ledger.describe()
+    info.pop("ledger", None)
+    if ledger.currency:
+        info["currency"] = ledger.currency
+    return info
+
+
+def listener_port(plugin: Any) -> int | None:
+    """The port a connected listener plugin is bound to (useful with port 0), else None."""
+    for owner, attr in ((plugin, "listener_port"), (getattr(plugin, "_link", None), "port")):
+        value = getattr(owner, attr, None)
+        if callable(value):
+            with contextlib.suppress(Exception):
+                value = value()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _make_store_dir(url: str | None) -> None:
+    if url and url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _safe_error(exc: BaseException, ledger: LedgerSettings) -> str:
+    """`Type: message` with every secret of the ledger's options blanked out."""
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in _secrets_of(ledger):
+        text = text.replace(secret, "***")
+    return text.replace("\n", " ")
+
+
+def _secrets_of(ledger: LedgerSettings) -> list[str]:
+    from urllib.parse import unquote, urlsplit
+
+    found: list[str] = []
+    for key in ("incomingSecret", "token"):
+        value = ledger.options.get(key)
+        if isinstance(value, str) and value:
+            found.append(value)
+    for url in (ledger.options.get("server"), ledger.store_url):
+        if isinstance(url, str):
+            with contextlib.suppress(ValueError):
+                password = urlsplit(url).password
+                if password:
+                    found.extend({password, unquote(password)})
+    if ledger.receiver_secret:
+        found.append(ledger.receiver_secret.decode(errors="replace"))
+    return sorted(found, key=len, reverse=True)
