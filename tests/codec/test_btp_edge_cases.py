@@ -78,6 +78,26 @@ def test_unparsable_expiry_decodes_to_none() -> None:
     assert packet.transfer_id == TID
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"2017120619093x.123Z", None),
+        (b"20171306190938.123Z", None),
+        (b"00000101000000.000Z", None),
+        (b"20170230000000.000Z", datetime(2017, 3, 2, tzinfo=UTC)),
+        (b"20171206240000.000Z", datetime(2017, 12, 7, tzinfo=UTC)),
+        (b"20171206190938.1Z", datetime(2017, 12, 6, 19, 9, 38, 100000, tzinfo=UTC)),
+    ],
+)
+def test_expiry_forms(text: bytes, expected: datetime | None) -> None:
+    frame = btp.encode(btp.Prepare(1, TID, 10, bytes(32), WHEN))
+    frame = frame.replace(b"\x1320171206190928.123Z", bytes((len(text),)) + text)
+    frame = frame[:5] + bytes((len(frame) - 6,)) + frame[6:]
+    packet = btp.decode(frame)
+    assert isinstance(packet, btp.Prepare)
+    assert packet.expires_at == expected
+
+
 def test_unparsable_error_time_decodes_to_none() -> None:
     raw = btp.encode(btp.Error(7, "F00", "NotAcceptedError", WHEN, "{}"))
     packet = btp.decode(raw.replace(b"20171206190928.123Z", b"20171306190928.123Z"))

@@ -262,6 +262,7 @@ _TS_RE: Final = re.compile(
     rb"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,3}))?Z"
 )
 _FRACTION_SCALE: Final = (0, 100_000, 10_000, 1_000)
+_from_iso: Final = datetime.fromisoformat
 
 
 def encode_timestamp(dt: datetime, field: str = "timestamp") -> bytes:
@@ -298,6 +299,13 @@ def decode_timestamp_or_none(raw: bytes) -> datetime | None:
     resolved the way V8 resolves it (a day up to 31 rolls into the next month; ``24:00:00.000`` is
     the next midnight); month 0/13, day 0/32, minute or second 60 are invalid.
     """
+    if len(raw) == 19 and raw[14] == 0x2E and raw[18] == 0x5A:  # the form everyone writes
+        text = raw.decode("latin-1")
+        if text[:14].isdecimal() and text[15:18].isdecimal() and text.isascii():
+            try:
+                return _from_iso(f"{text[:8]}T{text[8:]}")
+            except ValueError:
+                pass  # calendar overflow: handled below
     m = _TS_RE.fullmatch(raw)
     if m is None:
         return None
