@@ -212,32 +212,33 @@ async def test_outgoing_claim_of_a_sync_or_async_hook(backend: Backend) -> None:
     assert await hooks.create_outgoing_claim("7") == {"async": "7"}
 
 
-@pytest.mark.parametrize("kind", ["raises", "hangs", "not-json"])
-async def test_a_bad_outgoing_claim_is_dropped_and_logged_with_the_transfer(
-    backend: Backend, caplog: pytest.LogCaptureFixture, kind: str
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [("raises", "signer offline"), ("hangs", "longer than"), ("not-json", "not JSON")],
+)
+async def test_a_bad_outgoing_claim_becomes_a_clear_error(
+    backend: Backend, kind: str, why: str
 ) -> None:
     async def raises(ctx: Any, balance: str) -> None:
         raise RuntimeError("signer offline")
 
     hook = {"raises": raises, "hangs": hang, "not-json": lambda ctx, b: {"x": object()}}[kind]
     hooks = make_hooks(minimal_module(create_outgoing_claim=hook), backend, timeout=0.05)
-    with caplog.at_level(logging.ERROR):
-        assert await hooks.create_outgoing_claim("5", transfer_id=TRANSFER["id"]) is None
-    assert TRANSFER["id"] in caplog.text
+    with pytest.raises(NotAcceptedError, match=why):
+        await hooks.create_outgoing_claim("5")
 
 
-@pytest.mark.parametrize("kind", ["raises", "hangs"])
-async def test_a_bad_incoming_claim_handler_is_only_logged(
-    backend: Backend, caplog: pytest.LogCaptureFixture, kind: str
+@pytest.mark.parametrize(("kind", "why"), [("raises", "bad claim"), ("hangs", "longer than")])
+async def test_a_bad_incoming_claim_handler_becomes_a_clear_error(
+    backend: Backend, kind: str, why: str
 ) -> None:
     def raises(ctx: Any, claim: Any) -> None:
         raise RuntimeError("bad claim")
 
     hook = {"raises": raises, "hangs": hang}[kind]
     hooks = make_hooks(minimal_module(handle_incoming_claim=hook), backend, timeout=0.05)
-    with caplog.at_level(logging.ERROR):
-        await hooks.handle_incoming_claim({"x": 1}, transfer_id=TRANSFER["id"])
-    assert TRANSFER["id"] in caplog.text
+    with pytest.raises(NotAcceptedError, match=why):
+        await hooks.handle_incoming_claim({"x": 1})
 
 
 async def test_side_protocols_reach_the_module_methods(backend: Backend) -> None:

@@ -3,10 +3,11 @@
 What this is for: the plugin calls only `SettlementHooks`; this adapter calls the module's hooks
 (sync or async, as API.md "Payment-channel modules" allows) with the `PluginContext`, and keeps a
 module from hurting the transfer flow. Rules:
-- Every async hook runs under a time limit; a slow or failing hook is logged with the transfer id
-  and then: `handle_incoming_prepare` refuses the transfer, `create_outgoing_claim` gives no claim,
-  `handle_incoming_claim` is only logged. Nothing a module raises reaches the peer except the
-  refusal of a prepare (with the module's message and, for a `PluginError`, its code).
+- Every async hook runs under a time limit. A slow or failing hook becomes a `NotAcceptedError`
+  with a message saying which hook and why; the plugin, which knows the transfer, logs it with the
+  transfer id and then: `handle_incoming_prepare` refuses the transfer, `create_outgoing_claim`
+  gives no claim, `handle_incoming_claim` is only logged. Nothing a module raises reaches the peer
+  except the refusal of a prepare (the module's message and, for a `PluginError`, its code).
 - `connect`/`disconnect` run once per connection (a second `connect()` does not call them again).
 - It never touches the store or the link itself: the module does, through `ctx`.
 """
@@ -264,60 +265,60 @@ class ModuleHooks(SettlementHooks):
                 f"{transfer_id} refused: settlement module did not decide within "
                 f"{self.hook_timeout:g} s"
             ) from None
-        except PluginError as exc:
-            self._log.info("transfer %s refused by the module: %s", transfer_id, exc)
+        except PluginError:
             raise
         except Exception as exc:
-            self._log.info("transfer %s refused by the module: %r", transfer_id, exc)
             raise NotAcceptedError(str(exc) or type(exc).__name__) from exc
 
-    async def create_outgoing_claim(
-        self, outgoing_fulfilled: str, transfer_id: str | None = None
-    ) -> Any:
-        """The module's claim for the outgoing-fulfilled total, or None on error or time-out.
+    async def create_outgoing_claim(self, outgoing_fulfilled: str) -> Any:
+        """The module's claim for the outgoing-fulfilled total.
 
-        A claim must be JSON-serialisable (or text or bytes) to travel; anything else is logged
-        and dropped so that the Fulfill is still acknowledged.
+        Raises NotAcceptedError when the hook fails, overruns the time limit or returns something
+        that cannot travel (not JSON, text or bytes); the plugin then logs that with the transfer
+        id and acknowledges the Fulfill without a claim.
         """
         try:
             claim = await self._call_async(
                 "create_outgoing_claim", self.hook_timeout, outgoing_fulfilled
             )
         except TimeoutError:
-            self._log.error(
-                "transfer %s: create_outgoing_claim(%s) took longer than %g s; no claim sent",
-                transfer_id, outgoing_fulfilled, self.hook_timeout,
-            )
-            return None
-        except Exception:
-            self._log.exception(
-                "transfer %s: create_outgoing_claim(%s) failed; no claim sent",
-                transfer_id, outgoing_fulfilled,
-            )
-            return None
+            raise NotAcceptedError(
+                f"create_outgoing_claim({outgoing_fulfilled}) took longer than "
+                f"{self.hook_timeout:g} s; no claim sent"
+            ) from None
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise NotAcceptedError(
+                f"create_outgoing_claim({outgoing_fulfilled}) failed: {exc!r}; no claim sent"
+            ) from exc
         if claim is None or isinstance(claim, str | bytes):
             return claim
         try:
             json.dumps(claim)
         except (TypeError, ValueError):
-            self._log.error(
-                "transfer %s: create_outgoing_claim returned a value that is not JSON (%s); "
-                "no claim sent", transfer_id, type(claim).__name__,
-            )
-            return None
+            raise NotAcceptedError(
+                f"create_outgoing_claim returned a {type(claim).__name__} that is not JSON; "
+                "no claim sent"
+            ) from None
         return claim
 
-    async def handle_incoming_claim(self, claim: Any, transfer_id: str | None = None) -> None:
-        """Hand the peer's claim to the module; errors and time-outs are logged only."""
+    async def handle_incoming_claim(self, claim: Any) -> None:
+        """Hand the peer's claim to the module.
+
+        Raises NotAcceptedError when the hook fails or overruns the time limit; the plugin logs
+        it with the transfer id and carries on (the transfer is fulfilled either way).
+        """
         try:
             await self._call_async("handle_incoming_claim", self.hook_timeout, claim)
         except TimeoutError:
-            self._log.error(
-                "transfer %s: handle_incoming_claim took longer than %g s; claim dropped",
-                transfer_id, self.hook_timeout,
-            )
-        except Exception:
-            self._log.exception("transfer %s: handle_incoming_claim failed", transfer_id)
+            raise NotAcceptedError(
+                f"handle_incoming_claim took longer than {self.hook_timeout:g} s; claim dropped"
+            ) from None
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise NotAcceptedError(f"handle_incoming_claim failed: {exc!r}") from exc
 
     async def handle_side_protocols(self, message: Message) -> Response | None:
         """Module methods registered with `ctx.rpc.add_method` answer the peer's Message.

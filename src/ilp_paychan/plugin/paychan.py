@@ -1,0 +1,86 @@
+"""`make_payment_channel_plugin(module)`: a Plugin class whose settlement is a user's module.
+
+The class subclasses the trustline `Plugin` and changes one thing: `_create_hooks` returns a
+`ModuleHooks` around the module, with the module's `PluginContext`. Everything else (transfer
+state machine, store, link) is the plugin's; the module only sees `ctx` (API.md "Payment-channel
+modules").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+from ilp_paychan.codec.btp import Message, Response
+from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.module_context import ModuleBackend, plugin_transfer_log
+from ilp_paychan.plugin.module_hooks import (
+    DEFAULT_HOOK_TIMEOUT,
+    DEFAULT_LIFECYCLE_TIMEOUT,
+    ModuleHooks,
+    ModuleSpec,
+    PluginContext,
+    hook_timeout_option,
+    load_module,
+)
+from ilp_paychan.plugin.plugin import Plugin
+from ilp_paychan.plugin.rpc import CustomRpc
+
+__all__ = ["PluginContext", "make_payment_channel_plugin"]
+
+
+def make_payment_channel_plugin(module: object) -> type[Plugin]:
+    """A Plugin class (named `Plugin` + capitalised `plugin_name`) settling through `module`.
+
+    `module` is any object or mapping with the hooks of API.md. Options of the class besides the
+    plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc methods, default 2) and
+    `lifecycleHookTimeout` (seconds for `connect`/`disconnect`, default 30).
+
+    Raises:
+        InvalidFieldsError: the module lacks `plugin_name` or required hooks (all named).
+    """
+    spec = load_module(module)
+
+    def _create_hooks(self: Plugin, options: Mapping[str, Any]) -> SettlementHooks:
+        return _module_hooks(self, spec, options)
+
+    namespace = {
+        "_create_hooks": _create_hooks,
+        "settlement_module": module,
+        "__doc__": f"Plugin settling through the payment-channel module {spec.plugin_name!r}.",
+        "__module__": __name__,
+    }
+    cls = type(spec.class_name, (Plugin,), namespace)
+    cls.__qualname__ = spec.class_name
+    return cls
+
+
+def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) -> ModuleHooks:
+    """Build `ctx` and the hooks, then run the module's constructor (inside the plugin's)."""
+    if not plugin.settings.stateful:
+        raise InvalidFieldsError(
+            'invalid "store": if the plugin is stateless, then a payment channel backend '
+            "cannot be specified."
+        )
+    hook_timeout = hook_timeout_option(options, "hookTimeout", DEFAULT_HOOK_TIMEOUT)
+    lifecycle_timeout = hook_timeout_option(
+        options, "lifecycleHookTimeout", DEFAULT_LIFECYCLE_TIMEOUT
+    )
+
+    async def send(message: Message) -> Response:
+        return await plugin._request(message, "message")
+
+    ctx = PluginContext(
+        state=SimpleNamespace(),
+        rpc=CustomRpc(send),
+        backend=ModuleBackend(lambda: plugin.backend),
+        transfer_log=plugin_transfer_log(plugin),
+        plugin=plugin,
+    )
+    hooks = ModuleHooks(
+        spec, ctx, hook_timeout=hook_timeout, lifecycle_timeout=lifecycle_timeout
+    )
+    hooks.construct(options)
+    return hooks

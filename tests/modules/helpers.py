@@ -1,0 +1,94 @@
+"""Helpers of the module tests: plugin pairs made by `make_payment_channel_plugin` on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ilp_paychan import Plugin
+
+PREFIX = "example.paychan."
+SECRET = "module_secret"
+INFO = {"prefix": PREFIX, "currencyCode": "XCL", "currencyScale": 6, "connectors": []}
+WAIT = 15.0
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def make_transfer(to: str, amount: int | str = 10, expires_in: float = 30.0) -> tuple[
+    dict[str, Any], str
+]:
+    """(an outgoing LPI transfer, its fulfillment)."""
+    preimage = os.urandom(32)
+    transfer = {
+        "id": str(uuid.uuid4()),
+        "to": to,
+        "amount": str(amount),
+        "executionCondition": b64url(hashlib.sha256(preimage).digest()),
+        "expiresAt": (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat(),
+    }
+    return transfer, b64url(preimage)
+
+
+def listener_port(plugin: Plugin) -> int:
+    port = getattr(plugin, "listener_port", None)
+    if port is None:
+        port = plugin._link.port  # type: ignore[attr-defined]
+    assert isinstance(port, int)
+    return port
+
+
+def server_options(**extra: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "listener": {"port": 0, "host": "127.0.0.1"},
+        "incomingSecret": SECRET,
+        "maxBalance": "1000000",
+        "prefix": PREFIX,
+        "info": dict(INFO),
+        "store": "memory:",
+    }
+    options.update(extra)
+    return options
+
+
+def client_options(port: int, **extra: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}",
+        "maxBalance": "1000000",
+        "prefix": PREFIX,
+        "info": dict(INFO),
+        "store": "memory:",
+    }
+    options.update(extra)
+    return options
+
+
+async def wait_until(predicate: Callable[[], Any], what: str = "condition") -> None:
+    """Poll an (a)sync predicate until true, bounded by WAIT."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                result = predicate()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def pay(sender: Plugin, receiver: Plugin, amount: int | str = 10) -> str:
+    """One transfer sender → receiver, fulfilled by the receiver; returns its id."""
+    transfer, fulfillment = make_transfer(receiver.get_account(), amount)
+    await sender.send_transfer(transfer)
+    await receiver.fulfill_condition(transfer["id"], fulfillment)
+    return str(transfer["id"])
