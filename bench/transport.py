@@ -91,7 +91,8 @@ def main() -> None:
         mode = "client and listener on one event loop"
     print(f"transport round trips ({mode})")
     print(f"{'requests':>10} {'in flight':>10} {'seconds':>9} {'round trips/s':>14}")
-    print(f"{args.requests:>10} {args.in_flight:>10} {elapsed:>9.2f} {args.requests / elapsed:>14.0f}")
+    rate = args.requests / elapsed
+    print(f"{args.requests:>10} {args.in_flight:>10} {elapsed:>9.2f} {rate:>14.0f}")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,10 @@ async def test_a_second_client_replaces_the_first(
     await asyncio.sleep(0.3)  # several backoff periods: the replaced client must not come back
     assert not first.is_open()
     assert second.is_open()
+    with pytest.raises(NotConnectedError, match="replaced"):
+        await first.request(Message(0, ()))
+    await first.start()  # taking it back is explicit
+    await eventually(lambda: not second.is_open(), "second client replaced in turn")
 
 
 async def test_replaced_socket_sees_close_code_4001(listener: BtpListener) -> None:
@@ -366,6 +370,14 @@ async def test_request_before_start_raises_not_connected(clients: ClientFactory)
         await clients(1).request(Message(0, ()))
     with pytest.raises(NotConnectedError):
         await BtpListener(0, LOOPBACK).request(Message(0, ()))
+
+
+async def test_stop_wakes_requests_waiting_for_the_link(listener: BtpListener) -> None:
+    waiting = asyncio.ensure_future(listener.request(Message(0, ()), timeout=10.0))
+    await asyncio.sleep(0.05)
+    await listener.stop()
+    with pytest.raises(NotConnectedError):
+        await waiting
 
 
 async def test_listener_without_a_client_gives_up_after_the_timeout(listener: BtpListener) -> None:

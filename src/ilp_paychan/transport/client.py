@@ -100,6 +100,7 @@ class BtpClient(ActiveLink):
         """Stop reconnecting and close the socket with code 1000; `start()` works again after."""
         async with self._start_lock:
             self._started = False
+            self._down_reason = "the BTP link is stopped; call connect() first"
             supervisor, self._supervisor = self._supervisor, None
             if supervisor is not None:
                 supervisor.cancel()
@@ -111,6 +112,7 @@ class BtpClient(ActiveLink):
                         raise
             active = self._active
             self._set_active(None)
+            self._wake_waiters()
             if active is not None:
                 await active.close(1000, "client stopping")
 
@@ -176,6 +178,12 @@ class BtpClient(ActiveLink):
                     "not reconnecting",
                     self.url.redacted(),
                 )
+                self._started = False
+                self._down_reason = (
+                    "the listener replaced this connection by another client's with the same"
+                    " credentials; call connect() to take it back"
+                )
+                self._wake_waiters()
                 return
             logger.info("connection to %s lost; reconnecting", self.url.redacted())
             connection = await self._redial(ssl_context)

@@ -9,6 +9,7 @@ future that the reader or the connection's single timer settles. The session dec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from ilp_paychan.codec.btp import Error, Packet, Response, encode
 from ilp_paychan.codec.errors import CodecError
@@ -46,6 +48,7 @@ from ilp_paychan.transport.session import (
     CLOSE_POLICY_VIOLATION,
     BtpSession,
     Role,
+    SessionClosedError,
     SessionState,
     error_data,
     with_request_id,
@@ -82,6 +85,7 @@ class BtpConnection:
         on_authenticated: Callable[[BtpConnection], None] | None = None,
         max_in_flight: int = 1000,
         handler_grace: float = 2.0,
+        write_limit: int = 256 * 1024,
         clock: Callable[[], datetime],
     ) -> None:
         self._ws = ws
@@ -96,6 +100,8 @@ class BtpConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._write_limit = write_limit
+        self._write_scheduled = False
         self._reader: asyncio.Task[None] | None = None
         self._authenticated: asyncio.Future[None] = self._loop.create_future()
         self._closed = asyncio.Event()
@@ -150,6 +156,8 @@ class BtpConnection:
             UnreachableError: the request could not be written (connection closed).
             CodecError: the packet cannot be encoded.
         """
+        if self._ws.protocol.state is not State.OPEN:
+            raise SessionClosedError("the socket is closing; request not sent")
         loop = self._loop
         future: asyncio.Future[Answer] = loop.create_future()
         deadline = loop.time() + timeout
@@ -170,13 +178,49 @@ class BtpConnection:
         )
 
     async def _flush(self) -> None:
-        frames = self._session.data_to_send()
-        try:
-            for frame in frames:
-                await self._ws.send(frame)
-        except ConnectionClosed:
-            # The reader sees the same closure and fails whatever is pending.
-            pass
+        """Write what the session has queued; waits only when the socket's buffer is full."""
+        for frame in self._session.data_to_send():
+            await self._write(frame)
+
+    async def _write(self, frame: bytes) -> None:
+        """Hand one binary message to websockets' sans-I/O protocol; one socket write per loop
+        iteration then carries every message queued meanwhile (one syscall, not one each).
+
+        When the transport's buffer is over `write_limit` this falls back to `ws.send()`, whose
+        flow control waits for the peer to read. Frames stay in order either way: both paths
+        append to the same protocol buffer. A closed socket drops the frame silently: the
+        reader sees the closure and fails whatever is pending.
+        """
+        ws = self._ws
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            return
+        if ws.transport.get_write_buffer_size() > self._write_limit:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame)
+            return
+        protocol.send_binary(frame)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self._write_scheduled = False
+        chunks = self._ws.protocol.data_to_send()
+        if not chunks:
+            return
+        transport = self._ws.transport
+        if all(chunks):
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            return
+        # An empty chunk is websockets' end-of-stream marker (closing handshake done).
+        for chunk in chunks:
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
 
     # ------------------------------------------------------------------ timer
 
@@ -339,9 +383,7 @@ class BtpConnection:
                 frame = encode(self._error_for(request_id, exc))
             if answer.request_id != request_id:
                 frame = with_request_id(frame, request_id)
-            await self._ws.send(frame)
-        except ConnectionClosed:
-            logger.debug("socket closed before answering request %d of %s", request_id, self.peer)
+            await self._write(frame)
         finally:
             self._slots.release()
 

@@ -58,6 +58,7 @@ class ActiveLink:
         self._callbacks: list[StateCallback] = []
         self._link_up = asyncio.Event()
         self._started = False
+        self._down_reason = "the BTP link is not started; call connect() first"
 
     def is_open(self) -> bool:
         active = self._active
@@ -93,13 +94,15 @@ class ActiveLink:
         if active is not None and active.is_open:
             return await active.request(packet, timeout)
         if not self._started:
-            raise NotConnectedError("the BTP link is not started; call connect() first")
+            raise NotConnectedError(self._down_reason)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
         try:
             async with asyncio.timeout_at(give_up):
                 while True:
                     await self._link_up.wait()
+                    if not self._started:
+                        raise NotConnectedError(self._down_reason)
                     active = self._active
                     if active is not None and active.is_open:
                         break
@@ -109,6 +112,12 @@ class ActiveLink:
                 f"no authenticated connection to the peer within {timeout:g} s"
             ) from None
         return await active.request(packet, max(give_up - loop.time(), 0.0))
+
+    def _wake_waiters(self) -> None:
+        """Let requests waiting for the link re-check it (after `stop()`, say)."""
+        self._link_up.set()
+        if self._active is None:
+            self._link_up.clear()
 
     def _set_active(self, connection: BtpConnection | None) -> None:
         was_open = self._active is not None

@@ -153,21 +153,26 @@ class BtpListener(ActiveLink):
         """Close every socket (code 1000) and stop listening; `start()` works again after."""
         server, self._server = self._server, None
         self._started = False
+        self._down_reason = "the BTP listener is stopped; call connect() first"
+        self._wake_waiters()
         if server is None:
             return
-        server.close(close_connections=False)
         connections = list(self._connections)
         if connections:
             await asyncio.gather(
                 *(conn.close(1000, "listener stopping") for conn in connections),
                 return_exceptions=True,
             )
+        server.close()  # also closes (1001) any socket that was mid-handshake meanwhile
         await server.wait_closed()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self._set_active(None)
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if self._server is None:  # arrived while stopping
+            await ws.close(1001, "listener stopping")
+            return
         loop = asyncio.get_running_loop()
         session: BtpSession[asyncio.Future[Answer]] = BtpSession.server(
             now=loop.time(), auth_timeout=self._auth_timeout, clock=self._clock
