@@ -250,6 +250,12 @@ class Plugin:
     def settings(self) -> PluginSettings:
         return self._settings
 
+    @property
+    def listener_port(self) -> int | None:
+        """The port the listener is bound to (useful with port 0); None without a listener."""
+        port = getattr(self._link, "port", None)
+        return port if isinstance(port, int) else None
+
     def is_connected(self) -> bool:
         return self._connected
 
