@@ -119,6 +119,18 @@ def test_length_prefix_claiming_four_gib_in_a_twenty_byte_frame_fails_at_once() 
     assert info.value.field == "length"
 
 
+@pytest.mark.parametrize(
+    "packet", [btp.Fulfill(1, TID, bytes(32)), btp.Response(1), btp.Message(1), btp.Reject(1, TID)]
+)
+def test_fields_are_never_read_from_bytes_after_the_envelope(packet: btp.Packet) -> None:
+    frame = btp.encode(packet)
+    assert frame.endswith(b"\x01\x00")
+    # Contents shortened by one byte; the missing count byte follows the envelope instead.
+    cut = frame[:5] + bytes((frame[5] - 1,)) + frame[6:]
+    with pytest.raises(CodecError):
+        btp.decode(cut)
+
+
 def test_entry_count_larger_than_the_frame_fails_at_once() -> None:
     frame = bytes.fromhex("0600000001" + "07" + "06ffffffffffff")
     with pytest.raises(CodecError) as info:

@@ -12,7 +12,7 @@ from ilp_paychan.codec.condition import b64url_decode, b64url_encode
 from ilp_paychan.codec.int64 import INT64_MAX, INT64_MIN, decode_int64, encode_int64
 from ilp_paychan.codec.oer import decode_timestamp, encode_timestamp
 
-EXAMPLES = settings(max_examples=250, deadline=None)
+EXAMPLES = settings(max_examples=200, deadline=None)
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=40)
 addresses = st.from_regex(r"[a-z][a-z0-9.~_-]{0,30}", fullmatch=True)
@@ -118,7 +118,7 @@ ilp_packets = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(ilp_packets)
 def test_ilp_round_trip(packet: ilp.IlpPacket) -> None:
     assert decode_ilp(encode_ilp(packet)) == packet

@@ -595,20 +595,30 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
     if packet_type == TYPE_FULFILL:
         if end - pos < 48:
             raise _underflow("transferId" if end - pos < 16 else "fulfillment", 48, end - pos)
+        h = buf[pos : pos + 16].hex()
         return _make_fulfill(
             request_id,
-            _uuid_text(buf[pos : pos + 16]),
+            f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
             buf[pos + 16 : pos + 48],
-            _decode_pd(buf, pos + 48, end),
+            ()
+            if end - pos >= 50 and buf[pos + 48] == 1 and buf[pos + 49] == 0
+            else _decode_pd(buf, pos + 48, end),
         )
     if packet_type == TYPE_RESPONSE:
-        return _make_response(request_id, _decode_pd(buf, pos, end))
+        return _make_response(
+            request_id,
+            ()
+            if end - pos >= 2 and buf[pos] == 1 and buf[pos + 1] == 0
+            else _decode_pd(buf, pos, end),
+        )
     if packet_type == TYPE_MESSAGE:
         return _make_message(request_id, _decode_pd(buf, pos, end))
     if packet_type == TYPE_REJECT:
         if end - pos < 16:
             raise _underflow("transferId", 16, end - pos)
-        return Reject(request_id, _uuid_text(buf[pos : pos + 16]), _decode_pd(buf, pos + 16, end))
+        return _make_reject(
+            request_id, _uuid_text(buf[pos : pos + 16]), _decode_pd(buf, pos + 16, end)
+        )
     if packet_type == TYPE_ERROR:
         return _decode_error(buf, pos, end, request_id)
     raise CodecError(f"{packet_type} is not a BTP 1.0 packet type", field="type")
