@@ -1,0 +1,97 @@
+"""SIGKILL a process in the middle of a stream of ledger operations, 20 times, then look.
+
+After each kill the reopened store must hold every acknowledged operation, hold no half of any
+operation, and its sums must equal the sums over its stored transfers by state.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ilp_paychan.errors import TransferNotFoundError
+from ilp_paychan.ledger import open_backend
+
+KILLS = 20
+WORKER = Path(__file__).with_name("ledger_worker.py")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def crash_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/crash.db"
+    base: str = request.getfixturevalue("postgres_url")
+    return f"{base}?schema=k_{uuid.uuid4().hex[:16]}"
+
+
+def run_until_killed(url: str, key: str, seed: int, out: Path, delay: float) -> None:
+    child = subprocess.Popen([sys.executable, str(WORKER), "crash", url, key, str(seed), str(out)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and '"ready"' in out.read_text()):
+            assert child.poll() is None, "worker died before it was ready"
+            assert time.monotonic() < deadline, "worker never became ready"
+            time.sleep(0.01)
+        time.sleep(delay)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+
+
+@pytest.mark.slow
+async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: Path) -> None:
+    rng = random.Random(20)
+    key = "crash"
+    recomputed = Counter[str]()
+    acknowledged_total = 0
+    all_tried: set[str] = set()
+    for round_ in range(KILLS):
+        out = tmp_path / f"round{round_}.jsonl"
+        run_until_killed(crash_url, key, round_, out, rng.uniform(0.0, 0.3))
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        tried = [line["id"] for line in lines if line["op"] == "try"]
+        all_tried.update(tried)
+        acked = {(line["op"], line["id"]) for line in lines if line["op"] not in ("try", "ready")}
+        acknowledged_total += len(acked)
+
+        backend = await open_backend(crash_url)
+        try:
+            log = backend.get_transfer_log(key)
+            for tid in tried:
+                try:
+                    record = await log.get(tid)
+                except TransferNotFoundError:
+                    assert ("prepared", tid) not in acked
+                    continue
+                state = record["state"]
+                if ("fulfilled", tid) in acked:
+                    assert state == "fulfilled"
+                if ("cancelled", tid) in acked:
+                    assert state == "cancelled"
+                assert (state == "fulfilled") == (record["fulfillment"] is not None)
+                side = "i" if record["isIncoming"] else "o"
+                amount = int(record["transfer"]["amount"])
+                if state != "cancelled":
+                    recomputed[side + "fap"] += amount
+                if state == "fulfilled":
+                    recomputed[side + "f"] += amount
+            sums = {
+                "if": int(await log.get_incoming_fulfilled()),
+                "of": int(await log.get_outgoing_fulfilled()),
+                "ifap": int(await log.get_incoming_fulfilled_and_prepared()),
+                "ofap": int(await log.get_outgoing_fulfilled_and_prepared()),
+            }
+            assert sums == {k: recomputed[k] for k in sums}, f"after kill {round_ + 1}"
+            prepared = {r["transfer"]["id"] for r in await log.list_prepared()}
+            assert prepared <= all_tried
+        finally:
+            await backend.close()
+    assert acknowledged_total > KILLS
