@@ -401,3 +401,21 @@ async def test_stop_closes_cleanly_and_both_sides_can_start_again(
     await listener.start()
     await eventually(client.is_open, "client back after the listener restart")
     await client.request(Message(0, ()))
+
+
+async def test_concurrent_starts_open_one_connection(clients: ClientFactory) -> None:
+    logins: list[str] = []
+
+    def check(username: str, token: str) -> bool:
+        logins.append(token)
+        return token == SECRET
+
+    server = BtpListener(0, LOOPBACK, auth_check=check)
+    await server.start()
+    try:
+        client = clients(server.port)
+        await asyncio.gather(client.start(), client.start(), client.start())
+        assert client.is_open()
+        assert logins == [SECRET]
+    finally:
+        await server.stop()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import VECTORS
 from ilp_paychan.codec.btp import (
     ContentType,
     Error,
@@ -42,6 +42,7 @@ from ilp_paychan.transport.session import (
     with_request_id,
 )
 
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "vectors"
 FIXED_TIME = datetime(2017, 12, 6, 19, 9, 28, 123000, tzinfo=UTC)
 
 

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from ilp_paychan.codec.btp import Packet, Response
 from ilp_paychan.errors import NotConnectedError, UnreachableError
 from ilp_paychan.transport.connection import BtpConnection, RequestHandler
+from ilp_paychan.transport.session import SessionClosedError
 
 logger = logging.getLogger("ilp_paychan.transport")
 
@@ -92,7 +93,10 @@ class ActiveLink:
             timeout = self.request_timeout
         active = self._active
         if active is not None and active.is_open:
-            return await active.request(packet, timeout)
+            try:
+                return await active.request(packet, timeout)
+            except SessionClosedError:
+                pass  # the socket was closing and nothing was written: wait for the next one
         if not self._started:
             raise NotConnectedError(self._down_reason)
         loop = asyncio.get_running_loop()
