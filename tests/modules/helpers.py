@@ -92,3 +92,37 @@ async def pay(sender: Plugin, receiver: Plugin, amount: int | str = 10) -> str:
     await sender.send_transfer(transfer)
     await receiver.fulfill_condition(transfer["id"], fulfillment)
     return str(transfer["id"])
+
+
+async def pay_many(
+    sender: Plugin,
+    receiver: Plugin,
+    count: int,
+    amount: int = 10,
+    concurrency: int = 20,
+    retries: int = 200,
+) -> int:
+    """`count` payments with `concurrency` in flight; a payment the receiver refuses (its
+    unsecured limit is reached until claims catch up) is retried after a pause, at most
+    `retries` times in all. Returns the number of refusals seen."""
+    from ilp_paychan.errors import NotAcceptedError
+
+    refusals = 0
+    todo = count
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        nonlocal refusals
+        async with gate:
+            while True:
+                try:
+                    await pay(sender, receiver, amount)
+                    return
+                except NotAcceptedError as exc:
+                    if "unsecured" not in str(exc) or refusals >= retries:
+                        raise
+                    refusals += 1
+                await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one() for _ in range(todo)))
+    return refusals

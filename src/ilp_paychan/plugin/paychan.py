@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ilp_paychan.codec.btp import Message, Response
-from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.errors import InvalidFieldsError, NotConnectedError
 from ilp_paychan.plugin.hooks import SettlementHooks
 from ilp_paychan.plugin.module_context import ModuleBackend, plugin_transfer_log
 from ilp_paychan.plugin.module_hooks import (
@@ -70,6 +70,11 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
     )
 
     async def send(message: Message) -> Response:
+        # Fail at once while no peer is connected (a listener before its client dials in),
+        # rather than waiting out the request timeout.
+        link = plugin._link
+        if link is None or not link.is_open():
+            raise NotConnectedError("no peer is connected; the rpc call was not sent")
         return await plugin._request(message, "message")
 
     ctx = PluginContext(
