@@ -22,10 +22,9 @@ from typing import Any, Final
 
 from .errors import CodecError
 from .oer import (
-    _LONG_FORM_MIN,
-    _MAX_INT_BYTES,
-    _SHORT_LENGTHS,
-    _from_iso,
+    LONG_FORM_MIN,
+    MAX_INT_BYTES,
+    SHORT_LENGTHS,
     ascii_text,
     decode_timestamp_or_none,
     encode_length,
@@ -240,6 +239,7 @@ _HEADER: Final = struct.Struct(">BI")
 _U64: Final = struct.Struct(">Q")
 _EMPTY_PD: Final = b"\x01\x00"
 _TS_PREFIX: Final = b"\x13"
+_from_iso: Final = datetime.fromisoformat
 
 # (name, content type) -> encoded name and content-type byte. Side-protocol names form a small
 # fixed set in practice; the cap keeps a peer sending random names from growing it.
@@ -249,7 +249,10 @@ _ENTRY_HEAD_CACHE_MAX: Final = 512
 
 def _entry_head(name: str, content_type: int) -> bytes:
     key = (name, content_type)
-    head = _ENTRY_HEAD_CACHE.get(key)
+    try:
+        head = _ENTRY_HEAD_CACHE.get(key)
+    except TypeError:  # unhashable: certainly not a str and an int
+        head = None
     if head is not None:
         return head
     if type(name) is not str:
@@ -258,7 +261,7 @@ def _entry_head(name: str, content_type: int) -> bytes:
         raw = name.encode("ascii")
     except UnicodeEncodeError:
         raise CodecError(f"{name!r} is not ASCII", field="protocolName") from None
-    if type(content_type) is not int and not isinstance(content_type, int):
+    if not isinstance(content_type, int):
         raise CodecError(f"expected int, got {type(content_type).__name__}", field="contentType")
     if not 0 <= content_type <= 255:
         raise CodecError(f"{content_type} is outside 0..255", field="contentType")
@@ -292,7 +295,7 @@ def _encode_pd(pd: Sequence[ProtocolData]) -> bytes:
                 f"data must be bytes, got {type(p.data).__name__}", field="protocolData"
             ) from None
         append(head)
-        append(_SHORT_LENGTHS[size] if size < 128 else encode_length(size))
+        append(SHORT_LENGTHS[size] if size < 128 else encode_length(size))
         append(data)
     try:
         return b"".join(parts)
@@ -342,7 +345,7 @@ def _fixed32(value: bytes, field: str) -> bytes:
 
 def _frame(header: bytes, body: bytes) -> bytes:
     size = len(body)
-    return b"".join((header, _SHORT_LENGTHS[size] if size < 128 else encode_length(size), body))
+    return b"".join((header, SHORT_LENGTHS[size] if size < 128 else encode_length(size), body))
 
 
 def _encode_prepare(p: Prepare) -> bytes:
@@ -364,7 +367,7 @@ def _encode_prepare(p: Prepare) -> bytes:
     return b"".join(
         (
             header,
-            _SHORT_LENGTHS[size] if size < 128 else encode_length(size),
+            SHORT_LENGTHS[size] if size < 128 else encode_length(size),
             tid,
             amount_bytes,
             condition,
@@ -382,7 +385,7 @@ def _encode_fulfill(p: Fulfill) -> bytes:
     pd = _encode_pd(p.protocol_data)
     size = 48 + len(pd)
     return b"".join(
-        (header, _SHORT_LENGTHS[size] if size < 128 else encode_length(size), tid, fulfillment, pd)
+        (header, SHORT_LENGTHS[size] if size < 128 else encode_length(size), tid, fulfillment, pd)
     )
 
 
@@ -474,7 +477,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
         count = buf[pos]
         pos += 1
     else:
-        if k > _MAX_INT_BYTES:
+        if k > MAX_INT_BYTES:
             raise CodecError(f"count of {k} bytes is too large", field="protocolData")
         if pos + k > end:
             raise _underflow("protocolData", k, end - pos)
@@ -553,12 +556,12 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
         pos = 6
     else:
         k = n & 0x7F
-        if k == 0 or k > _MAX_INT_BYTES:
+        if k == 0 or k > MAX_INT_BYTES:
             raise CodecError(f"length prefix of {k} bytes is not allowed", field="length")
         if 6 + k > size:
             raise _underflow("length", k, size - 6)
         n = int.from_bytes(buf[6 : 6 + k], "big")
-        if n < _LONG_FORM_MIN[k]:  # type: ignore[operator]
+        if n < LONG_FORM_MIN[k]:
             raise CodecError(f"length {n} is not canonical in {k} bytes", field="length")
         pos = 6 + k
     end = pos + n

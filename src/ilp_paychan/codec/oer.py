@@ -15,9 +15,14 @@ from typing import Final
 from .errors import CodecError
 
 __all__ = [
+    "LONG_FORM_MIN",
+    "MAX_INT_BYTES",
+    "SHORT_LENGTHS",
     "UINT64_MAX",
     "Reader",
     "Writer",
+    "ascii_bytes",
+    "ascii_text",
     "decode_timestamp",
     "decode_timestamp_or_none",
     "encode_length",
@@ -38,10 +43,11 @@ _U64: Final = struct.Struct(">Q")
 # oer-utils checks a long-form length against max(128, 1 << ((n - 1) * 8)) with JavaScript's 32-bit
 # shift, so n = 5 wraps to 1 << 0 and n = 6 to 1 << 8. n = 0 gives 1 << 24 (never satisfiable by 0)
 # and n > 6 is "too large integer". Reproduced exactly so we refuse what the reference refuses.
-_LONG_FORM_MIN: Final = (None, 128, 256, 65536, 16777216, 128, 256)
-_MAX_INT_BYTES: Final = 6
+LONG_FORM_MIN: Final = (1 << 24, 128, 256, 1 << 16, 1 << 24, 128, 256)
+MAX_INT_BYTES: Final = 6
 
-_SHORT_LENGTHS: Final = tuple(bytes((n,)) for n in range(128))
+SHORT_LENGTHS: Final = tuple(bytes((n,)) for n in range(128))
+"""``SHORT_LENGTHS[n]`` is the one-byte length determinant of ``n < 128``, prebuilt."""
 
 # Node's "ascii" decoding clears the high bit of every byte instead of failing.
 _CLEAR_HIGH_BIT: Final = bytes(b & 0x7F for b in range(256))
@@ -52,9 +58,9 @@ def encode_length(n: int) -> bytes:
     if n < 128:
         if n < 0:
             raise CodecError(f"negative length {n}", field="length")
-        return _SHORT_LENGTHS[n]
+        return SHORT_LENGTHS[n]
     k = (n.bit_length() + 7) >> 3
-    if k > _MAX_INT_BYTES:
+    if k > MAX_INT_BYTES:
         raise CodecError(f"{n} bytes is more than a peer can read", field="length")
     return bytes((0x80 | k,)) + n.to_bytes(k, "big")
 
@@ -69,8 +75,8 @@ def encode_var_uint(value: int) -> bytes:
     if value < 0:
         raise CodecError(f"{value} is negative", field="varUInt")
     k = max(1, (value.bit_length() + 7) >> 3)
-    if k > _MAX_INT_BYTES:
-        raise CodecError(f"{value} does not fit in {_MAX_INT_BYTES} bytes", field="varUInt")
+    if k > MAX_INT_BYTES:
+        raise CodecError(f"{value} does not fit in {MAX_INT_BYTES} bytes", field="varUInt")
     return bytes((k,)) + value.to_bytes(k, "big")
 
 
@@ -81,7 +87,7 @@ def encode_pd_count(count: int) -> bytes:
             raise CodecError(f"negative count {count}", field="protocolData")
         return bytes((1, count))
     k = (count.bit_length() + 7) >> 3
-    if k > _MAX_INT_BYTES:
+    if k > MAX_INT_BYTES:
         raise CodecError(f"{count} entries is more than a peer can read", field="protocolData")
     return bytes((k,)) + count.to_bytes(k, "big")
 
@@ -99,12 +105,12 @@ def read_length(buf: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
     if first < 0x80:
         return first, pos
     k = first & 0x7F
-    if k == 0 or k > _MAX_INT_BYTES:
+    if k == 0 or k > MAX_INT_BYTES:
         raise CodecError(f"length prefix of {k} bytes is not allowed", field=field)
     if pos + k > end:
         raise CodecError(f"length prefix needs {k} bytes, {end - pos} left", field=field)
     n = int.from_bytes(buf[pos : pos + k], "big")
-    if n < _LONG_FORM_MIN[k]:  # type: ignore[operator]
+    if n < LONG_FORM_MIN[k]:
         raise CodecError(f"length {n} is not canonical in {k} bytes", field=field)
     return n, pos + k
 
@@ -189,14 +195,14 @@ class Reader:
         raw = self.read_var_octets(field)
         if not raw:
             raise CodecError("var-uint of length 0", field=field)
-        if len(raw) > _MAX_INT_BYTES:
+        if len(raw) > MAX_INT_BYTES:
             raise CodecError(f"var-uint of {len(raw)} bytes is too large", field=field)
         return int.from_bytes(raw, "big")
 
     def read_pd_count(self, field: str = "protocolData") -> int:
         """BTP's count: one byte ``L`` in 0..6 and an ``L``-byte integer (``00`` reads as 0)."""
         k = self.read_uint8(field)
-        if k > _MAX_INT_BYTES:
+        if k > MAX_INT_BYTES:
             raise CodecError(f"count of {k} bytes is too large", field=field)
         return int.from_bytes(self.read(k, field), "big")
 
