@@ -66,11 +66,15 @@ class ClientFactory:
         scheme: str = "btp+ws",
         ca: str | None = None,
         request_timeout: float = 5.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
     ) -> BtpClient:
         client = BtpClient(
             f"{scheme}://{username}:{token}@{LOOPBACK}:{port}",
             ca=ca,
             request_timeout=request_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
             backoff_initial=0.02,
             backoff_max=0.2,
         )

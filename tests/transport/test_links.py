@@ -419,3 +419,34 @@ async def test_concurrent_starts_open_one_connection(clients: ClientFactory) -> 
         assert logins == [SECRET]
     finally:
         await server.stop()
+
+
+async def test_listener_keepalive_drops_a_peer_that_stopped_reading() -> None:
+    server = BtpListener(0, LOOPBACK, incoming_secret=SECRET, ping_interval=0.05, ping_timeout=0.1)
+    await server.start()
+    try:
+        async with connect(f"ws://{LOOPBACK}:{server.port}", ping_interval=None) as frozen:
+            await frozen.send(encode(auth_message(1)))
+            assert decode(await frozen.recv(decode=False)) == Response(1, ())
+            assert server.is_open()
+            frozen.transport.pause_reading()  # it will never answer a ping again
+            await eventually(lambda: not server.is_open(), "listener dropped the silent peer")
+            frozen.transport.abort()
+    finally:
+        await server.stop()
+
+
+async def test_client_keepalive_notices_a_dead_listener_and_reconnects(
+    listener: BtpListener, clients: ClientFactory
+) -> None:
+    client = clients(listener.port, ping_interval=0.05, ping_timeout=0.1)
+    states: list[bool] = []
+    client.on_state_change(states.append)
+    await client.start()
+    first = listener._active
+    assert first is not None
+    first._ws.transport.pause_reading()  # the listener side stops answering pings
+    await eventually(lambda: states[-2:] == [False, True], "client reconnected")
+    assert listener._active is not first
+    assert client.is_open()
+    first._ws.transport.abort()

@@ -138,7 +138,7 @@ class BtpClient(ActiveLink):
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 compression=None,
-                close_timeout=2.0,
+                close_timeout=1.0,
             )
         except (OSError, TimeoutError, WebSocketException) as exc:
             reason = str(exc) or type(exc).__name__

@@ -115,7 +115,8 @@ class BtpConnection:
 
     @property
     def is_open(self) -> bool:
-        return self._session.is_open
+        """Authenticated, and the socket is not closing (a failed keepalive counts at once)."""
+        return self._session.is_open and self._ws.protocol.state is State.OPEN
 
     @property
     def close_code(self) -> int | None:

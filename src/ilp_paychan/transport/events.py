@@ -6,7 +6,7 @@ One frozen dataclass per kind of happening, in the manner of h11's events. The a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ilp_paychan.codec.btp import Error, Fulfill, Message, Packet, Prepare, Reject, Response
@@ -25,7 +25,7 @@ class AuthRequested:
 
     request_id: int
     username: str
-    token: str
+    token: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

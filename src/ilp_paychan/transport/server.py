@@ -118,7 +118,7 @@ class BtpListener(ActiveLink):
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 compression=None,
-                close_timeout=2.0,
+                close_timeout=1.0,
             )
         except OSError as exc:
             where = f"{self._host or '*'}:{self._port}"
