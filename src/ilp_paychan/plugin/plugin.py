@@ -152,6 +152,7 @@ class Plugin:
         self._delivering: set[str] = set()
         self._reject_reasons: dict[str, bytes] = {}
         self._fulfill_ilp: dict[str, bytes] = {}
+        self._bound_port: int | None = None
         self._prefix: str | None = self._settings.prefix
         self._info: dict[str, Any] | None = self._settings.info
         if (
@@ -199,7 +200,7 @@ class Plugin:
 
             listener = settings.listener
             return BtpListener(
-                listener.port,
+                self._bound_port or listener.port,
                 listener.host,
                 cert=listener.cert,
                 key=listener.key,
@@ -353,6 +354,10 @@ class Plugin:
             link.on_state_change(self._on_link_state)
             self._link = link
             await link.start()
+            if self._bound_port is None:
+                # Port 0 picks a free port once; a later connect() binds the same one again so
+                # that a client can redial it.
+                self._bound_port = self.listener_port
             if self._info is None or self._prefix is None:
                 await self._fetch_info()
             await self._hooks.connect()
