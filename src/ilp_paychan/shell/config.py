@@ -304,9 +304,16 @@ def load_document(config_path: str | None, environ: Mapping[str, str] | None = N
 
 
 def parse_settings(
-    document: Any, data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR
+    document: Any,
+    data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> ServeSettings:
-    """Validates a loaded document into settings, or raises one `ConfigError`."""
+    """Validates a loaded document into settings, or raises one `ConfigError`.
+
+    Relative TLS file paths are taken relative to `base_dir` (the config file's folder; the
+    working directory when None) and must name readable files.
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not isinstance(document, dict) or not document:
         raise ConfigError(
             "config: expected a JSON object (one options object or an ILP Kit ledger map), "
@@ -315,7 +322,7 @@ def parse_settings(
     data_path = Path(data_dir)
     if _OPTION_KEYS.intersection(document):
         name = document.get("prefix") if isinstance(document.get("prefix"), str) else "(options)"
-        ledger = _ledger_from_options(str(name), document, None, data_path, "")
+        ledger = _ledger_from_options(str(name), document, None, data_path, base, "")
         return ServeSettings((ledger,))
     ledgers: list[LedgerSettings] = []
     skipped: list[tuple[str, str]] = []
@@ -328,7 +335,7 @@ def parse_settings(
             raise ConfigError(
                 "expected the ledger key to be an ILP prefix ending with '.'", ledger=key
             )
-        ledgers.append(_ledger_from_options(key, entry.options, entry, data_path, "options."))
+        ledgers.append(_ledger_from_options(key, entry.options, entry, data_path, base, "options."))
     if not ledgers:
         raise ConfigError(f"config: no ledger uses plugin {json.dumps(PLUGIN_NAMES[0])}")
     _check_unique_listeners(ledgers)
@@ -340,7 +347,8 @@ def load_settings(
     data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
     environ: Mapping[str, str] | None = None,
 ) -> ServeSettings:
-    return parse_settings(load_document(config_path, environ), data_dir)
+    base = Path(config_path).parent if config_path is not None else None
+    return parse_settings(load_document(config_path, environ), data_dir, base)
 
 
 def sqlite_url_for(data_dir: Path, ledger: str) -> str:
@@ -354,10 +362,21 @@ def _ledger_from_options(
     raw: dict[str, Any],
     entry: LedgerEntry | None,
     data_dir: Path,
+    base_dir: Path,
     where: str,
 ) -> LedgerSettings:
     opts = _validate(PluginOptions, raw, name, where)
     options: dict[str, Any] = dict(raw)
+    if opts.listener is not None:
+        listener = dict(options["listener"])
+        for key in ("cert", "key", "ca"):
+            if getattr(opts.listener, key) is not None:
+                listener[key] = _tls_file(
+                    base_dir, getattr(opts.listener, key), name, f"{where}listener.{key}"
+                )
+        options["listener"] = listener
+    if opts.ca is not None:
+        options["ca"] = _tls_file(base_dir, opts.ca, name, f"{where}ca")
     if entry is not None:
         if opts.prefix is not None and opts.prefix != name:
             raise ConfigError(
@@ -415,6 +434,15 @@ def _ledger_from_options(
         receiver_secret=secret,
         currency=entry.currency if entry is not None else None,
     )
+
+
+def _tls_file(base_dir: Path, path: str, ledger: str, field: str) -> str:
+    resolved = (base_dir / path).absolute()
+    if not resolved.is_file():
+        raise ConfigError(
+            f"expected a readable PEM file, {resolved} does not exist", ledger=ledger, field=field
+        )
+    return str(resolved)
 
 
 def _resolve_store(

@@ -37,6 +37,8 @@ LONG_EXPIRY = timedelta(seconds=30)
 SHORT_EXPIRY = timedelta(seconds=1)
 #: The whole demo gives up after this long (it normally takes seconds).
 DEADLINE = 120.0
+#: How long to wait, at the end, for the last expiries on the receiving sides.
+DRAIN_LIMIT = 5.0
 
 Outcome = Literal["fulfilled", "rejected", "expired"]
 Plan = Literal["fulfill", "reject", "expire"]
@@ -284,6 +286,8 @@ async def run_demo(
         settle_elapsed = time.perf_counter() - started
 
         server_log, client_log = server.transfer_log, client.transfer_log
+        # each side runs its own expiry timer: the receiver's may fire a moment after the sender's
+        await _until_nothing_prepared(server_log, client_log, limit=DRAIN_LIMIT)
         result = DemoResult(
             server_balance=await server_log.get_balance(),
             client_balance=await client_log.get_balance(),
@@ -296,6 +300,13 @@ async def run_demo(
         )
     result.elapsed = time.perf_counter() - started
     return result
+
+
+async def _until_nothing_prepared(*logs: Any, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    for log in logs:
+        while await log.list_prepared() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 class _ProgressBar:

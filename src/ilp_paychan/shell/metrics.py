@@ -94,15 +94,9 @@ class Metrics:
             ["ledger"],
             registry=reg,
         )
-        self.prepared = Gauge(
-            "ilp_paychan_prepared_transfers",
-            "Transfers in the prepared state.",
-            ["ledger"],
-            registry=reg,
-        )
         self.in_flight = Gauge(
-            "ilp_paychan_in_flight_requests",
-            "BTP requests awaiting the peer's answer.",
+            "ilp_paychan_in_flight_transfers",
+            "Prepared transfers the plugin tracks (awaiting fulfil, reject or expiry).",
             ["ledger"],
             registry=reg,
         )
@@ -171,8 +165,6 @@ class Metrics:
             out[name] = entry
             if "balance" in entry:
                 self.balance.labels(name).set(float(int(entry["balance"])))
-            if "prepared" in entry:
-                self.prepared.labels(name).set(entry["prepared"])
             if entry.get("in_flight") is not None:
                 self.in_flight.labels(name).set(entry["in_flight"])
         return out

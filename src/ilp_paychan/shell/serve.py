@@ -263,6 +263,8 @@ class Server:
 
         async def close(entry: _Ledger) -> None:
             name = entry.settings.name
+            if entry.tasks:  # let fulfils already decided reach the store before closing it
+                await asyncio.wait(list(entry.tasks), timeout=self.shutdown_timeout)
             try:
                 await asyncio.wait_for(entry.plugin.disconnect(), self.shutdown_timeout + 5)
             except TimeoutError:

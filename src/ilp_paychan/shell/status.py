@@ -40,28 +40,39 @@ def status_main(args: argparse.Namespace) -> int:
 
 
 def _print_table(document: dict[str, Any]) -> None:
+    """One two-column table per ledger: fits an 80-column pipe as well as a terminal."""
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    console.print(f"ilp-paychan {document.get('version', '?')}: {document.get('state', '?')}")
     ledgers: dict[str, Any] = document.get("ledgers", {})
-    title = f"ilp-paychan {document.get('version', '?')}: {document.get('state', '?')}"
-    table = Table(title=title)
-    for column in ("ledger", "role", "peer"):
-        table.add_column(column)
-    for column in ("balance", "min", "max", "prepared", "in flight"):
-        table.add_column(column, justify="right")
     for name, entry in ledgers.items():
-        peer = "up" if entry.get("peer_connected") else "down"
-        if entry.get("error"):
-            peer = f"error: {entry['error']}"
-        table.add_row(
-            name,
-            str(entry.get("role", "")),
-            peer,
-            str(entry.get("balance", "")),
-            str(entry.get("minBalance", "")),
-            str(entry.get("maxBalance", "")),
-            str(entry.get("prepared", "")),
-            "" if entry.get("in_flight") is None else str(entry["in_flight"]),
-        )
-    Console().print(table)
+        table = Table(title=name, show_header=False, title_justify="left")
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key in _SHOWN:
+            if key in entry and entry[key] is not None:
+                table.add_row(key, str(entry[key]))
+        console.print(table)
+
+
+_SHOWN = (
+    "role",
+    "listen",
+    "server",
+    "tls",
+    "store",
+    "currency",
+    "connected",
+    "peer_connected",
+    "account",
+    "peer_account",
+    "balance",
+    "minBalance",
+    "maxBalance",
+    "prepared",
+    "in_flight",
+    "reconnects",
+    "error",
+)
