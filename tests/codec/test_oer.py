@@ -16,6 +16,7 @@ from ilp_paychan.codec.oer import (
     encode_length,
     encode_pd_count,
     encode_timestamp,
+    encode_var_octets,
     encode_var_uint,
 )
 
@@ -163,3 +164,51 @@ def test_writer_range_checks_name_the_field() -> None:
 
 def test_ia5_reading_clears_the_high_bit_like_node() -> None:
     assert Reader(b"\x03\xe9\x61\x62").read_ia5("name") == "iab"
+
+
+def test_fixed_and_var_octets() -> None:
+    w = Writer()
+    w.write_fixed(bytes(16), 16, "transferId")
+    w.write_var_octets(b"ab")
+    assert w.getvalue() == bytes(16) + b"\x02ab"
+    assert encode_var_octets(bytes(200)) == b"\x81\xc8" + bytes(200)
+    with pytest.raises(CodecError) as info:
+        w.write_fixed(bytes(15), 16, "transferId")
+    assert info.value.field == "transferId"
+
+
+@pytest.mark.parametrize("value", ["é", 5])
+def test_ia5_writing_refuses_non_ascii_and_non_text(value: Any) -> None:
+    with pytest.raises(CodecError) as info:
+        Writer().write_ia5(value, "account")
+    assert info.value.field == "account"
+
+
+def test_reader_underflow_names_the_field() -> None:
+    r = Reader(b"\x01\x02\x03")
+    for method in (r.read_uint32, r.read_uint64):
+        with pytest.raises(CodecError) as info:
+            method("amount")
+        assert info.value.field == "amount"
+    assert r.read_uint8("a") == 1
+    assert r.remaining() == 2
+    with pytest.raises(CodecError):
+        r.read(3, "data")
+    assert Reader(b"", 0).remaining() == 0
+    with pytest.raises(CodecError):
+        Reader(b"").read_uint8("type")
+
+
+@pytest.mark.parametrize("value", [-1, 1 << 48])
+def test_var_uint_and_count_range(value: int) -> None:
+    with pytest.raises(CodecError):
+        encode_var_uint(value)
+    with pytest.raises(CodecError):
+        encode_pd_count(value)
+
+
+def test_length_beyond_what_a_peer_can_read_is_refused() -> None:
+    with pytest.raises(CodecError):
+        encode_length(1 << 48)
+    with pytest.raises(CodecError):
+        encode_length(-1)
