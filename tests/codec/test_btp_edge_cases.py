@@ -203,3 +203,11 @@ def test_256_entries_use_a_two_byte_count() -> None:
     raw = btp.encode(btp.Response(1, pd))
     assert raw[8:11] == b"\x02\x01\x00"
     assert btp.decode(raw) == btp.Response(1, pd)
+
+
+def test_frame_a_js_peer_builds_from_a_non_uuid_id_is_undecodable() -> None:
+    probes = load("probes.json")["probes"]
+    probe = next(p for p in probes if p["id"] == "non-uuid-transfer-id")
+    frame_hex = probe["observed"][0].split(": ", 1)[1]
+    with pytest.raises(CodecError):
+        btp.decode(bytes.fromhex(frame_hex))
