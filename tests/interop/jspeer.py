@@ -237,6 +237,15 @@ class JsPeer:
         """The argument lists of every event of that name seen so far."""
         return [e.get("args", []) for e in self.events if e.get("event") == name]
 
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set whenever an event line arrives (or the process ends)."""
+        return self._event_added
+
+    def raise_if_dead(self) -> None:
+        if self._reader.done():
+            raise JsPeerDied("node exited; stderr:\n" + self.stderr[-2000:])
+
     async def wait_event(
         self,
         name: str,
@@ -246,24 +255,15 @@ class JsPeer:
     ) -> list[Any]:
         """The args of the first event `name` (matching `predicate`), waiting `wait` s at most."""
 
-        def find() -> list[Any] | None:
-            for event in self.events:
-                if event.get("event") == name:
-                    args = event.get("args", [])
-                    if predicate is None or predicate(args):
-                        return list(args)
-            return None
-
         async def poll() -> list[Any]:
             while True:
-                found = find()
-                if found is not None:
-                    return found
-                if self._reader.done():
-                    raise JsPeerDied(
-                        f"node exited before event {name}; stderr:\n{self.stderr[-2000:]}"
-                    )
                 self._event_added.clear()
+                for event in self.events:
+                    if event.get("event") == name:
+                        args = event.get("args", [])
+                        if predicate is None or predicate(args):
+                            return list(args)
+                self.raise_if_dead()
                 await self._event_added.wait()
 
         return await asyncio.wait_for(poll(), wait)

@@ -1,0 +1,1 @@
+"""Interop tests against the JavaScript reference plugin, run as a subprocess peer."""
