@@ -102,6 +102,7 @@ class BtpConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._write_limit = write_limit
         self._write_scheduled = False
+        self._dropped = 0
         self._reader: asyncio.Task[None] | None = None
         self._authenticated: asyncio.Future[None] = self._loop.create_future()
         self._closed = asyncio.Event()
@@ -165,8 +166,8 @@ class BtpConnection:
         request_id = self._session.send_request(packet, deadline=deadline, context=future)
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
-        await self._flush()
         try:
+            await self._flush()
             answer = await future
         except asyncio.CancelledError:
             self._session.forget(request_id)
@@ -280,52 +281,46 @@ class BtpConnection:
                     return
                 message = bytes(message)
             event = session.receive_frame(message)
-            kind = type(event)
-            if kind is AnswerReceived:
-                assert isinstance(event, AnswerReceived)
+            if isinstance(event, AnswerReceived):
                 future = event.context
                 if not future.done():
                     future.set_result(event.packet)
-            elif kind is RequestReceived:
-                assert isinstance(event, RequestReceived)
+            elif isinstance(event, RequestReceived):
                 await self._slots.acquire()
                 self._spawn(self._serve(event.packet))
-            elif kind is AuthRequested:
-                assert isinstance(event, AuthRequested)
+            elif isinstance(event, AuthRequested):
                 if not await self._authorise(event):
                     return
-            elif kind is Authenticated:
+            elif isinstance(event, Authenticated):
                 await self._flush()
                 self._settle_auth(None)
-            elif kind is AuthRefused:
-                assert isinstance(event, AuthRefused)
+            elif isinstance(event, AuthRefused):
                 await self._refused(event)
                 return
-            elif kind is UnmatchedAnswer:
-                assert isinstance(event, UnmatchedAnswer)
+            elif isinstance(event, UnmatchedAnswer):
                 logger.debug(
                     "dropping %s for unknown or expired request %d from %s",
                     type(event.packet).__name__,
                     event.packet.request_id,
                     self.peer,
                 )
-            elif kind is UndecodableFrame:
-                assert isinstance(event, UndecodableFrame)
-                logger.warning(
-                    "dropping undecodable %d-byte frame from %s: %s",
-                    event.size,
-                    self.peer,
-                    event.error,
-                )
-            elif kind is UnexpectedPacket:
-                assert isinstance(event, UnexpectedPacket)
-                logger.warning(
-                    "dropping %s %d from %s: %s",
+            elif isinstance(event, UndecodableFrame):
+                self._report_dropped("undecodable %d-byte frame: %s", event.size, event.error)
+            elif isinstance(event, UnexpectedPacket):
+                self._report_dropped(
+                    "%s %d: %s",
                     type(event.packet).__name__,
                     event.packet.request_id,
-                    self.peer,
                     event.reason,
                 )
+
+    def _report_dropped(self, what: str, *args: object) -> None:
+        """Log a dropped frame; past the first few per socket only every 1000th, so a peer
+        sending garbage cannot flood the log."""
+        self._dropped += 1
+        count = self._dropped
+        if count <= 10 or count % 1000 == 0:
+            logger.warning("dropping from %s (#%d) " + what, self.peer, count, *args)
 
     async def _authorise(self, event: AuthRequested) -> bool:
         check = self._auth_check
