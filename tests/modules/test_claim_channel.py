@@ -84,6 +84,7 @@ class Setup:
         await plugin.connect()
         self.plugins.append(plugin)
         self.b = plugin
+        await wait_until(lambda: _exchanged(self.a) and _exchanged(plugin), "claim exchange")
         return plugin
 
     async def close(self) -> None:
@@ -224,10 +225,11 @@ async def test_a_transfer_beyond_max_unsecured_is_refused(setup: Setup, directio
 async def test_forged_claims_are_ignored_and_credit_stops_at_max_unsecured(
     setup: Setup, direction: str
 ) -> None:
-    async def forge(ctx: Any, balance: str) -> dict[str, str]:
-        return sign_claim(FORGER, ctx.state.outgoing_channel, int(balance))
+    def forger_constructor(ctx: Any, opts: Any) -> None:
+        claim_module.constructor(ctx, opts)
+        ctx.state.key = FORGER
 
-    forger = variant(create_outgoing_claim=forge)
+    forger = variant(constructor=forger_constructor)
     if direction == "client pays listener":
         receiver, sender = await setup.start_a(), await setup.start_b(forger)
     else:
@@ -320,6 +322,12 @@ async def test_claims_above_the_channel_capacity_secure_only_the_capacity(setup:
     await pay(b, a, 80)
     assert await best_claim(a) == 50
     assert await unsecured(a) == 30
+
+
+def _exchanged(plugin: Plugin) -> bool:
+    """True once the plugin's claim exchange after connect has finished."""
+    task = plugin._hooks.ctx.state.resync  # type: ignore[attr-defined]
+    return task is None or bool(task.done())
 
 
 async def _best_is(plugin: Plugin, value: int) -> bool:
