@@ -149,11 +149,7 @@ async def test_request_during_connect_is_held_until_ready() -> None:
             if "auth" in names:
                 await ws.send(btp.encode(btp.Response(request.request_id, ())))
             elif "info" in names:
-                await ws.send(
-                    btp.encode(
-                        btp.replace_request_id(packet, 77) if False else _with_id(packet, 77)
-                    )
-                )
+                await ws.send(btp.encode(_with_id(packet, 77)))
                 await asyncio.sleep(0.1)
                 info = b'{"prefix":"p.","currencyCode":"X","currencyScale":0}'
                 await ws.send(
