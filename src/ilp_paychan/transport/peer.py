@@ -44,7 +44,10 @@ class PeerLink(Protocol):
         """Who answers the peer's requests (None: answer F00 "no request handler registered")."""
 
     def on_state_change(self, callback: StateCallback) -> None:
-        """Call `callback(is_open)` on every change of `is_open()`."""
+        """Call `callback(True)` when an authenticated socket becomes the active one (for a
+        client also inside `start()`), `callback(False)` once it is gone with no successor
+        (also inside `stop()`). A socket replacing another fires nothing. Sync, exceptions
+        are logged."""
 
 
 class ActiveLink:
