@@ -212,6 +212,8 @@ class BtpConnection:
         if not chunks:
             return
         transport = self._ws.transport
+        if transport.is_closing():
+            return
         if all(chunks):
             transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             return
