@@ -93,6 +93,21 @@ BAD_CONFIGS: list[tuple[str, Any, tuple[str, ...]]] = [
         ('ledger "g.x."', "options.store", "store URL"),
     ),
     (
+        "postgres-schema-not-an-identifier",
+        {
+            "g.x.": {
+                "store": f"postgresql://u:{SECRET}@h/db?schema=Bad-Name",
+                "options": {"server": "btp+ws://:a@h:1", "maxBalance": "1"},
+            }
+        },
+        ('ledger "g.x."', "store", "lowercase SQL identifier"),
+    ),
+    (
+        "listener-without-secret",
+        listener_entry(incomingSecret=None),
+        ('ledger "g.x."', "options.incomingSecret", "required for a listener"),
+    ),
+    (
         "tls-cert-missing-file",
         listener_entry(listener={"port": 1, "cert": "nope.crt", "key": "nope.key"}),
         ('ledger "g.x."', "options.listener.cert", "does not exist"),
@@ -111,7 +126,13 @@ BAD_CONFIGS: list[tuple[str, Any, tuple[str, ...]]] = [
         "duplicate-port",
         {
             **listener_entry(),
-            "g.y.": {"options": {"listener": {"port": 4195, "host": "127.0.0.1"}, "info": {}}},
+            "g.y.": {
+                "options": {
+                    "listener": {"port": 4195, "host": "127.0.0.1"},
+                    "info": {},
+                    "incomingSecret": "other",
+                }
+            },
         },
         ('ledger "g.y."', "options.listener.port", '"g.x."'),
     ),

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -63,6 +63,7 @@ _SECRET_FIELDS = frozenset(
 )
 _INTEGER = re.compile(r"^-?[0-9]+$")
 _STORE_KEY = re.compile(r"^[A-Za-z0-9_-]*$")
+_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _STORE_SCHEMES = ("memory:", "sqlite:///", "postgresql://", "postgres://")
 
 
@@ -110,6 +111,12 @@ def _check_store_url(url: str) -> str:
             "expected a store URL (memory:, sqlite:///PATH or postgresql://...), "
             f"got a string starting {_show(url.split(':', 1)[0] + ':')}"
         )
+    if url.startswith(("postgresql://", "postgres://")):
+        schemas = parse_qs(urlsplit(url).query).get("schema", [])
+        if any(not _PG_SCHEMA.match(schema) for schema in schemas):
+            raise ValueError(
+                "expected ?schema= to be a lowercase SQL identifier ([a-z_][a-z0-9_]*)"
+            )
     return url
 
 
@@ -399,6 +406,14 @@ def _ledger_from_options(
             'required for a listener without "server"', ledger=name, field=f"{where}{missing}"
         )
 
+    if opts.listener is not None and not (
+        opts.incomingSecret and opts.incomingSecret.get_secret_value()
+    ):
+        raise ConfigError(
+            "required for a listener: without it every client is refused",
+            ledger=name,
+            field=f"{where}incomingSecret",
+        )
     store_url = _resolve_store(name, opts, entry, data_dir, where)
     for key in ("store", "_store", "receiverSecret"):
         options.pop(key, None)
