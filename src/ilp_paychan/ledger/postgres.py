@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -34,6 +35,7 @@ from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
 SCHEMA_VERSION = 1
 RETRIES = 20
+MAX_BATCH = 512
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x1C0_9A1C  # arbitrary advisory-lock id for schema migrations
 
@@ -111,14 +113,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
                 IF t.digest = p_digest THEN
                     RETURN t.state;
                 END IF;
-                RAISE EXCEPTION 'duplicate id' USING ERRCODE = '{_DUPLICATE}';
+                RETURN '{_DUPLICATE}';
             END IF;
             IF p_incoming THEN
                 v_limit := {_LIMIT_EXPR.format(col="l.maximum", arg="p_maximum")};
                 IF v_limit IS NOT NULL AND
                    l.incoming_fulfilled_and_prepared + p_amount - l.outgoing_fulfilled > v_limit
                 THEN
-                    RAISE EXCEPTION 'over limit' USING ERRCODE = '{_OVER_LIMIT}';
+                    RETURN '{_OVER_LIMIT}';
                 END IF;
                 UPDATE ilp_logs SET incoming_fulfilled_and_prepared =
                     incoming_fulfilled_and_prepared + p_amount WHERE key = p_key;
@@ -127,7 +129,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
                 IF v_limit IS NOT NULL AND
                    l.outgoing_fulfilled_and_prepared + p_amount - l.incoming_fulfilled > -v_limit
                 THEN
-                    RAISE EXCEPTION 'over limit' USING ERRCODE = '{_OVER_LIMIT}';
+                    RETURN '{_OVER_LIMIT}';
                 END IF;
                 UPDATE ilp_logs SET outgoing_fulfilled_and_prepared =
                     outgoing_fulfilled_and_prepared + p_amount WHERE key = p_key;
@@ -140,7 +142,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         END $$""",
         f"""CREATE FUNCTION ilp_settle(
             p_key text, p_id text, p_fulfill boolean, p_fulfillment text, p_notify boolean
-        ) RETURNS boolean LANGUAGE plpgsql AS $$
+        ) RETURNS text LANGUAGE plpgsql AS $$
         DECLARE
             l ilp_logs;
             t record;
@@ -149,13 +151,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             SELECT state, is_incoming, amount INTO t FROM ilp_transfers
                 WHERE log_key = p_key AND id = p_id FOR UPDATE;
             IF NOT FOUND THEN
-                RAISE EXCEPTION 'not found' USING ERRCODE = '{_NOT_FOUND}';
+                RETURN '{_NOT_FOUND}';
             END IF;
             IF p_fulfill THEN
-                IF t.state = 'fulfilled' THEN RETURN false; END IF;
-                IF t.state = 'cancelled' THEN
-                    RAISE EXCEPTION 'cancelled' USING ERRCODE = '{_ROLLED_BACK}';
-                END IF;
+                IF t.state = 'fulfilled' THEN RETURN 'false'; END IF;
+                IF t.state = 'cancelled' THEN RETURN '{_ROLLED_BACK}'; END IF;
                 UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = p_fulfillment,
                     notify_peer = p_notify WHERE log_key = p_key AND id = p_id;
                 IF t.is_incoming THEN
@@ -166,10 +166,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
                         WHERE key = p_key;
                 END IF;
             ELSE
-                IF t.state = 'cancelled' THEN RETURN false; END IF;
-                IF t.state = 'fulfilled' THEN
-                    RAISE EXCEPTION 'fulfilled' USING ERRCODE = '{_FULFILLED}';
-                END IF;
+                IF t.state = 'cancelled' THEN RETURN 'false'; END IF;
+                IF t.state = 'fulfilled' THEN RETURN '{_FULFILLED}'; END IF;
                 UPDATE ilp_transfers SET state = 'cancelled', notify_peer = p_notify
                     WHERE log_key = p_key AND id = p_id;
                 IF t.is_incoming THEN
@@ -180,7 +178,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
                         outgoing_fulfilled_and_prepared - t.amount WHERE key = p_key;
                 END IF;
             END IF;
-            RETURN true;
+            RETURN 'true';
         END $$""",
         """CREATE FUNCTION ilp_set_if_max(p_key text, p_value numeric, p_entry text)
         RETURNS text LANGUAGE plpgsql AS $$
@@ -197,6 +195,45 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             IF p_value <= m.value THEN RETURN NULL; END IF;
             UPDATE ilp_max_values SET value = p_value, entry = p_entry WHERE key = p_key;
             RETURN m.entry;
+        END $$""",
+        """CREATE FUNCTION ilp_apply(op jsonb) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE l ilp_logs;
+        BEGIN
+            CASE op->>'op'
+            WHEN 'prepare' THEN
+                RETURN ilp_prepare(op->>'key', op->>'id', op->>'transfer',
+                    decode(op->>'digest', 'hex'), (op->>'incoming')::boolean,
+                    (op->>'amount')::numeric, (op->>'expires')::timestamptz,
+                    (op->>'maximum')::numeric, (op->>'minimum')::numeric);
+            WHEN 'settle' THEN
+                RETURN ilp_settle(op->>'key', op->>'id', (op->>'fulfill')::boolean,
+                    op->>'fulfillment', (op->>'notify')::boolean);
+            WHEN 'limit' THEN
+                l := ilp_lock_log(op->>'key');
+                IF op->>'field' = 'maximum' THEN
+                    UPDATE ilp_logs SET maximum = op->>'value' WHERE key = op->>'key';
+                ELSE
+                    UPDATE ilp_logs SET minimum = op->>'value' WHERE key = op->>'key';
+                END IF;
+                RETURN NULL;
+            WHEN 'clear' THEN
+                l := ilp_lock_log(op->>'key');
+                UPDATE ilp_transfers SET notify_peer = false
+                    WHERE log_key = op->>'key' AND id = op->>'id' AND notify_peer;
+                RETURN NULL;
+            WHEN 'max' THEN
+                RETURN ilp_set_if_max(op->>'key', (op->>'value')::numeric, op->>'entry');
+            END CASE;
+        END $$""",
+        """CREATE FUNCTION ilp_apply_all(ops jsonb) RETURNS text[] LANGUAGE plpgsql AS $$
+        DECLARE
+            results text[] := '{}';
+            i integer;
+        BEGIN
+            FOR i IN 0 .. jsonb_array_length(ops) - 1 LOOP
+                results := results || ilp_apply(ops -> i);
+            END LOOP;
+            RETURN results;
         END $$""",
     ),
 }
@@ -281,13 +318,54 @@ def _number(value: int | None) -> Decimal | None:
 
 
 class PostgresStore:
-    """`LedgerStore` on a PostgreSQL database through an asyncpg pool."""
+    """`LedgerStore` on a PostgreSQL database through an asyncpg pool.
+
+    Writes are grouped: while one batch runs, newly submitted operations queue up, and the next
+    batch sends them all in one statement (`ilp_apply_all`), i.e. one transaction and one WAL
+    flush for the lot. Operations in a batch were all pending at once, so any order is a valid
+    serial order; they are sorted by the rows they lock (log keys, then tracker keys) so that
+    two processes' batches never wait for each other in a cycle. Each operation checks before it
+    writes and reports refusals as result codes, so one refused operation leaves the rest of
+    its batch untouched.
+    """
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[str | None]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def _apply(self, op: dict[str, Any]) -> str | None:
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            batch.sort(key=_lock_order)
+            try:
+                results = await self._run_batch([op for op, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _run_batch(self, ops: list[dict[str, Any]]) -> list[str | None]:
+        payload = json.dumps(ops, separators=(",", ":"), ensure_ascii=False)
+        results: list[str | None] = await self._call(
+            "fetchval", "SELECT ilp_apply_all($1::jsonb)", payload
+        )
+        return results
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        """Run one statement (one transaction), retrying serialization failures."""
+        """Run one statement (one transaction), retrying serialization failures and deadlocks."""
         for attempt in range(RETRIES):
             try:
                 return await getattr(self._pool, method)(sql, *args)
@@ -324,52 +402,49 @@ class PostgresStore:
         maximum: int | None,
         minimum: int | None,
     ) -> PrepareOutcome:
-        try:
-            outcome = await self._call(
-                "fetchval",
-                "SELECT ilp_prepare($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                key,
-                candidate.id,
-                candidate.transfer_json,
-                content_digest(candidate),
-                candidate.is_incoming,
-                Decimal(candidate.amount),
-                candidate.expires_at,
-                _number(maximum),
-                _number(minimum),
-            )
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate == _OVER_LIMIT:
-                raise rules.over_limit(candidate) from None
-            if exc.sqlstate == _DUPLICATE:
-                existing = await self.read_transfer(key, candidate.id)
-                assert existing is not None
-                raise rules.duplicate(existing, candidate) from None
-            raise
-        return _OUTCOMES[outcome]
+        expires = candidate.expires_at
+        result = await self._apply(
+            {
+                "op": "prepare",
+                "key": key,
+                "id": candidate.id,
+                "transfer": candidate.transfer_json,
+                "digest": content_digest(candidate).hex(),
+                "incoming": candidate.is_incoming,
+                "amount": str(candidate.amount),
+                "expires": None if expires is None else expires.isoformat(),
+                "maximum": None if maximum is None else str(maximum),
+                "minimum": None if minimum is None else str(minimum),
+            }
+        )
+        if result == _OVER_LIMIT:
+            raise rules.over_limit(candidate)
+        if result == _DUPLICATE:
+            existing = await self.read_transfer(key, candidate.id)
+            assert existing is not None
+            raise rules.duplicate(existing, candidate)
+        return _OUTCOMES[str(result)]
 
     async def _settle(
         self, key: str, transfer_id: str, fulfillment: str | None, notify_peer: bool
     ) -> bool:
-        try:
-            changed: bool = await self._call(
-                "fetchval",
-                "SELECT ilp_settle($1, $2, $3, $4, $5)",
-                key,
-                transfer_id,
-                fulfillment is not None,
-                fulfillment,
-                notify_peer,
-            )
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate == _NOT_FOUND:
-                raise rules.not_found(transfer_id) from None
-            if exc.sqlstate == _ROLLED_BACK:
-                raise rules.rolled_back(transfer_id) from None
-            if exc.sqlstate == _FULFILLED:
-                raise rules.already_fulfilled(transfer_id) from None
-            raise
-        return changed
+        result = await self._apply(
+            {
+                "op": "settle",
+                "key": key,
+                "id": transfer_id,
+                "fulfill": fulfillment is not None,
+                "fulfillment": fulfillment,
+                "notify": notify_peer,
+            }
+        )
+        if result == _NOT_FOUND:
+            raise rules.not_found(transfer_id)
+        if result == _ROLLED_BACK:
+            raise rules.rolled_back(transfer_id)
+        if result == _FULFILLED:
+            raise rules.already_fulfilled(transfer_id)
+        return result == "true"
 
     async def fulfill(
         self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
@@ -380,14 +455,7 @@ class PostgresStore:
         return await self._settle(key, transfer_id, None, notify_peer)
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
-        column = "maximum" if field == "maximum" else "minimum"
-        await self._call(
-            "execute",
-            f"INSERT INTO ilp_logs (key, {column}) VALUES ($1, $2)"
-            f" ON CONFLICT (key) DO UPDATE SET {column} = excluded.{column}",
-            key,
-            value,
-        )
+        await self._apply({"op": "limit", "key": key, "field": field, "value": value})
 
     async def list_prepared(self, key: str, expired_at: datetime | None) -> list[StoredTransfer]:
         sql = (
@@ -406,25 +474,24 @@ class PostgresStore:
         return [_transfer_of(row) for row in await self._call("fetch", sql, key)]
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
-        await self._call(
-            "execute",
-            "UPDATE ilp_transfers SET notify_peer = false"
-            " WHERE log_key = $1 AND id = $2 AND notify_peer",
-            key,
-            transfer_id,
-        )
+        await self._apply({"op": "clear", "key": key, "id": transfer_id})
 
     async def read_max(self, key: str) -> str:
         entry = await self._call("fetchval", "SELECT entry FROM ilp_max_values WHERE key = $1", key)
         return DEFAULT_MAX_ENTRY if entry is None else str(entry)
 
     async def set_if_max(self, key: str, value: int, entry_json: str) -> str | None:
-        previous = await self._call(
-            "fetchval", "SELECT ilp_set_if_max($1, $2, $3)", key, Decimal(value), entry_json
+        return await self._apply(
+            {"op": "max", "key": key, "value": str(value), "entry": entry_json}
         )
-        if previous is None:
-            return None
-        return str(previous)
 
     async def close(self) -> None:
+        """Let queued writes finish, then close the pool."""
+        while self._runner is not None and not self._runner.done():
+            await asyncio.wait({self._runner})
         await self._pool.close()
+
+
+def _lock_order(item: tuple[dict[str, Any], Any]) -> tuple[bool, str]:
+    op = item[0]
+    return op["op"] == "max", op["key"]
