@@ -198,7 +198,10 @@ class BtpClient(ActiveLink):
             attempt = min(attempt + 1, 62)
             try:
                 return await self._dial(ssl_context)
-            except PluginError as exc:
+            except Exception as exc:
+                if not isinstance(exc, PluginError):
+                    logger.exception("unexpected error while reconnecting; retrying")
+                    continue
                 logger.info(
                     "reconnect attempt %d to %s failed: %s", attempt, self.url.redacted(), exc
                 )

@@ -84,6 +84,7 @@ class BtpListener(ActiveLink):
         self._server: Server | None = None
         self._connections: set[BtpConnection] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self._start_lock = asyncio.Lock()
 
     @property
     def port(self) -> int:
@@ -105,8 +106,11 @@ class BtpListener(ActiveLink):
             InvalidFieldsError: TLS files unreadable or mismatched, or the port cannot be bound
                 (the message names the `listener.*` field and the OS reason).
         """
-        if self._server is not None:
-            return
+        async with self._start_lock:
+            if self._server is None:
+                await self._listen()
+
+    async def _listen(self) -> None:
         ssl_context = self._ssl_context()
         try:
             self._server = await serve(
@@ -151,6 +155,10 @@ class BtpListener(ActiveLink):
 
     async def stop(self) -> None:
         """Close every socket (code 1000) and stop listening; `start()` works again after."""
+        async with self._start_lock:
+            await self._shut()
+
+    async def _shut(self) -> None:
         server, self._server = self._server, None
         self._started = False
         self._down_reason = "the BTP listener is stopped; call connect() first"
