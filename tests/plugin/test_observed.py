@@ -124,7 +124,7 @@ async def test_zero_amount_and_non_uuid_ids_are_refused_before_sending(listener:
 
 
 async def test_long_expiry_does_not_fire_at_once(listener: Plugin, raw: RawPeer) -> None:
-    """Probe long-expiry-timer-overflow: 30 days ahead fired at once in the reference (weakness 7)."""
+    """Probe long-expiry-timer-overflow: 30 days ahead fired at once in 1.3.5 (weakness 7)."""
     packet, _ = prepare_packet(expires_in=30 * 24 * 3600)
     assert isinstance(await raw.request(packet), btp.Response)
     await asyncio.sleep(0.05)

@@ -1,0 +1,201 @@
+"""Issue item 3: prepared transfers survive a restart (SQLite store in tmp_path).
+
+A "restart" is a new Plugin object over the same store file and the same listener port; the
+peer is a raw BTP client, so what goes over the wire is checked directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+from ilp_paychan import Plugin
+from ilp_paychan.codec import btp
+from ilp_paychan.codec.btp import Fulfill, Reject
+from ilp_paychan.codec.ilp import IlpError, decode_ilp
+
+from .conftest import RawPeer, Recorder, prepare_packet, server_options, wait_until
+
+
+def options(tmp_path: Path, port: int = 0, **extra: Any) -> dict[str, Any]:
+    return server_options(
+        store=f"sqlite:///{tmp_path}/plugin.db",
+        listener={"port": port, "host": "127.0.0.1"},
+        **extra,
+    )
+
+
+async def restarted(tmp_path: Path, port: int, **extra: Any) -> Plugin:
+    plugin = Plugin(options(tmp_path, port, **extra))
+    await plugin.connect()
+    return plugin
+
+
+async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: Path) -> None:
+    first = Plugin(options(tmp_path))
+    await first.connect()
+    port = first.listener_port
+    assert port is not None
+    peer = await RawPeer.open(port)
+    packet, preimage = prepare_packet(amount=9)
+    assert isinstance(await peer.request(packet), btp.Response)
+    await peer.close()
+    await first.disconnect()
+
+    second = await restarted(tmp_path, port)
+    try:
+        assert second.in_flight_count() == 1
+        peer = await RawPeer.open(port)
+        fulfilling = asyncio.ensure_future(
+            second.fulfill_condition(
+                packet.transfer_id, base64.urlsafe_b64encode(preimage).decode().rstrip("=")
+            )
+        )
+        fulfill = await peer.next_request()
+        assert isinstance(fulfill, Fulfill)
+        await peer.answer(fulfill)
+        await fulfilling
+        assert await second.get_balance() == "9"
+        assert await second.transfer_log.list_peer_notices() == []
+        await peer.close()
+    finally:
+        await second.disconnect()
+
+
+async def test_an_identical_prepare_after_a_restart_is_acknowledged_without_an_event(
+    tmp_path: Path,
+) -> None:
+    first = Plugin(options(tmp_path))
+    await first.connect()
+    port = first.listener_port
+    assert port is not None
+    peer = await RawPeer.open(port)
+    packet, _ = prepare_packet(amount=2)
+    assert isinstance(await peer.request(packet), btp.Response)
+    await peer.close()
+    await first.disconnect()
+
+    second = Plugin(options(tmp_path, port))
+    events = Recorder(second, "incoming_prepare")
+    await second.connect()
+    try:
+        peer = await RawPeer.open(port)
+        assert isinstance(await peer.request(packet), btp.Response)
+        assert events["incoming_prepare"] == []
+        assert await second.transfer_log.get_incoming_fulfilled_and_prepared() == "2"
+        await peer.close()
+    finally:
+        await second.disconnect()
+
+
+async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_the_peer_told(
+    tmp_path: Path,
+) -> None:
+    first = Plugin(options(tmp_path))
+    await first.connect()
+    port = first.listener_port
+    assert port is not None
+    peer = await RawPeer.open(port)
+    packet, _ = prepare_packet(amount=5, expires_in=0.3)
+    assert isinstance(await peer.request(packet), btp.Response)
+    await peer.close()
+    await first.disconnect()
+    await asyncio.sleep(0.4)
+
+    second = Plugin(options(tmp_path, port))
+    events = Recorder(second, "incoming_cancel")
+    await second.connect()
+    try:
+        record = await second.transfer_log.get(packet.transfer_id)
+        assert record["state"] == "cancelled"  # already when connect() returned
+        assert len(events["incoming_cancel"]) == 1
+        assert await second.transfer_log.get_incoming_fulfilled_and_prepared() == "0"
+        peer = await RawPeer.open(port)  # the peer comes back: it is told
+        reject = await peer.next_request()
+        assert isinstance(reject, Reject)
+        assert reject.transfer_id == packet.transfer_id
+        error = decode_ilp(reject.protocol_data[0].data)
+        assert isinstance(error, IlpError)
+        assert error.code == "R00"
+        await peer.answer(reject)
+        await wait_until(lambda: _no_notices(second))
+        await peer.close()
+    finally:
+        await second.disconnect()
+
+
+async def _no_notices(plugin: Plugin) -> bool:
+    return await plugin.transfer_log.list_peer_notices() == []
+
+
+async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Path) -> None:
+    """Weakness 5: the fulfilment was committed but the peer never acknowledged the Fulfill."""
+    first = Plugin(options(tmp_path, requestTimeout=0.2))
+    await first.connect()
+    port = first.listener_port
+    assert port is not None
+    peer = await RawPeer.open(port)
+    packet, preimage = prepare_packet(amount=8)
+    assert isinstance(await peer.request(packet), btp.Response)
+    await first.fulfill_condition(
+        packet.transfer_id, base64.urlsafe_b64encode(preimage).decode().rstrip("=")
+    )
+    await peer.close()
+    await first.disconnect()
+
+    second = await restarted(tmp_path, port)
+    try:
+        peer = await RawPeer.open(port)
+        fulfill = await peer.next_request()
+        assert isinstance(fulfill, Fulfill)
+        assert fulfill.fulfillment == preimage
+        await peer.answer(fulfill)
+        await wait_until(lambda: _no_notices(second))
+        assert await second.get_balance() == "8"
+        await peer.close()
+    finally:
+        await second.disconnect()
+
+
+async def test_an_outgoing_transfer_survives_a_restart_and_the_peer_can_fulfil_it(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+    import os
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    first = Plugin(options(tmp_path))
+    await first.connect()
+    port = first.listener_port
+    assert port is not None
+    peer = await RawPeer.open(port)
+    preimage = os.urandom(32)
+    transfer = {
+        "id": str(uuid.uuid4()),
+        "to": "example.red.client",
+        "amount": "4",
+        "executionCondition": base64.urlsafe_b64encode(hashlib.sha256(preimage).digest())
+        .decode()
+        .rstrip("="),
+        "expiresAt": (datetime.now(UTC) + timedelta(seconds=30)).isoformat(),
+    }
+    sending = asyncio.ensure_future(first.send_transfer(transfer))
+    await peer.answer(await peer.next_request())
+    await sending
+    await peer.close()
+    await first.disconnect()
+
+    second = Plugin(options(tmp_path, port))
+    events = Recorder(second, "outgoing_fulfill")
+    await second.connect()
+    try:
+        peer = await RawPeer.open(port)
+        assert isinstance(await peer.request(Fulfill(0, transfer["id"], preimage)), btp.Response)
+        assert len(events["outgoing_fulfill"]) == 1
+        assert await second.get_balance() == "-4"
+        await peer.close()
+    finally:
+        await second.disconnect()
