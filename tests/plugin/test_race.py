@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import time
@@ -86,12 +87,10 @@ async def test_late_fulfills_racing_expiry_settle_each_transfer_once(
         assert packet.expires_at is not None
         delay = packet.expires_at.timestamp() - time.time() + (index - 15) * 0.002
         await asyncio.sleep(max(delay, 0))
-        try:
+        with contextlib.suppress(AlreadyRolledBackError):
             await listener.fulfill_condition(
                 packet.transfer_id, base64.urlsafe_b64encode(preimage).decode().rstrip("=")
             )
-        except AlreadyRolledBackError:
-            pass
 
     try:
         await asyncio.gather(*(late_fulfil(i, p, f) for i, (p, f) in enumerate(packets)))
