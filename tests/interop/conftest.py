@@ -90,13 +90,12 @@ class SideFactory:
         *,
         max_balance: str = SERVER_MAX,
         min_balance: str | None = SERVER_MIN,
+        **extra: Any,
     ) -> PySide:
-        side = PySide(
-            py_server_options(
-                self.store_url(store, "server"), max_balance=max_balance, min_balance=min_balance
-            ),
-            "server",
+        options = py_server_options(
+            self.store_url(store, "server"), max_balance=max_balance, min_balance=min_balance
         )
+        side = PySide({**options, **extra}, "server")
         self.started.append(side)
         await side.connect()
         return side

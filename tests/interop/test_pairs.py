@@ -135,7 +135,7 @@ async def test_auth_refused_for_js_client(sides: SideFactory) -> None:
         bad = await sides.js_client(server.port, secret=secret, username=username, connect=False)
         # The reference's client never settles connect() after a refusal (PROTOCOL §b.4) and
         # reports the server's BTP Error as an unhandled rejection: that is what we check.
-        answer = await bad.peer.call_raw("connect", driver_timeout=2.0, wait=6.0)
+        answer = await bad.peer.call_raw("connect", driver_timeout=1.0, wait=5.0)
         assert not answer["ok"]
         assert answer["error"]["name"] == "DriverTimeout"
         await bad.peer.wait_event("unhandled_rejection", wait=5)

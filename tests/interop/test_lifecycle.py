@@ -1,0 +1,136 @@
+"""Connections coming and going between our plugin and the JS reference.
+
+The reference never reconnects by itself and keeps dead sockets until `disconnect()` (PROTOCOL
+§b.5): its user recovers with `disconnect()` + `connect()`, after which a client dials again on
+its next request. These tests check that our side copes with exactly that: reconnects, a
+server restart on the same SQLite file, a Fulfill that could not be delivered at first, and a
+second client login replacing the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, py_server_options
+from .sides import JsSide, PySide, Side, make_transfer, new_fulfillment
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
+
+
+async def pay(sender: Side, receiver: Side, amount: str) -> dict[str, Any]:
+    """One fulfilled transfer from sender to receiver."""
+    fulfillment, condition = new_fulfillment()
+    transfer = make_transfer(sender.peer_account, amount, condition)
+    await sender.send_transfer(transfer)
+    await receiver.wait_transfer_event("incoming_prepare", transfer["id"])
+    await receiver.fulfill(transfer["id"], fulfillment)
+    await sender.wait_transfer_event("outgoing_fulfill", transfer["id"])
+    return transfer
+
+
+async def js_redial(client: JsSide) -> None:
+    """What a reference user must do after losing the socket: disconnect, connect, then any
+    request dials again (here the balance query, which a stateless client sends to the peer)."""
+    await client.disconnect()
+    await client.connect()
+    await client.balance()
+
+
+async def test_js_client_reconnects_to_py_server(sides: SideFactory) -> None:
+    server = await sides.py_server("sqlite")
+    client = await sides.js_client(server.port)
+    await pay(client, server, "5")
+    await js_redial(client)
+    await pay(client, server, "6")
+    await pay(server, client, "2")
+    assert await server.balance() == "9"
+    assert int(await client.balance()) == -9
+
+
+async def test_py_client_reconnects_to_js_server(sides: SideFactory) -> None:
+    server = await sides.js_server()
+    client = await sides.py_client(server.port)
+    await pay(client, server, "5")
+    await client.disconnect()
+    await client.connect()
+    # The reference server keeps the dead socket and every request it sends from now on fails
+    # with "not opened" (PROTOCOL §b.5), so only what it answers is checked: it accepts the new
+    # login and answers queries, messages and prepares on the new socket.
+    assert await client.balance() == "-5"
+    assert await client.limit() == "-" + SERVER_MAX
+    await server.handle_requests("echo")
+    answer = await client.send_request({"to": client.peer_account, "custom": {"again": True}})
+    assert answer["custom"] == {"again": True}
+    _, condition = new_fulfillment()
+    transfer = make_transfer(client.peer_account, "6", condition)
+    await client.send_transfer(transfer)
+    await server.wait_transfer_event("incoming_prepare", transfer["id"])
+    assert await server.balance() == "5"
+
+
+async def test_fulfill_redelivered_after_js_client_returns(sides: SideFactory) -> None:
+    # fulfil_condition waits up to requestTimeout for the peer to come back before returning
+    server = await sides.py_server("sqlite", requestTimeout=1)
+    client = await sides.js_client(server.port)
+    fulfillment, condition = new_fulfillment()
+    transfer = make_transfer(client.peer_account, "7", condition)
+    await client.send_transfer(transfer)
+    await server.wait_transfer_event("incoming_prepare", transfer["id"])
+
+    await client.disconnect()  # the socket is gone when the server fulfils
+    await server.fulfill(transfer["id"], fulfillment)  # ours commits and keeps a notice
+    assert await server.balance() == "7"
+    assert not client.transfer_events("outgoing_fulfill", transfer["id"])
+
+    await client.connect()
+    await client.balance()  # dials again; the server re-sends the Fulfill on the new socket
+    await client.wait_transfer_event("outgoing_fulfill", transfer["id"])
+    assert int(await client.balance()) == -7
+    assert int(await server.peer_balance()) == 7
+
+
+async def test_py_server_restart_keeps_balances_and_prepared_transfers(
+    sides: SideFactory,
+) -> None:
+    server = await sides.py_server("sqlite")
+    client = await sides.js_client(server.port)
+    port = server.port
+    await pay(client, server, "5")
+    fulfillment, condition = new_fulfillment()
+    pending = make_transfer(client.peer_account, "8", condition)
+    await client.send_transfer(pending)
+    await server.wait_transfer_event("incoming_prepare", pending["id"])
+
+    await server.close()  # the process goes away; its SQLite file stays
+    options = py_server_options(
+        sides.store_url("sqlite", "server"), max_balance=SERVER_MAX, min_balance=SERVER_MIN
+    )
+    options["listener"] = {"port": port, "host": "127.0.0.1"}
+    restarted = PySide(options, "server")
+    sides.started.append(restarted)
+    await restarted.connect()
+    pair = Pair(restarted, client, "restarted")
+
+    await js_redial(client)
+    assert await restarted.balance() == "5"
+    assert await restarted.transfer_state(pending["id"]) == "prepared"
+    await restarted.fulfill(pending["id"], fulfillment)
+    await client.wait_transfer_event("outgoing_fulfill", pending["id"])
+    assert await pair.server.balance() == "13"
+    assert int(await pair.client.balance()) == -13
+    await pay(client, restarted, "1")
+    assert await restarted.balance() == "14"
+
+
+async def test_second_js_login_replaces_the_first(sides: SideFactory) -> None:
+    server = await sides.py_server("memory")
+    first = await sides.js_client(server.port)
+    await pay(first, server, "3")
+    second = await sides.js_client(server.port)
+    # requests go to the newest authenticated socket only, never to both
+    transfer = await pay(server, second, "2")
+    assert not first.transfer_events("incoming_prepare", transfer["id"])
+    assert await server.balance() == "1"
+    assert int(await second.balance()) == -1
