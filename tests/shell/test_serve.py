@@ -172,13 +172,15 @@ async def test_client_example_from_connector_ledgers_env_against_a_listener(
             "store": "memory:",
         }
     )
+    prefix, entry = only_ledger(load_example("client.json"))
+    entry["options"]["server"] = f"btp+ws://:shared_secret@127.0.0.1:{port}"
+    entry["options"]["receiverSecret"] = RECEIVER
+    env = {"CONNECTOR_LEDGERS": json.dumps({prefix: entry})}
+    serve = serve_factory(None, tmp_path / "data", env=env)
+    # the server is not up yet: the client retries until it is
+    await asyncio.to_thread(wait_until, lambda: serve.events_named("connect_retry"), "a retry")
     await server.connect()
     try:
-        prefix, entry = only_ledger(load_example("client.json"))
-        entry["options"]["server"] = f"btp+ws://:shared_secret@127.0.0.1:{port}"
-        entry["options"]["receiverSecret"] = RECEIVER
-        env = {"CONNECTOR_LEDGERS": json.dumps({prefix: entry})}
-        serve = serve_factory(None, tmp_path / "data", env=env)
         await asyncio.to_thread(serve.wait_ready)
         payer = Payer(server)
         paid = await asyncio.gather(*(payer.pay(7) for _ in range(10)))

@@ -228,17 +228,18 @@ class Server:
                     future.cancel()
 
     async def _connect(self, entry: _Ledger) -> None:
-        from ilp_paychan.errors import NotAcceptedError
+        from ilp_paychan.errors import PeerTimeoutError, UnreachableError
 
+        # worth retrying: the peer or the database not reachable yet; anything else (refused
+        # credentials, unreadable files, a store schema from a newer version) is permanent
+        transient = (UnreachableError, PeerTimeoutError, OSError, TimeoutError)
         ledger = entry.settings
         delay = RETRY_FIRST
         while True:
             try:
                 await entry.plugin.connect()
-            except NotAcceptedError as exc:
-                raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
             except Exception as exc:
-                if ledger.role == "listener":
+                if ledger.role == "listener" or not isinstance(exc, transient):
                     raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
                 log_event(
                     log,
