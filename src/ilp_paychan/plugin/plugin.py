@@ -649,7 +649,7 @@ class Plugin:
         )
         if ilp_bytes:
             self._fulfill_ilp[tid] = ilp_bytes
-        await self._deliver(entry, raise_refusal=True)
+        await self._deliver(entry, raise_refusal=True, preimage=preimage)
 
     async def reject_incoming_transfer(
         self, transfer_id: str, reason: Mapping[str, Any] | None = None
@@ -674,9 +674,10 @@ class Plugin:
 
     # ------------------------------------------------------------------ peer notices
 
-    def _notice_packet(self, entry: Entry) -> tuple[Packet, str]:
+    def _notice_packet(self, entry: Entry, preimage: bytes | None) -> tuple[Packet, str]:
         if entry.fulfillment is not None and entry.state == "fulfilled":
-            preimage = parse_hash32(entry.fulfillment, "fulfillment")
+            if preimage is None:
+                preimage = parse_hash32(entry.fulfillment, "fulfillment")
             ilp = self._fulfill_ilp.get(entry.id)
             pd = (ProtocolData("ilp", _OCTETS, ilp),) if ilp else ()
             return Fulfill(0, entry.id, preimage, pd), "fulfill"
@@ -685,7 +686,9 @@ class Plugin:
             reason = encode_ilp(expiry_error(self.get_account()))
         return Reject(0, entry.id, (ProtocolData("ilp", _OCTETS, reason),)), "reject"
 
-    async def _deliver(self, entry: Entry, *, raise_refusal: bool) -> bool:
+    async def _deliver(
+        self, entry: Entry, *, raise_refusal: bool, preimage: bytes | None = None
+    ) -> bool:
         """Send a settled transfer's Fulfill/Reject once; True when the peer answered.
 
         A Response clears the notice; an Error is final too (the peer heard us and refused):
@@ -693,7 +696,7 @@ class Plugin:
         A timeout or a down link keeps the notice and wakes the background re-delivery.
         """
         tid = entry.id
-        packet, kind = self._notice_packet(entry)
+        packet, kind = self._notice_packet(entry, preimage)
         self._delivering.add(tid)
         try:
             response = await self._request(packet, kind)

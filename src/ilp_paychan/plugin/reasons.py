@@ -42,7 +42,7 @@ def _ascii(value: Any, field: str) -> str:
 def rejection_error(
     reason: Mapping[str, Any] | None, account: str
 ) -> tuple[IlpError, dict[str, Any]]:
-    """(the ILP error to send, the reason as `incoming_reject` reports it). Raises InvalidFieldsError."""
+    """(the ILP error to send, the reason `incoming_reject` reports); InvalidFieldsError."""
     if reason is None:
         reason = {}
     if not isinstance(reason, Mapping):

@@ -71,12 +71,16 @@ def parse_hash32(value: Any, field: str) -> bytes:
             f"invalid {field}: expected 32 bytes as 43 {kind + ' ' if kind else ''}"
             f"base64url characters; got {value!r}"
         )
-    return base64.urlsafe_b64decode(value + "=")
+    return binascii.a2b_base64(value.encode("ascii").translate(_FROM_URL) + b"=")
+
+
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_FROM_URL = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url(raw: bytes) -> str:
     """Unpadded base64url, as the reference exposes conditions, fulfillments and `ilp`."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
 
 
 def parse_base64(value: Any, field: str = "ilp") -> bytes:
@@ -115,8 +119,9 @@ def parse_timestamp(value: Any, field: str = "expiresAt") -> datetime:
 
 def format_timestamp(moment: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.mmmZ`, the form the reference puts in LPI records."""
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)
