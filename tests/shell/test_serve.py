@@ -323,7 +323,7 @@ async def test_sigterm_during_load_loses_no_transfer(tmp_path: Path, serve_facto
         nonlocal fulfilled
         while not stop_sending.is_set() and len(sent) < 5000:
             try:
-                transfer_id = await payer.pay(3, expires_in=10)
+                transfer_id = await payer.pay(3, expires_in=12)
             except Exception:
                 stop_sending.set()  # the server went away: stop offering new transfers
                 return

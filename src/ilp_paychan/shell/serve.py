@@ -157,7 +157,7 @@ class Server:
         except OSError as exc:
             host, port = self.admin_address
             raise _StartError(
-                ledger="--admin", address=f"{host}:{port}", error=exc.strerror or str(exc)
+                component="admin endpoint", address=f"{host}:{port}", error=exc.strerror or str(exc)
             ) from None
         admin.start()
         log_event(log, "admin_listening", url=admin.url)
