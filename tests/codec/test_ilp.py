@@ -103,3 +103,9 @@ def test_unencodable_field_is_named(packet: Any, field: str) -> None:
 def test_unknown_object_is_refused() -> None:
     with pytest.raises(CodecError):
         encode_ilp(object())  # type: ignore[arg-type]
+
+
+def test_length_claiming_four_gib_in_a_small_packet_fails_at_once() -> None:
+    with pytest.raises(CodecError) as info:
+        decode_ilp(bytes.fromhex("0184ffffffff") + bytes(14))
+    assert info.value.field == "length"
