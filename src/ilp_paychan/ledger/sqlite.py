@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ilp_paychan.errors import NotAcceptedError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import expiry_sort_key
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
@@ -36,7 +36,7 @@ from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
-MAX_BATCH = 1024
+MAX_BATCH = 256
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -89,12 +89,18 @@ _UPSERT_TOTALS = (
 )
 _SELECT_TRANSFER = f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = ? AND id = ?"
 _INSERT_TRANSFER = (
-    "INSERT INTO ilp_transfers (log_key, id, transfer, is_incoming, amount, expires_at, state,"
-    " fulfillment, notify_peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO ilp_transfers (log_key, id, transfer, is_incoming, amount, expires_at, state)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'prepared') ON CONFLICT (log_key, id) DO NOTHING"
 )
-_UPDATE_TRANSFER = (
-    "UPDATE ilp_transfers SET state = ?, fulfillment = ?, notify_peer = ?"
-    " WHERE log_key = ? AND id = ?"
+# The rules' prepared -> settled moves (`rules.fulfill`/`rules.cancel`) as one statement each;
+# any other state falls back to the rules, which then change nothing or raise.
+_FULFILL_PREPARED = (
+    "UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = ?, notify_peer = ?"
+    " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
+)
+_CANCEL_PREPARED = (
+    "UPDATE ilp_transfers SET state = 'cancelled', notify_peer = ?"
+    " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
 )
 
 
@@ -212,104 +218,97 @@ Operation = Callable[[_Batch], Any]
 
 
 class _Job:
-    __slots__ = ("future", "key", "loop", "operation")
+    __slots__ = ("future", "key", "operation")
 
-    def __init__(
-        self,
-        key: str | None,
-        operation: Operation,
-        future: asyncio.Future[Any],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    def __init__(self, key: str | None, operation: Operation, future: asyncio.Future[Any]) -> None:
         self.key = key
         self.operation = operation
         self.future = future
-        self.loop = loop
 
 
 class SqliteStore:
-    """`LedgerStore` on one SQLite file; safe for several processes sharing the file."""
+    """`LedgerStore` on one SQLite file; safe for several processes sharing the file.
+
+    Use it from one event loop. The statements of a batch run on that loop's thread (each takes
+    microseconds, and running them there avoids handing the GIL back and forth per statement);
+    only what can block for long, waiting for another process's write lock and the COMMIT with
+    its fsync, runs on a helper thread while the loop carries on queueing the next batch.
+    """
 
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = str(Path(path))
         self.synchronous = synchronous
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._pending: list[_Job] = []
+        self._runner: asyncio.Task[None] | None = None
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="ilp-paychan-sqlite")
+        self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._closed = False
 
     async def start(self) -> None:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writer = threading.Thread(
-            target=self._write_loop,
-            args=(asyncio.get_running_loop(), ready),
-            name=f"ilp-paychan sqlite writer {self.path}",
-            daemon=True,
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(
+            self._helper, _connect, self.path, self.synchronous
         )
-        self._writer.start()
-        await ready
+        await loop.run_in_executor(self._helper, _migrate, self._writer)
         self._reader = _connect(self.path, self.synchronous)
 
-    # -- the writer thread ------------------------------------------------------------------
+    # -- the writer -------------------------------------------------------------------------
 
-    def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
-        try:
-            conn = _connect(self.path, self.synchronous)
-            _migrate(conn)
-        except BaseException as exc:  # reported to start(), which closes the store
-            loop.call_soon_threadsafe(_set_exception, ready, exc)
-            return
-        loop.call_soon_threadsafe(_set_result, ready, None)
-        try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._run_batch(conn, batch)
-                if stop:
-                    return
-        finally:
-            conn.close()
+    async def _drain(self) -> None:
+        while self._pending:
+            jobs = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            await self._run_batch(jobs)
 
-    def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock; wait for another process's transaction on the helper thread."""
+        conn.execute("PRAGMA busy_timeout = 0")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            batch = _Batch(conn)
-            for job in jobs:
-                outcomes.append(_run_one(batch, job))
-            batch.flush()
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            outcomes = [(job.future, None, exc) for job in jobs]
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            by_loop.setdefault(job.loop, []).append(outcome)
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, settled)
+        except sqlite3.OperationalError:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._helper, conn.execute, "BEGIN IMMEDIATE")
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        conn = self._writer
+        assert conn is not None
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            await self._begin(conn)
+            try:
+                batch = _Batch(conn)
+                outcomes = [_run_one(batch, job) for job in jobs]
+                batch.flush()
+                if self.synchronous == "NORMAL":
+                    conn.execute("COMMIT")
+                else:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._helper, conn.execute, "COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as failure:
+            outcomes = [(None, failure)] * len(jobs)
+        for job, (result, error) in zip(jobs, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
 
     # -- submitting work --------------------------------------------------------------------
 
     async def _write(self, key: str | None, operation: Operation) -> Any:
         if self._closed:
             raise RuntimeError("the SQLite store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Job(key, operation, future, loop))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(key, operation, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
         return await future
 
     def _read(self) -> sqlite3.Connection:
@@ -333,33 +332,36 @@ class SqliteStore:
         maximum: int | None,
         minimum: int | None,
     ) -> PrepareOutcome:
+        expires = candidate.expires_at
+        insert = (
+            key,
+            candidate.id,
+            candidate.transfer_json,
+            int(candidate.is_incoming),
+            str(candidate.amount),
+            None if expires is None else expiry_sort_key(expires),
+        )
+
         def operation(batch: _Batch) -> PrepareOutcome:
+            # The common case (a new id within the limits) is one INSERT; the id's existing
+            # record is read only when the insert finds it or the limit refuses.
             totals = batch.log(key)
-            row = batch.conn.execute(_SELECT_TRANSFER, (key, candidate.id)).fetchone()
-            outcome = rules.prepare(
-                totals,
-                None if row is None else _transfer_of(row),
-                candidate,
-                rules.effective_limit(totals.maximum, maximum),
-                rules.effective_limit(totals.minimum, minimum),
-            )
-            if outcome is PrepareOutcome.NEW:
-                expires = candidate.expires_at
-                batch.conn.execute(
-                    _INSERT_TRANSFER,
-                    (
-                        key,
-                        candidate.id,
-                        candidate.transfer_json,
-                        int(candidate.is_incoming),
-                        str(candidate.amount),
-                        None if expires is None else expiry_sort_key(expires),
-                        candidate.state,
-                        None,
-                        0,
-                    ),
-                )
-            return outcome
+            most = rules.effective_limit(totals.maximum, maximum)
+            least = rules.effective_limit(totals.minimum, minimum)
+            counted = totals.copy()
+            refusal: NotAcceptedError | None = None
+            try:
+                rules.prepare(counted, None, candidate, most, least)
+            except NotAcceptedError as exc:
+                refusal = exc
+            if refusal is None and batch.conn.execute(_INSERT_TRANSFER, insert).rowcount == 1:
+                batch.totals[key] = counted
+                return PrepareOutcome.NEW
+            existing = _load(batch.conn, key, candidate.id)
+            if existing is None:
+                assert refusal is not None
+                raise refusal
+            return rules.prepare(totals, existing, candidate, most, least)
 
         result: PrepareOutcome = await self._write(key, operation)
         return result
@@ -369,11 +371,17 @@ class SqliteStore:
     ) -> bool:
         def operation(batch: _Batch) -> bool:
             totals = batch.log(key)
-            transfer = _load(batch.conn, key, transfer_id)
-            changed = rules.fulfill(totals, transfer, transfer_id, fulfillment, notify_peer)
-            if changed and transfer is not None:
-                _save_state(batch.conn, key, transfer)
-            return changed
+            moved = batch.conn.execute(
+                _FULFILL_PREPARED, (fulfillment, int(notify_peer), key, transfer_id)
+            ).fetchone()
+            if moved is not None:
+                if moved[0]:
+                    totals.incoming_fulfilled += int(moved[1])
+                else:
+                    totals.outgoing_fulfilled += int(moved[1])
+                return True
+            settled = _load(batch.conn, key, transfer_id)
+            return rules.fulfill(totals, settled, transfer_id, fulfillment, notify_peer)
 
         result: bool = await self._write(key, operation)
         return result
@@ -381,11 +389,17 @@ class SqliteStore:
     async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
         def operation(batch: _Batch) -> bool:
             totals = batch.log(key)
-            transfer = _load(batch.conn, key, transfer_id)
-            changed = rules.cancel(totals, transfer, transfer_id, notify_peer)
-            if changed and transfer is not None:
-                _save_state(batch.conn, key, transfer)
-            return changed
+            moved = batch.conn.execute(
+                _CANCEL_PREPARED, (int(notify_peer), key, transfer_id)
+            ).fetchone()
+            if moved is not None:
+                if moved[0]:
+                    totals.incoming_fulfilled_and_prepared -= int(moved[1])
+                else:
+                    totals.outgoing_fulfilled_and_prepared -= int(moved[1])
+                return True
+            settled = _load(batch.conn, key, transfer_id)
+            return rules.cancel(totals, settled, transfer_id, notify_peer)
 
         result: bool = await self._write(key, operation)
         return result
@@ -448,37 +462,40 @@ class SqliteStore:
         return result
 
     async def close(self) -> None:
-        """Finish the queued writes, then stop the writer and close both connections."""
+        """Finish the queued writes, then close both connections and the helper thread."""
         if self._closed:
             return
         self._closed = True
-        writer = self._writer
-        if writer is not None and writer.is_alive():
-            self._jobs.put(None)
-            await asyncio.to_thread(writer.join)
+        while self._runner is not None and not self._runner.done():
+            await asyncio.wait({self._runner})
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._helper.shutdown(wait=False)
 
 
-def _run_one(batch: _Batch, job: _Job) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-    """Run one operation in its own savepoint; its failure undoes only its own changes."""
+def _run_one(batch: _Batch, job: _Job) -> tuple[Any, BaseException | None]:
+    """Run one operation of a batch; its failure undoes only its own changes.
+
+    Every operation checks first and then issues at most one write statement (the totals are
+    written once per batch by `_Batch.flush`), so SQLite's statement atomicity makes each
+    operation all-or-nothing without a savepoint per operation (two statements fewer per
+    operation, about a third of the writer's time); a failure also restores the cached totals.
+    """
     key = job.key
     before = None if key is None or key not in batch.totals else batch.totals[key].copy()
-    batch.conn.execute("SAVEPOINT op")
     try:
-        result = job.operation(batch)
+        return job.operation(batch), None
     except Exception as exc:
-        batch.conn.execute("ROLLBACK TO op")
-        batch.conn.execute("RELEASE op")
         if key is not None:
             if before is None:
                 batch.totals.pop(key, None)
             else:
                 batch.totals[key] = before
-        return job.future, None, exc
-    batch.conn.execute("RELEASE op")
-    return job.future, result, None
+        return None, exc
 
 
 def _load(conn: sqlite3.Connection, key: str, transfer_id: str) -> StoredTransfer | None:
@@ -486,32 +503,5 @@ def _load(conn: sqlite3.Connection, key: str, transfer_id: str) -> StoredTransfe
     return None if row is None else _transfer_of(row)
 
 
-def _save_state(conn: sqlite3.Connection, key: str, transfer: StoredTransfer) -> None:
-    conn.execute(
-        _UPDATE_TRANSFER,
-        (transfer.state, transfer.fulfillment, int(transfer.notify_peer), key, transfer.id),
-    )
-
-
 def _transfers(rows: Iterable[tuple[Any, ...]]) -> list[StoredTransfer]:
     return [_transfer_of(row) for row in rows]
-
-
-def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, exc in outcomes:
-        if future.done():
-            continue
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-
-
-def _set_result(future: asyncio.Future[None], value: None) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[None], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
