@@ -10,6 +10,7 @@ assertions say what the JS side does and check that our side does the right thin
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 ILP_DATA = b64url(b"\x01\x0einterop payload")
 FULFILL_DATA = b64url(b"fulfillment data")
+CUSTOM = {"k": ["v", 1], "note": "h\u00e9llo \u20ac \U0001f600", "n": None}
 EXPIRY = 0.5  # seconds: short enough to keep the suite quick, long enough for a loaded machine
 
 
@@ -424,6 +426,13 @@ async def test_duplicate_id_with_other_content_refused(any_pair: Pair) -> None:
             assert sender.kind == "py"
         assert len(receiver.transfer_events("incoming_fulfill", transfer["id"])) == 1
         await check_balances(pair, expected)
+
+        # an identical re-send after settlement (a stateless reference forgets settled ids and
+        # sends it again) may be acknowledged or refused, but is never counted twice
+        with contextlib.suppress(SideError):
+            await sender.send_transfer(transfer)
+        assert len(receiver.transfer_events("incoming_fulfill", transfer["id"])) == 1
+        await check_balances(pair, expected)
     assert expected == 0
     del server, client
 
@@ -434,7 +443,7 @@ async def test_duplicate_id_with_other_content_refused(any_pair: Pair) -> None:
 async def test_messages_and_responses_both_ways(any_pair: Pair) -> None:
     pair = any_pair
     for asker, answerer, _sign in directions(pair):
-        message = {"to": asker.peer_account, "ilp": ILP_DATA, "custom": {"k": ["v", 1]}}
+        message = {"to": asker.peer_account, "ilp": ILP_DATA, "custom": CUSTOM}
 
         await answerer.handle_requests("none")
         with pytest.raises(SideError) as unhandled:
@@ -448,13 +457,13 @@ async def test_messages_and_responses_both_ways(any_pair: Pair) -> None:
         assert response["from"] == asker.peer_account
         assert response["ledger"] == PREFIX
         assert same_b64(response["ilp"], ILP_DATA)
-        assert response["custom"] == {"k": ["v", 1]}
+        assert response["custom"] == CUSTOM
         [request] = await answerer.wait_event(
             "incoming_request", lambda a: same_b64(a[0].get("ilp"), ILP_DATA)
         )
         assert request["to"] == answerer.account
         assert request["from"] == answerer.peer_account
-        assert request["custom"] == {"k": ["v", 1]}
+        assert request["custom"] == CUSTOM
         await answerer.wait_event("outgoing_response")
         await asker.wait_event("outgoing_request")
         await asker.wait_event("incoming_response")
@@ -473,3 +482,47 @@ async def test_messages_and_responses_both_ways(any_pair: Pair) -> None:
         assert json.loads(error.data) == {"message": "handler says no"}
         await answerer.handle_requests("none")
     await check_balances(pair, 0)
+
+
+# --- edge values ----------------------------------------------------------------------------------
+
+
+async def test_large_amounts_and_balances(sides: SideFactory) -> None:
+    """Amounts near the int64 range of the `balance` side protocol, both pairings."""
+    big = "9000000000000000000"  # < 2**63 - 1, the largest balance the int64 answer can carry
+    for make in ("py", "js"):
+        if make == "py":
+            server: Side = await sides.py_server("sqlite", max_balance=big + "0", min_balance=None)
+            client: Side = await sides.js_client(server.port)
+        else:
+            server = await sides.js_server(max_balance=big + "0", min_balance=None)
+            client = await sides.py_client(server.port)
+        fulfillment, condition = new_fulfillment()
+        transfer = transfer_from(client, big, condition)
+        await client.send_transfer(transfer)
+        [seen] = await server.wait_transfer_event("incoming_prepare", transfer["id"])
+        assert seen["amount"] == big
+        await server.fulfill(transfer["id"], fulfillment)
+        await client.wait_transfer_event("outgoing_fulfill", transfer["id"])
+        assert await server.balance() == big
+        assert await client.balance() == "-" + big
+        assert await server.peer_balance() == big
+        assert await client.peer_balance() == "-" + big
+        assert await client.limit() == "-" + big + "0"
+
+
+async def test_minimal_rejection_reason_from_py(sides: SideFactory) -> None:
+    """Our defaults for a sparse reason, as the reference receives them (API.md)."""
+    server = await sides.py_server("memory")
+    client = await sides.js_client(server.port)
+    _, condition = new_fulfillment()
+    transfer = transfer_from(client, "2", condition)
+    await client.send_transfer(transfer)
+    await server.wait_transfer_event("incoming_prepare", transfer["id"])
+    await server.reject(transfer["id"], {"code": "F02", "name": "Unreachable"})
+    _, reason = await client.wait_transfer_event("outgoing_reject", transfer["id"])
+    assert (reason["code"], reason["name"]) == ("F02", "Unreachable")
+    assert reason["triggered_by"] == server.account  # defaults to the own account
+    assert reason["additional_info"] == "not JSON"  # empty data, which the reference can't parse
+    assert reason["triggered_at"]
+    await check_balances(Pair(server, client, "minimal reason"), 0)
