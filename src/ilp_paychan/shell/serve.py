@@ -29,7 +29,7 @@ from typing import Any
 
 from ilp_paychan import __version__
 from ilp_paychan.shell.config import ConfigError, LedgerSettings, ServeSettings, load_settings
-from ilp_paychan.shell.logs import LogFormat, configure_logging, log_event
+from ilp_paychan.shell.logs import configure_logging, log_event
 
 log = logging.getLogger("ilp_paychan.serve")
 
@@ -47,13 +47,7 @@ def serve_main(args: argparse.Namespace) -> int:
         print(f"ilp-paychan serve: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args.log_format, args.log_level)
-    runner = Server(
-        settings,
-        admin=admin,
-        data_dir=Path(args.data_dir),
-        shutdown_timeout=args.shutdown_timeout,
-        log_format=args.log_format,
-    )
+    runner = Server(settings, admin=admin, shutdown_timeout=args.shutdown_timeout)
     try:
         return asyncio.run(runner.run())
     except KeyboardInterrupt:  # a signal before the handlers were installed
@@ -86,15 +80,11 @@ class Server:
         settings: ServeSettings,
         *,
         admin: tuple[str, int] | None,
-        data_dir: Path,
         shutdown_timeout: float,
-        log_format: LogFormat = "text",
     ) -> None:
         self.settings = settings
         self.admin_address = admin
-        self.data_dir = data_dir
         self.shutdown_timeout = shutdown_timeout
-        self.log_format = log_format
         self.state = "starting"
         self._stop = asyncio.Event()
         self._ledgers: list[_Ledger] = []
@@ -109,11 +99,16 @@ class Server:
             log_event(log, "ledger_skipped", logging.WARNING, ledger=name, plugin=plugin_name)
 
         self.metrics = Metrics()
+        try:
+            self._create_plugins()
+        except ConfigError as exc:  # the plugin's own checks found what config.py did not
+            print(f"ilp-paychan serve: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         admin = None
         code = EXIT_OK
         try:
             admin = self._start_admin(loop)
-            self._create_plugins()
+            self._attach_plugins()
             if await self._connect_all():
                 self.state = "ready"
                 log_event(
@@ -129,7 +124,7 @@ class Server:
             code = EXIT_FAILED
         await self._shutdown()
         if admin is not None:
-            admin.stop()
+            await asyncio.to_thread(admin.stop)
         log_event(log, "stopped", exit_code=code)
         return code
 
@@ -164,19 +159,23 @@ class Server:
         return admin
 
     def _create_plugins(self) -> None:
+        """Constructs every plugin (no I/O yet), so option errors surface before anything runs."""
         from ilp_paychan import Plugin
         from ilp_paychan.errors import PluginError
 
         for ledger in self.settings.ledgers:
             options = dict(ledger.options)
             options.setdefault("shutdownTimeout", self.shutdown_timeout)
-            _make_store_dir(ledger.store_url)
             try:
                 plugin = Plugin(options)
             except (PluginError, ValueError, TypeError) as exc:
-                raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
-            entry = _Ledger(ledger, plugin)
-            self._ledgers.append(entry)
+                raise ConfigError(_safe_error(exc, ledger), ledger=ledger.name) from None
+            self._ledgers.append(_Ledger(ledger, plugin))
+
+    def _attach_plugins(self) -> None:
+        for entry in self._ledgers:
+            ledger, plugin = entry.settings, entry.plugin
+            _make_store_dir(ledger.store_url)
             self.metrics.attach(ledger.name, plugin, _status_info(ledger))
             self._log_transfers(entry)
             if ledger.receiver_secret is not None:
