@@ -242,6 +242,7 @@ const claimModule = {
       connectors: given.connectors || []
     }
     s.authToken = opts.authToken
+    s.isClient = Boolean(opts.server)
     s.bestClaim = ctx.backend.getMaxValueTracker('incoming_claim')
     s.stopped = false
     ctx.rpc.addMethod(LATEST_CLAIM_METHOD, async () => (await latestOutgoingClaim(ctx)))
@@ -257,7 +258,14 @@ const claimModule = {
     const s = ctx.state
     if (s.channelAmount > 0n) await s.ledger.openChannel(s.public, s.peerPublic, s.channelAmount)
     s.stopped = false
-    s.resync = resync(ctx)
+    if (s.isClient) {
+      // The reference opens its client socket lazily on the first request, and concurrent first
+      // requests race the auth message (PROTOCOL.md §b.6): make the claim exchange that first
+      // request, alone, before connect() returns.
+      await resync(ctx)
+    } else {
+      s.resync = resync(ctx)
+    }
   },
 
   async disconnect (ctx) {
