@@ -4,8 +4,10 @@ The workload is the one of bench/js/plugin_bench.js, mirrored step for step: a s
 (the store under test) and a stateless client in one process and event loop, over loopback
 WebSockets; `--in-flight` workers each send a transfer, wait until the client sees its
 `outgoing_fulfill`, and go again; the listener fulfils every prepare in its `incoming_prepare`
-listener. The JS number comes from running that script with node (the reference installed in
-tests/interop/js, installed here with `npm ci` if missing). Prints a table; asserts nothing.
+listener. Rates are per wall-clock second and per CPU second of the measuring process (the
+machine is shared, so the second is the steadier comparison). The JS numbers come from running
+that script with node (the reference installed in tests/interop/js, with `npm ci` if missing).
+Prints a table; asserts nothing.
 
     .venv/bin/python bench/plugin_vs_js.py [--transfers 20000] [--in-flight 100] [--warmup 1000]
                                            [--rounds 3]
@@ -44,7 +46,10 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-async def _python_rate(store: str, transfers: int, in_flight: int, warmup: int) -> float:
+Rates = tuple[float, float]  # (transfers per wall-clock second, per CPU second of the process)
+
+
+async def _python_rate(store: str, transfers: int, in_flight: int, warmup: int) -> Rates:
     preimage = os.urandom(32)
     condition = _b64url(hashlib.sha256(preimage).digest())
     fulfillment = _b64url(preimage)
@@ -96,7 +101,7 @@ async def _python_rate(store: str, transfers: int, in_flight: int, warmup: int) 
         )
         await done
 
-    async def run(count: int) -> float:
+    async def run(count: int) -> Rates:
         remaining = count
 
         async def worker() -> None:
@@ -106,33 +111,34 @@ async def _python_rate(store: str, transfers: int, in_flight: int, warmup: int) 
                 await pay_one()
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.wait_for(
             asyncio.gather(*(worker() for _ in range(min(in_flight, count)))), 600
         )
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
     try:
         await run(warmup)
-        seconds = await run(transfers)
+        seconds, cpu_seconds = await run(transfers)
     finally:
         await client.disconnect()
         await server.disconnect()
-    return transfers / seconds
+    return transfers / seconds, transfers / cpu_seconds
 
 
-def python_memory(transfers: int, in_flight: int, warmup: int) -> float:
+def python_memory(transfers: int, in_flight: int, warmup: int) -> Rates:
     """Transfers/s, our listener on `memory:`."""
     return asyncio.run(_python_rate("memory:", transfers, in_flight, warmup))
 
 
-def python_sqlite(transfers: int, in_flight: int, warmup: int) -> float:
+def python_sqlite(transfers: int, in_flight: int, warmup: int) -> Rates:
     """Transfers/s, our listener on an SQLite file in a temporary directory."""
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/bench.db"
         return asyncio.run(_python_rate(url, transfers, in_flight, warmup))
 
 
-def js_reference(transfers: int, in_flight: int, warmup: int) -> float:
+def js_reference(transfers: int, in_flight: int, warmup: int) -> Rates:
     """Transfers/s of the reference (stateful listener with an in-memory object store)."""
     sys.path.insert(0, str(ROOT / "tests"))
     jspeer = importlib.import_module("interop.jspeer")  # installs the pinned reference if needed
@@ -144,10 +150,10 @@ def js_reference(transfers: int, in_flight: int, warmup: int) -> float:
     argv += ["--warmup", str(warmup)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    return float(result["transfers_per_second"])
+    return float(result["transfers_per_second"]), float(result["transfers_per_cpu_second"])
 
 
-CONFIGURATIONS: dict[str, Callable[[int, int, int], float]] = {
+CONFIGURATIONS: dict[str, Callable[[int, int, int], Rates]] = {
     "js reference 1.3.5": js_reference,
     "python memory:": python_memory,
     "python sqlite:": python_sqlite,
@@ -161,20 +167,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="runs per configuration (median)")
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {name: [] for name in CONFIGURATIONS}
+    rates: dict[str, list[Rates]] = {name: [] for name in CONFIGURATIONS}
     for _ in range(args.rounds):  # interleaved, so machine noise hits every configuration alike
         for name, run in CONFIGURATIONS.items():
             rates[name].append(run(args.transfers, args.in_flight, args.warmup))
-    js = statistics.median(rates["js reference 1.3.5"])
+    js_wall = statistics.median(r[0] for r in rates["js reference 1.3.5"])
+    js_cpu = statistics.median(r[1] for r in rates["js reference 1.3.5"])
     print(
         f"fulfilled transfers/s, {args.transfers} transfers, {args.in_flight} in flight, "
-        f"median of {args.rounds} (min-max)"
+        f"median of {args.rounds} rounds (wall-clock min-max)"
     )
-    print(f"{'configuration':<20} {'transfers/s':>12} {'range':>17} {'vs JS':>7}")
+    header = f"{'configuration':<20} {'wall /s':>9} {'range':>13} {'vs JS':>6}"
+    print(header + f" {'per CPU s':>10} {'vs JS':>6}")
     for name, values in rates.items():
-        median = statistics.median(values)
-        spread = f"{min(values):,.0f}-{max(values):,.0f}"
-        print(f"{name:<20} {median:>12,.0f} {spread:>17} {median / js:>6.2f}x")
+        wall = statistics.median(r[0] for r in values)
+        cpu = statistics.median(r[1] for r in values)
+        spread = f"{min(r[0] for r in values):,.0f}-{max(r[0] for r in values):,.0f}"
+        print(
+            f"{name:<20} {wall:>9,.0f} {spread:>13} {wall / js_wall:>5.2f}x"
+            f" {cpu:>10,.0f} {cpu / js_cpu:>5.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 // A stateful listener (in-memory object store, the reference's usual server) and a stateless
 // client; the client pays, the listener fulfils every prepare as it arrives. `--in-flight` transfers
 // are outstanding at any time; a transfer counts when the client sees its outgoing_fulfill.
+// Reports wall-clock rate and rate per CPU second of this process (the machine is shared).
 //
 // Uses the pinned reference installed in tests/interop/js (run `npm ci` there first, or let the
 // interop tests install it). Prints one human line and one JSON line.
@@ -91,12 +92,17 @@ async function main () {
       }
     }
     const started = process.hrtime.bigint()
+    const cpuStart = process.cpuUsage()
     await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, worker))
-    return Number(process.hrtime.bigint() - started) / 1e9
+    const cpu = process.cpuUsage(cpuStart)
+    return {
+      wall: Number(process.hrtime.bigint() - started) / 1e9,
+      cpu: (cpu.user + cpu.system) / 1e6
+    }
   }
 
   await run(WARMUP)
-  const seconds = await run(TRANSFERS)
+  const { wall: seconds, cpu: cpuSeconds } = await run(TRANSFERS)
   const serverBalance = await server.getBalance()
   const clientBalance = await client.getBalance()
   await client.disconnect()
@@ -109,13 +115,16 @@ async function main () {
     transfers: TRANSFERS,
     in_flight: IN_FLIGHT,
     seconds: Number(seconds.toFixed(3)),
+    cpu_seconds: Number(cpuSeconds.toFixed(3)),
     transfers_per_second: Math.round(rate),
+    transfers_per_cpu_second: Math.round(TRANSFERS / cpuSeconds),
     server_balance: serverBalance,
     client_balance: clientBalance,
     fulfil_failures: fulfilFailures
   }
   console.log(`JS reference: ${TRANSFERS} fulfilled transfers, ${IN_FLIGHT} in flight, ` +
-    `${seconds.toFixed(2)} s, ${Math.round(rate)} transfers/s (balances ${serverBalance} / ${clientBalance})`)
+    `${seconds.toFixed(2)} s, ${Math.round(rate)} transfers/s, ` +
+    `${Math.round(TRANSFERS / cpuSeconds)} per CPU second (balances ${serverBalance} / ${clientBalance})`)
   console.log(JSON.stringify(result))
   process.exit(0)
 }
