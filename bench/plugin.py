@@ -4,7 +4,8 @@ Mirrors bench/js/plugin_bench.js: a stateful listener (the store under test) and
 client in one process and one event loop; the client pays, the listener fulfils every transfer in
 its `incoming_prepare` listener, and a transfer counts when the client sees `outgoing_fulfill`.
 `--in-flight` transfers are outstanding at any time. One function per configuration returns
-transfers/s; `main` prints a table. Asserts nothing.
+transfers/s; `main` prints a table. Asserts nothing. The "2 processes" configurations put the
+listener in a child process, so each plugin has a core of its own.
 
     .venv/bin/python bench/plugin.py [--transfers 20000] [--in-flight 100] [--warmup 1000]
 """
@@ -15,11 +16,13 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import multiprocessing
 import os
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from typing import Any
 
 from ilp_paychan import Plugin
@@ -28,29 +31,31 @@ SECRET = "bench_secret"
 PREFIX = "bench.py."
 
 
+#: Transfers per CPU-second of this process in the last run (both plugins when in one process):
+#: steadier than wall-clock rates on a shared machine.
+LAST_CPU_RATE = [0.0]
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-async def _run(store: str, transfers: int, in_flight: int, warmup: int) -> float:
-    preimage = os.urandom(32)
-    condition = _b64url(hashlib.sha256(preimage).digest())
-    fulfillment = _b64url(preimage)
-    server = Plugin(
-        {
-            "listener": {"port": 0, "host": "127.0.0.1"},
-            "incomingSecret": SECRET,
-            "maxBalance": "1000000000000000",
-            "prefix": PREFIX,
-            "info": {"prefix": PREFIX, "currencyCode": "USD", "currencyScale": 9, "connectors": []},
-            "store": store,
-            "requestTimeout": 30,
-        }
-    )
-    await server.connect()
-    client = Plugin({"server": f"btp+ws://:{SECRET}@127.0.0.1:{server.listener_port}", "requestTimeout": 30})
-    await client.connect()
+def _server_options(store: str) -> dict[str, Any]:
+    return {
+        "listener": {"port": 0, "host": "127.0.0.1"},
+        "incomingSecret": SECRET,
+        "maxBalance": "1000000000000000",
+        "prefix": PREFIX,
+        "info": {"prefix": PREFIX, "currencyCode": "USD", "currencyScale": 9, "connectors": []},
+        "store": store,
+        "requestTimeout": 30,
+    }
 
+
+async def _start_server(store: str, fulfillment: str) -> tuple[Plugin, set[asyncio.Task[Any]]]:
+    """The listener, fulfilling every incoming transfer as it arrives."""
+    server = Plugin(_server_options(store))
+    await server.connect()
     tasks: set[asyncio.Task[Any]] = set()
 
     def fulfil(transfer: dict[str, Any]) -> None:
@@ -59,19 +64,28 @@ async def _run(store: str, transfers: int, in_flight: int, warmup: int) -> float
         task.add_done_callback(tasks.discard)
 
     server.on("incoming_prepare", fulfil)
+    return server, tasks
 
+
+async def _drive(port: int, condition: str, transfers: int, in_flight: int, warmup: int) -> float:
+    """The client: keeps `in_flight` transfers outstanding; returns fulfilled transfers/s."""
+    client = Plugin({"server": f"btp+ws://:{SECRET}@127.0.0.1:{port}", "requestTimeout": 30})
+    await client.connect()
+    tasks: set[asyncio.Task[Any]] = set()
     done = 0
     slots = asyncio.Semaphore(in_flight)
     finished = asyncio.Event()
     total = warmup + transfers
-    started_at = 0.0
+    started_at = time.perf_counter()
+    cpu_at = time.process_time()
 
-    def fulfilled(_: Any) -> None:
-        nonlocal done, started_at
+    def fulfilled(*_: Any) -> None:
+        nonlocal done, started_at, cpu_at
         done += 1
         slots.release()
         if done == warmup:
             started_at = time.perf_counter()
+            cpu_at = time.process_time()
         if done == total:
             finished.set()
 
@@ -92,40 +106,103 @@ async def _run(store: str, transfers: int, in_flight: int, warmup: int) -> float
         task.add_done_callback(tasks.discard)
     await asyncio.wait_for(finished.wait(), 600)
     elapsed = time.perf_counter() - started_at
-    if warmup == 0:
-        elapsed = time.perf_counter() - started_at
+    LAST_CPU_RATE[0] = transfers / max(time.process_time() - cpu_at, 1e-9)
     await client.disconnect()
-    await server.disconnect()
     return transfers / elapsed
 
 
+def _pair() -> tuple[str, str]:
+    preimage = os.urandom(32)
+    return _b64url(hashlib.sha256(preimage).digest()), _b64url(preimage)
+
+
+async def _run(store: str, transfers: int, in_flight: int, warmup: int) -> float:
+    condition, fulfillment = _pair()
+    server, _ = await _start_server(store, fulfillment)
+    assert server.listener_port is not None
+    try:
+        return await _drive(server.listener_port, condition, transfers, in_flight, warmup)
+    finally:
+        await server.disconnect()
+
+
+def _server_process(store: str, fulfillment: str, pipe: Connection) -> None:
+    async def main() -> None:
+        server, _ = await _start_server(store, fulfillment)
+        pipe.send(server.listener_port)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(pipe.fileno(), stop.set)
+        await stop.wait()
+        await server.disconnect()
+
+    asyncio.run(main())
+
+
+def _run_two_processes(store: str, transfers: int, in_flight: int, warmup: int) -> float:
+    condition, fulfillment = _pair()
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=_server_process, args=(store, fulfillment, child))
+    process.start()
+    try:
+        if not parent.poll(30):
+            raise RuntimeError("the server process did not start")
+        port = parent.recv()
+        return asyncio.run(_drive(port, condition, transfers, in_flight, warmup))
+    finally:
+        parent.send("stop")
+        process.join(30)
+        if process.is_alive():
+            process.terminate()
+
+
 def bench_memory(transfers: int = 20000, in_flight: int = 100, warmup: int = 1000) -> float:
-    """Transfers/s with the listener on the `memory:` store."""
+    """Transfers/s, both plugins in one process, the listener on the `memory:` store."""
     return asyncio.run(_run("memory:", transfers, in_flight, warmup))
 
 
 def bench_sqlite(transfers: int = 20000, in_flight: int = 100, warmup: int = 1000) -> float:
-    """Transfers/s with the listener on an SQLite file in a temporary directory."""
+    """Transfers/s, both plugins in one process, the listener on an SQLite file."""
     with tempfile.TemporaryDirectory() as folder:
         return asyncio.run(_run(f"sqlite:///{folder}/bench.db", transfers, in_flight, warmup))
 
 
-CONFIGURATIONS = {"python memory:": bench_memory, "python sqlite:": bench_sqlite}
+def bench_memory_two_processes(
+    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000
+) -> float:
+    """Transfers/s, listener (`memory:`) and client each in its own process."""
+    return _run_two_processes("memory:", transfers, in_flight, warmup)
+
+
+def bench_sqlite_two_processes(
+    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000
+) -> float:
+    """Transfers/s, listener (SQLite file) and client each in its own process."""
+    with tempfile.TemporaryDirectory() as folder:
+        return _run_two_processes(f"sqlite:///{folder}/bench.db", transfers, in_flight, warmup)
+
+
+CONFIGURATIONS = {
+    "python memory: 1 process": bench_memory,
+    "python sqlite: 1 process": bench_sqlite,
+    "python memory: 2 processes": bench_memory_two_processes,
+    "python sqlite: 2 processes": bench_sqlite_two_processes,
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--transfers", type=int, default=20000)
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--only", choices=sorted(CONFIGURATIONS), action="append")
     args = parser.parse_args()
-    print(f"{'configuration':<20} {'transfers/s':>12}   ({args.transfers} transfers, {args.in_flight} in flight)")
+    print(f"{'configuration':<28} {'transfers/s':>12} {'per CPU-s of this process':>26}")
     for name, run in CONFIGURATIONS.items():
         if args.only and name not in args.only:
             continue
         rate = run(args.transfers, args.in_flight, args.warmup)
-        print(f"{name:<20} {rate:>12,.0f}")
+        print(f"{name:<28} {rate:>12,.0f} {LAST_CPU_RATE[0]:>26,.0f}")
+    print(f"({args.transfers} transfers after {args.warmup} warm-up, {args.in_flight} in flight)")
 
 
 if __name__ == "__main__":

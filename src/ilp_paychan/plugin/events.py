@@ -105,8 +105,22 @@ class EventEmitter:
             except Exception:
                 log.exception("listener of %r raised", name)
                 continue
-            if inspect.isawaitable(result):
+            if result is None:
+                continue
+            if isinstance(result, asyncio.Future):
+                result.add_done_callback(self._future_done(name))
+            elif inspect.isawaitable(result):
                 self._schedule(name, result)
+
+    @staticmethod
+    def _future_done(name: str) -> Callable[[asyncio.Future[Any]], None]:
+        """A listener returned a future or task already running: just log its failure."""
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.error("async listener of %r raised", name, exc_info=future.exception())
+
+        return done
 
     def _schedule(self, name: str, awaitable: Awaitable[Any]) -> None:
         async def run() -> None:

@@ -904,13 +904,15 @@ class Plugin:
                 f"invalid expiresAt: {format_timestamp(packet.expires_at)} is in the past"
             )
         tid = packet.transfer_id
+        validator = self._validator
+        assert validator is not None
         record: dict[str, Any] = {
             "id": tid,
             "amount": str(packet.amount),
             "executionCondition": b64url(packet.execution_condition),
             "expiresAt": format_timestamp(packet.expires_at),
-            "to": self.get_account(),
-            "from": self.get_peer_account(),
+            "to": validator.account,
+            "from": validator.peer_account,
             "ledger": self._prefix,
         }
         if packet.protocol_data:

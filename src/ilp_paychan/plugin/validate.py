@@ -113,15 +113,17 @@ def parse_timestamp(value: Any, field: str = "expiresAt") -> datetime:
         raise InvalidFieldsError(f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}")
     if moment.tzinfo is None:
         raise InvalidFieldsError(f"invalid {field}: the timestamp needs a time zone; got {value!r}")
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    extra = moment.microsecond % 1000
+    return moment.replace(microsecond=moment.microsecond - extra) if extra else moment
 
 
 def format_timestamp(moment: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.mmmZ`, the form the reference puts in LPI records."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ class Validator:
         expires_at = parse_timestamp(transfer["expiresAt"])
         for name in ("data", "noteToSelf", "custom"):
             value = transfer.get(name)
-            if value and not isinstance(value, Mapping | list):
+            if value and not isinstance(value, dict | list) and not isinstance(value, Mapping):
                 raise InvalidFieldsError(f"invalid {name}: expected an object; got {value!r}")
         self._check_ledger(transfer)
         self._check_accounts(transfer, outgoing=True, escape=True)
