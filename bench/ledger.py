@@ -52,9 +52,11 @@ async function main () {
     }
   }
   const start = process.hrtime.bigint()
+  const cpu = process.cpuUsage()
   await Promise.all(Array.from({ length: inFlight }, lane))
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
-  console.log(pairs / seconds)
+  const used = process.cpuUsage(cpu)
+  console.log(pairs / seconds, (used.user + used.system) / 1e6)
 }
 main()
 """
@@ -69,7 +71,10 @@ def transfer(worker: int, n: int) -> dict[str, Any]:
     }
 
 
-async def run_pairs(url: str, worker: int, pairs: int, in_flight: int, start: Any) -> float:
+async def run_pairs(
+    url: str, worker: int, pairs: int, in_flight: int, start: Any
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for `pairs` prepare+fulfill pairs."""
     backend = await open_backend(url)
     log = backend.get_transfer_log("bench")
     counter = iter(range(pairs))
@@ -83,20 +88,24 @@ async def run_pairs(url: str, worker: int, pairs: int, in_flight: int, start: An
     if start is not None:
         start.wait()
     began = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(lane() for _ in range(in_flight)))
     elapsed = time.perf_counter() - began
+    used = time.process_time() - cpu
     await backend.close()
-    return elapsed
+    return elapsed, used
 
 
 def _process(url: str, worker: int, pairs: int, in_flight: int, start: Any, out: Any) -> None:
     out.put(asyncio.run(run_pairs(url, worker, pairs, in_flight, start)))
 
 
-def measure(url: str, processes: int, pairs: int, in_flight: int) -> float:
-    """Pairs per second over all processes, from the common start to the last one done."""
+def measure(url: str, processes: int, pairs: int, in_flight: int) -> tuple[float, float]:
+    """(pairs per second over all processes from the common start to the last one done,
+    client CPU microseconds per pair)."""
     if processes == 1:
-        return pairs / asyncio.run(run_pairs(url, 0, pairs, in_flight, None))
+        elapsed, used = asyncio.run(run_pairs(url, 0, pairs, in_flight, None))
+        return pairs / elapsed, used / pairs * 1e6
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(processes + 1)
     out = context.Queue()
@@ -108,12 +117,11 @@ def measure(url: str, processes: int, pairs: int, in_flight: int) -> float:
         child.start()
     start.wait()
     began = time.perf_counter()
-    for _ in children:
-        out.get(timeout=600)
+    used = sum(out.get(timeout=600)[1] for _ in children)
     elapsed = time.perf_counter() - began
     for child in children:
         child.join(timeout=60)
-    return processes * pairs / elapsed
+    return processes * pairs / elapsed, used / (processes * pairs) * 1e6
 
 
 def postgres_base() -> str | None:
@@ -141,7 +149,7 @@ def drop_schema(base: str, schema: str) -> None:
     asyncio.run(drop())
 
 
-def js_reference(pairs: int, in_flight: int) -> float | None:
+def js_reference(pairs: int, in_flight: int) -> tuple[float, float] | None:
     if shutil.which("node") is None or not JS_MODULES.exists():
         return None
     result = subprocess.run(
@@ -152,7 +160,8 @@ def js_reference(pairs: int, in_flight: int) -> float | None:
         timeout=300,
         check=True,
     )
-    return float(result.stdout.strip())
+    rate, used = result.stdout.split()
+    return float(rate), float(used) / pairs * 1e6
 
 
 def main() -> None:
@@ -163,7 +172,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only stores whose name contains this")
     args = parser.parse_args()
 
-    rows: list[tuple[str, int, float]] = []
+    rows: list[tuple[str, int, float, float]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ilp-ledger-bench-"))
     pg = postgres_base()
     schemas: list[str] = []
@@ -189,9 +198,12 @@ def main() -> None:
             for processes in counts:
                 if url.startswith("sqlite"):
                     url = url.replace(".db?", f"-{processes}.db?")
-                rate = measure(url, processes, args.pairs, args.in_flight)
-                rows.append((name, processes, rate))
-                print(f"  {name:28} {processes} proc  {rate:10.0f} pairs/s", flush=True)
+                rate, cpu = measure(url, processes, args.pairs, args.in_flight)
+                rows.append((name, processes, rate, cpu))
+                print(
+                    f"  {name:28} {processes} proc {rate:9.0f} pairs/s {cpu:7.1f} us/pair",
+                    flush=True,
+                )
         js = None if args.no_js else js_reference(args.pairs, args.in_flight)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -202,17 +214,20 @@ def main() -> None:
     print()
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
     print(
-        f"{args.pairs} prepare+fulfill pairs per process, {args.in_flight} in flight per process,"
+        f"{args.pairs} prepare+fulfill pairs per process, {args.in_flight} in flight per process;"
     )
-    print("one TransferLog key shared by all processes")
+    print("one TransferLog key shared by all processes; CPU = client processes only")
     print()
-    print("| store | processes | pairs/s | vs JS reference (memory) |")
-    print("|---|---|---|---|")
-    for name, processes, rate in rows:
-        ratio = "" if js is None else f"{rate / js:.2f}x"
-        print(f"| {name} | {processes} | {rate:,.0f} | {ratio} |")
+    print("| store | processes | pairs/s (wall) | client CPU µs/pair | CPU vs JS reference |")
+    print("|---|---:|---:|---:|---:|")
+    for name, processes, rate, cpu in rows:
+        ratio = "" if js is None else f"{js[1] / cpu:.2f}"
+        print(f"| {name} | {processes} | {rate:,.0f} | {cpu:.1f} | {ratio} |")
     if js is not None:
-        print(f"| JS reference TransferLog (memory, write-behind) | 1 | {js:,.0f} | 1.00x |")
+        print(
+            f"| JS reference TransferLog (memory, write-behind) | 1 | {js[0]:,.0f} "
+            f"| {js[1]:.1f} | 1.00 |"
+        )
     if pg is None:
         print("(PostgreSQL skipped: no server answered)")
 

@@ -1,19 +1,24 @@
 """SQLite store (`sqlite:///path`): the embedded, durable default.
 
-Writes go through one writer thread per store with group commit: it drains the queue of pending
-operations, runs each in its own SAVEPOINT inside one `BEGIN IMMEDIATE` transaction (so one
-operation's failure rolls back only itself), commits once, and only then resolves the callers'
-futures. An acknowledged operation is therefore committed; a crash loses only operations nobody
-was told about. `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several processes sharing
-the file serialise cleanly (the busy timeout makes them wait instead of failing).
+Group commit: operations submitted while a transaction is running queue up; the next batch runs
+them all inside one `BEGIN IMMEDIATE` transaction, commits once, and only then resolves the
+callers' futures. An acknowledged operation is therefore committed; a crash loses only operations
+nobody was told about. Each operation checks first and writes at most one statement (the log's
+totals are written once per batch), so a refused or failing operation changes nothing and leaves
+the rest of its batch alone. `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several
+processes on one host sharing the file serialise cleanly (they wait, up to a minute, instead of
+failing); a limit check and the sum update always happen under that lock.
 
-Durability: the journal is WAL and `synchronous=FULL` by default, so every acknowledged commit is
-on disk even after a power cut; group commit pays that fsync once per batch, not per operation.
+Durability: WAL journal, `synchronous=FULL` by default, so every acknowledged commit is on disk
+even after a power cut; group commit pays that fsync once per batch, not per operation.
 `?synchronous=NORMAL` skips the fsync per commit: still safe against a process crash (SIGKILL),
-but the last commits may be lost if the machine itself goes down.
+but the last acknowledged commits may be lost if the machine itself goes down. FULL is the
+default because "the peer was told yes" must imply "it survives" (API.md); bench/RESULTS.md gives
+the cost.
 
-Sums are TEXT and computed in Python (they may exceed 2^63). Reads use a separate connection on
-the caller's thread; WAL lets them run while the writer writes.
+Sums are TEXT and computed in Python (they may exceed 2^63). Reads use a second connection;
+WAL lets them run while a write transaction is open. The schema is created and migrated by the
+library (table `ilp_schema_version`).
 """
 
 from __future__ import annotations
@@ -270,6 +275,8 @@ class SqliteStore:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._helper, conn.execute, "BEGIN IMMEDIATE")
+        else:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
         conn = self._writer
