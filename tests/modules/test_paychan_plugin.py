@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from ilp_paychan import Plugin, make_payment_channel_plugin
-from ilp_paychan.errors import InvalidFieldsError, NotAcceptedError, PeerError
+from ilp_paychan.errors import (
+    InvalidFieldsError,
+    NotAcceptedError,
+    NotConnectedError,
+    PeerError,
+)
 from ilp_paychan.plugin.module_hooks import PluginContext
 
 from .helpers import (
@@ -279,3 +284,43 @@ async def test_module_logs_have_their_own_key(pair: Pair) -> None:
     assert await tracker.get_max() == {"value": "9", "data": {"x": 1}}
     with pytest.raises(ValueError, match="invalid key"):
         ctx.backend.get_transfer_log("not a key!")
+
+
+def test_a_hook_timeout_the_peer_would_not_wait_for_is_refused() -> None:
+    with pytest.raises(InvalidFieldsError, match="below requestTimeout"):
+        make_payment_channel_plugin(Dummy())(
+            server_options(me="a", peer="b", hookTimeout=5, requestTimeout=5)
+        )
+
+
+async def test_ledger_objects_from_the_constructor_follow_the_store(tmp_path: Any) -> None:
+    """A durable store opens in connect(); handles taken in the constructor work from then on,
+    also after disconnect() and connect() reopened it."""
+    module = Dummy()
+    handles: dict[str, Any] = {}
+    constructor = module.constructor
+
+    def keep_handles(ctx: PluginContext, opts: Any) -> None:
+        constructor(ctx, opts)
+        handles["tracker"] = ctx.backend.get_max_value_tracker("best")
+        handles["log"] = ctx.backend.get_transfer_log({"key": "side", "maximum": "10"})
+
+    module.constructor = keep_handles  # type: ignore[method-assign]
+    plugin = make_payment_channel_plugin(module)(
+        server_options(me="a", peer="b", store=f"sqlite:///{tmp_path / 'a.db'}")
+    )
+    with pytest.raises(NotConnectedError):
+        await handles["tracker"].get_max()
+    with pytest.raises(NotConnectedError):
+        await module.ctx.transfer_log.get_balance()  # type: ignore[union-attr]
+    await plugin.connect()
+    await handles["tracker"].set_if_max({"value": "7", "data": None})
+    await handles["log"].prepare({"id": "x", "amount": "10"}, True)
+    with pytest.raises(NotAcceptedError):
+        await handles["log"].prepare({"id": "y", "amount": "1"}, True)
+    await plugin.disconnect()
+    await plugin.connect()
+    assert (await handles["tracker"].get_max())["value"] == "7"
+    assert await handles["log"].get_incoming_fulfilled_and_prepared() == "10"
+    assert await module.ctx.transfer_log.get_balance() == "0"  # type: ignore[union-attr]
+    await plugin.disconnect()

@@ -35,7 +35,8 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
     """A Plugin class (named `Plugin` + capitalised `plugin_name`) settling through `module`.
 
     `module` is any object or mapping with the hooks of API.md. Options of the class besides the
-    plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc methods, default 2) and
+    plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc methods, default 2 or
+    half of `requestTimeout` if that is less; must be below `requestTimeout`) and
     `lifecycleHookTimeout` (seconds for `connect`/`disconnect`, default 30).
 
     Raises:
@@ -68,6 +69,14 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
     lifecycle_timeout = hook_timeout_option(
         options, "lifecycleHookTimeout", DEFAULT_LIFECYCLE_TIMEOUT
     )
+    request_timeout = plugin.settings.request_timeout
+    if "hookTimeout" not in options:
+        hook_timeout = min(hook_timeout, request_timeout / 2)
+    elif hook_timeout >= request_timeout:
+        raise InvalidFieldsError(
+            f"hookTimeout ({hook_timeout:g} s) must be below requestTimeout "
+            f"({request_timeout:g} s): the peer would give up before a slow hook is cut off"
+        )
 
     async def send(message: Message) -> Response:
         # Fail at once while no peer is connected (a listener before its client dials in),
