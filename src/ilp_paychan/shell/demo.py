@@ -274,6 +274,7 @@ async def run_demo(
         directions = [DirectionStats(label) for label in plans]
 
         bar = _ProgressBar(payments, enabled=progress)
+        paying = time.perf_counter()
         with bar:
             senders = [
                 _Sender(client, book, directions[0], in_flight, bar.advance, 0),
@@ -283,7 +284,7 @@ async def run_demo(
                 asyncio.gather(*(s.run(p) for s, p in zip(senders, plans.values(), strict=True))),
                 DEADLINE,
             )
-        settle_elapsed = time.perf_counter() - started
+        settle_elapsed = time.perf_counter() - paying
 
         server_log, client_log = server.transfer_log, client.transfer_log
         # each side runs its own expiry timer: the receiver's may fire a moment after the sender's
