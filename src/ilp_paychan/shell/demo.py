@@ -363,7 +363,7 @@ def summary(result: DemoResult) -> dict[str, Any]:
         },
         "prepared_left": {"server": result.server_prepared, "client": result.client_prepared},
         "directions": {
-            d.label: {
+            d.label.replace(" → ", "_to_"): {
                 "planned": dict(d.planned),
                 "outcomes": dict(d.outcomes),
                 "fulfilled_amount": str(d.fulfilled_amount),
