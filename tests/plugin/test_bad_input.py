@@ -114,7 +114,10 @@ async def test_prepare_with_an_unreadable_timestamp_is_invalid_fields(
     """The reference answered F00 `RangeError` for an Invalid Date."""
     packet, _ = prepare_packet()
     frame = bytearray(btp.encode(packet))
-    stamp = frame.index(b"Z") - 18
+    assert packet.expires_at is not None
+    moment = packet.expires_at
+    text = f"{moment:%Y%m%d%H%M%S}.{moment.microsecond // 1000:03d}Z".encode()
+    stamp = frame.index(text)
     frame[stamp : stamp + 4] = b"99xx"
     answer = await raw.request_frame(bytes(frame))
     assert_error(answer, "F01", "InvalidFieldsError", "expiresAt")

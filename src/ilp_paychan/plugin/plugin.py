@@ -609,10 +609,12 @@ class Plugin:
         )
         try:
             await self._request(packet, "prepare")
-        except PeerError:
+        except (PeerError, UnreachableError, NotConnectedError) as error:
+            # Refused, or never sent: the peer cannot hold it, so the reservation goes. A timeout
+            # (PeerTimeoutError) is different: the peer may have accepted it; expiry decides.
             if outcome is PrepareOutcome.NEW and await self._book.cancel_refused(checked.id):
                 self._scheduler.disarm(checked.id)
-                log.info("transfer %s refused by the peer; reservation released", checked.id)
+                log.info("transfer %s not accepted (%s); reservation released", checked.id, error)
             raise
         self._events.emit("outgoing_prepare", checked.record)
 
@@ -926,9 +928,9 @@ class Plugin:
                 except Exception as error:
                     await self._book.cancel_refused(tid)
                     log.info("transfer %s refused by the settlement hook: %s", tid, error)
-                    raise (
-                        error if isinstance(error, PluginError) else NotAcceptedError(str(error))
-                    ) from error
+                    if isinstance(error, PluginError):
+                        raise
+                    raise NotAcceptedError(str(error)) from error
             self._scheduler.arm(tid, expires_at)
             self._events.emit("incoming_prepare", record)
         elif outcome is PrepareOutcome.REPEAT_CANCELLED:
