@@ -19,10 +19,12 @@ import pytest
 
 from ilp_paychan.codec.ilp import IlpError, decode_ilp
 
-from .conftest import CLIENT_MAX, SERVER_MAX, SERVER_MIN, Pair, SideFactory
+from .conftest import CLIENT_MAX, SERVER_MAX, SERVER_MIN, Pair, SideFactory, client_url
 from .sides import (
     INFO,
     PREFIX,
+    JsSide,
+    PySide,
     Side,
     SideError,
     b64url,
@@ -36,7 +38,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 ILP_DATA = b64url(b"\x01\x0einterop payload")
 FULFILL_DATA = b64url(b"fulfillment data")
 CUSTOM = {"k": ["v", 1], "note": "h\u00e9llo \u20ac \U0001f600", "n": None}
-EXPIRY = 0.5  # seconds: short enough to keep the suite quick, long enough for a loaded machine
+EXPIRY = 1.0  # seconds: short enough to keep the suite quick, long enough for a loaded machine
 
 
 def num(text: str) -> int:
@@ -177,6 +179,30 @@ async def test_auth_refused_for_py_client(sides: SideFactory) -> None:
     await good.send_transfer(transfer)
     await good.wait_transfer_event("outgoing_fulfill", transfer["id"])
     await check_balances(pair, 3)
+
+
+async def test_clients_with_a_configured_prefix(sides: SideFactory) -> None:
+    """ILP Kit sets a client's `prefix` to the ledger key; connect() checks it against the info."""
+    py_server = await sides.py_server("memory")
+    js_client = await JsSide.start(
+        {"options": {"server": client_url(py_server.port), "prefix": PREFIX}}, "client"
+    )
+    sides.started.append(js_client)
+    await js_client.connect()
+    assert await js_client.info() == INFO
+    await check_balances(Pair(py_server, js_client, "prefixed js client"), 0)
+
+    js_server = await sides.js_server()
+    good = PySide({"server": client_url(js_server.port), "prefix": PREFIX}, "client")
+    sides.started.append(good)
+    await good.connect()
+    assert await good.info() == INFO
+    await check_balances(Pair(js_server, good, "prefixed py client"), 0)
+    wrong = PySide({"server": client_url(js_server.port), "prefix": "other.ledger."}, "client")
+    sides.started.append(wrong)
+    with pytest.raises(SideError):
+        await wrong.connect()
+    assert not wrong.plugin.is_connected()
 
 
 # --- transfers ----------------------------------------------------------------------------------
