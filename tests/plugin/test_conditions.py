@@ -61,6 +61,13 @@ def events(plugin: Plugin) -> Recorder:
     return Recorder(plugin, *ALL)
 
 
+async def sleep_past(packet: btp.Prepare) -> None:
+    assert packet.expires_at is not None
+    await asyncio.sleep(
+        max(packet.expires_at.timestamp() - datetime.now(UTC).timestamp(), 0) + 0.05
+    )
+
+
 def preimage_of(fulfillment: str) -> bytes:
     return base64.urlsafe_b64decode(fulfillment + "=")
 
@@ -222,7 +229,7 @@ async def test_should_resolve_even_if_the_event_notification_handler_rejects(
 
 async def test_expires_a_transfer(plugin: Plugin, peer: RawPeer, events: Recorder) -> None:
     """The receiver expires it and sends the R00 Reject, as the reference."""
-    packet, _ = await incoming(peer, expires_in=0.2)
+    packet, _ = await incoming(peer, expires_in=0.6)
     reject = await peer.next_request()
     assert isinstance(reject, Reject)
     assert reject.transfer_id == packet.transfer_id
@@ -256,7 +263,7 @@ async def test_expires_an_outgoing_transfer(
 ) -> None:
     """The reference's sender also sent a Reject (weakness 8, contrary to RFC 23); ours cancels
     locally, emits `outgoing_cancel` and sends nothing."""
-    transfer, _ = make_transfer(PEER, amount="5", expires_in=0.2)
+    transfer, _ = make_transfer(PEER, amount="5", expires_in=0.6)
     await send_and_ack(plugin, peer, transfer)
     [(cancelled, reason)] = await events.wait("outgoing_cancel")
     assert cancelled["id"] == transfer["id"]
@@ -270,12 +277,12 @@ async def test_expires_an_outgoing_transfer(
 async def test_doesnt_expire_an_executed_transfer(
     plugin: Plugin, peer: RawPeer, events: Recorder
 ) -> None:
-    transfer, fulfillment = make_transfer(PEER, amount="5", expires_in=0.3)
+    transfer, fulfillment = make_transfer(PEER, amount="5")
     await send_and_ack(plugin, peer, transfer)
     assert isinstance(
         await peer.request(Fulfill(0, transfer["id"], preimage_of(fulfillment))), btp.Response
     )
-    await asyncio.sleep(0.4)
+    await plugin._expire([transfer["id"]])  # what the scheduler runs at expiresAt
     assert events["outgoing_cancel"] == []
     assert await plugin.get_balance() == "-5"
 
@@ -366,11 +373,11 @@ async def test_the_senders_expiry_reject_is_accepted_once_expired(
     plugin: Plugin, peer: RawPeer, events: Recorder
 ) -> None:
     """Weakness 9: the reference refused a sender's expiry Reject for good."""
-    packet, _ = await incoming(peer, expires_in=0.3)
+    packet, _ = await incoming(peer, expires_in=0.6)
     error = IlpError(
         "R00", "Transfer Timed Out", "example.red.client", (), datetime.now(UTC), b"expired"
     )
-    await asyncio.sleep(0.35)
+    await sleep_past(packet)
     answer = await peer.request(
         Reject(0, packet.transfer_id, (ProtocolData("ilp", 0, encode_ilp(error)),))
     )
@@ -380,7 +387,7 @@ async def test_the_senders_expiry_reject_is_accepted_once_expired(
 
 
 async def test_fulfill_after_expiry_is_already_rolled_back(plugin: Plugin, peer: RawPeer) -> None:
-    packet, fulfillment = await incoming(peer, expires_in=0.2)
-    await asyncio.sleep(0.25)
+    packet, fulfillment = await incoming(peer, expires_in=0.6)
+    await sleep_past(packet)
     with pytest.raises(AlreadyRolledBackError):
         await plugin.fulfill_condition(packet.transfer_id, fulfillment)

@@ -247,7 +247,7 @@ async def test_expiry_between_a_stateful_server_and_a_stateless_client(pair: Pai
     """Transcript 06, with weakness 9 fixed: the stateless client expires its outgoing transfer
     too, so it reports exactly one of `outgoing_cancel` (own timer) or `outgoing_reject` (the
     server's R00 came first); the server reports `incoming_cancel`."""
-    transfer, _ = make_transfer("example.red.server", amount="3", expires_in=0.3)
+    transfer, _ = make_transfer("example.red.server", amount="3", expires_in=0.6)
     await pair.client.send_transfer(transfer)
     await pair.server_events.wait("incoming_cancel")
     await wait_until(

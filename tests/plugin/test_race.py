@@ -79,7 +79,7 @@ async def test_late_fulfills_racing_expiry_settle_each_transfer_once(
     answering = asyncio.ensure_future(answer_everything())
     packets = []
     for _ in range(30):
-        packet, preimage = prepare_packet(amount=1, expires_in=0.4)
+        packet, preimage = prepare_packet(amount=1, expires_in=1.0)
         assert isinstance(await raw.request(packet), btp.Response)
         packets.append((packet, preimage))
 

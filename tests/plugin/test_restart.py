@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,12 @@ async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_t
     port = first.listener_port
     assert port is not None
     peer = await RawPeer.open(port)
-    packet, _ = prepare_packet(amount=5, expires_in=0.3)
+    packet, _ = prepare_packet(amount=5, expires_in=0.6)
     assert isinstance(await peer.request(packet), btp.Response)
     await peer.close()
     await first.disconnect()
-    await asyncio.sleep(0.4)
+    assert packet.expires_at is not None
+    await asyncio.sleep(max(packet.expires_at.timestamp() - time.time(), 0) + 0.05)
 
     second = Plugin(options(tmp_path, port))
     events = Recorder(second, "incoming_cancel")
