@@ -44,6 +44,7 @@ from ilp_paychan.errors import (
     TransferNotFoundError,
 )
 from ilp_paychan.ledger import PrepareOutcome, TransferLog
+from ilp_paychan.plugin.validate import b64url
 
 PREPARED = "prepared"
 FULFILLED = "fulfilled"
@@ -156,7 +157,7 @@ class TransferBook:
             return False
         if now >= entry.expires_at:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already expired.")
-        text = base64.urlsafe_b64encode(fulfillment).rstrip(b"=").decode("ascii")
+        text = b64url(fulfillment)
         try:
             changed = await self.log.fulfill(entry.id, text, notify_peer=notify_peer)
         except (AlreadyRolledBackError, TransferNotFoundError):
