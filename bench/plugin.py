@@ -189,20 +189,40 @@ CONFIGURATIONS = {
 }
 
 
+def bench_js_reference(
+    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000
+) -> tuple[float, float]:
+    """(transfers/s, per CPU-s) of the JS reference on this workload (bench/js/plugin_bench.js)."""
+    from plugin_vs_js import js_reference  # bench/ is on sys.path when this script runs
+
+    return js_reference(transfers, in_flight, warmup)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--transfers", type=int, default=20000)
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--only", choices=sorted(CONFIGURATIONS), action="append")
+    parser.add_argument("--no-js", action="store_true", help="skip the JS reference comparison")
     args = parser.parse_args()
+    measured: dict[str, tuple[float, float]] = {}
     print(f"{'configuration':<28} {'transfers/s':>12} {'per CPU-s of this process':>26}")
     for name, run in CONFIGURATIONS.items():
         if args.only and name not in args.only:
             continue
         rate = run(args.transfers, args.in_flight, args.warmup)
         print(f"{name:<28} {rate:>12,.0f} {LAST_CPU_RATE[0]:>26,.0f}")
+        measured[name] = (rate, LAST_CPU_RATE[0])
     print(f"({args.transfers} transfers after {args.warmup} warm-up, {args.in_flight} in flight)")
+    if args.no_js or not measured:
+        return
+    js_rate, js_cpu = bench_js_reference(args.transfers, args.in_flight, args.warmup)
+    print(f"\n{'vs JS reference 1.3.5':<28} {'transfers/s':>12}  ratio  per CPU-s ratio")
+    rows = {"js reference (in-memory)": (js_rate, js_cpu), **measured}
+    for name, (rate, cpu) in rows.items():
+        ratios = f"{rate / js_rate:>6.2f} {cpu:>10,.0f} {cpu / js_cpu:>5.2f}"
+        print(f"{name:<28} {rate:>12,.0f} {ratios}")
 
 
 if __name__ == "__main__":
