@@ -113,23 +113,29 @@ class JsPeer:
 
     @classmethod
     async def start(
-        cls, config: dict[str, Any], *, module: str | None = None, ready_timeout: float = 20.0
+        cls,
+        config: dict[str, Any],
+        *,
+        module: str | None = None,
+        ready_timeout: float = 20.0,
+        env: dict[str, str] | None = None,
     ) -> JsPeer:
-        """Spawn node with the driver and wait for its `ready` line."""
+        """Spawn node with the driver and wait for its `ready` line (`env`: extra variables)."""
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("node is not installed (./dev test installs nodejs and npm)")
         argv = [node, str(DRIVER), json.dumps(config)]
         if module is not None:
             argv += ["--module", module]
-        env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+        child_env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+        child_env.update(env or {})
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=child_env,
             limit=16 * 1024 * 1024,
         )
         peer = cls(proc)

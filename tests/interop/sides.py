@@ -413,8 +413,10 @@ class JsSide(Side):
         self.stateful = stateful
 
     @classmethod
-    async def start(cls, config: dict[str, Any], role: str) -> JsSide:
-        peer = await JsPeer.start(config)
+    async def start(
+        cls, config: dict[str, Any], role: str, env: dict[str, str] | None = None
+    ) -> JsSide:
+        peer = await JsPeer.start(config, env=env)
         return cls(peer, role, bool(config.get("stateful")))
 
     @property
