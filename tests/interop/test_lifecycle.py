@@ -9,12 +9,13 @@ second client login replacing the first.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, py_server_options
-from .sides import JsSide, PySide, Side, make_transfer, new_fulfillment
+from .sides import JsSide, PySide, Side, SideError, iso_in, make_transfer, new_fulfillment
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -134,3 +135,79 @@ async def test_second_js_login_replaces_the_first(sides: SideFactory) -> None:
     assert not first.transfer_events("incoming_prepare", transfer["id"])
     assert await server.balance() == "1"
     assert int(await second.balance()) == -1
+
+
+async def test_expiry_while_py_server_is_down_is_told_after_restart(
+    sides: SideFactory,
+) -> None:
+    server = await sides.py_server("sqlite")
+    client = await sides.js_client(server.port)
+    port = server.port
+    _, condition = new_fulfillment()
+    doomed = make_transfer(client.peer_account, "8", condition, expires_in=1.0)
+    await client.send_transfer(doomed)
+    await server.wait_transfer_event("incoming_prepare", doomed["id"])
+    await server.close()
+    await asyncio.sleep(1.2)  # the transfer expires while no server runs
+
+    options = py_server_options(
+        sides.store_url("sqlite", "server"), max_balance=SERVER_MAX, min_balance=SERVER_MIN
+    )
+    options["listener"] = {"port": port, "host": "127.0.0.1"}
+    restarted = PySide(options, "server")
+    sides.started.append(restarted)
+    await restarted.connect()
+    await js_redial(client)
+    # the stateless reference client learns of it only through our R00 Reject
+    _, reason = await client.wait_transfer_event("outgoing_reject", doomed["id"])
+    assert (reason["code"], reason["name"]) == ("R00", "Transfer Timed Out")
+    assert await restarted.transfer_state(doomed["id"]) == "cancelled"
+    assert await restarted.balance() == "0"
+    # and the whole limit is available again
+    fulfillment, condition = new_fulfillment()
+    full = make_transfer(client.peer_account, SERVER_MAX, condition)
+    await client.send_transfer(full)
+    await restarted.fulfill(full["id"], fulfillment)
+    await client.wait_transfer_event("outgoing_fulfill", full["id"])
+    assert await restarted.balance() == SERVER_MAX
+
+
+@pytest.mark.parametrize("server_kind", ["py", "js"])
+async def test_expired_and_rejected_transfers_release_the_limit(
+    sides: SideFactory, server_kind: str
+) -> None:
+    """Ten transfers filling maxBalance expire or are rejected; then the full limit is usable."""
+    if server_kind == "py":
+        server: Side = await sides.py_server("sqlite")
+        client: Side = await sides.js_client(server.port)
+    else:
+        server = await sides.js_server()
+        client = await sides.py_client(server.port)
+    _, condition = new_fulfillment()
+    share = str(int(SERVER_MAX) // 10)
+    batch = [
+        make_transfer(client.peer_account, share, condition, expires_in=1.0) for _ in range(10)
+    ]
+    await asyncio.gather(*(client.send_transfer(t) for t in batch))
+    with pytest.raises(SideError) as full:
+        await client.send_transfer(make_transfer(client.peer_account, "1", condition))
+    assert full.value.name == "NotAcceptedError"
+    reason = {
+        "code": "F99",
+        "name": "Application Error",
+        "triggered_by": server.account,
+        "triggered_at": iso_in(0),
+        "additional_info": {},
+    }
+    for transfer in batch[:5]:
+        await server.reject(transfer["id"], reason)
+    for transfer in batch[5:]:
+        await server.wait_transfer_event("incoming_cancel", transfer["id"])
+    fulfillment, condition = new_fulfillment()
+    whole = make_transfer(client.peer_account, SERVER_MAX, condition)
+    await client.send_transfer(whole)
+    await server.wait_transfer_event("incoming_prepare", whole["id"])
+    await server.fulfill(whole["id"], fulfillment)
+    await client.wait_transfer_event("outgoing_fulfill", whole["id"])
+    assert await server.balance() == SERVER_MAX
+    assert int(await client.balance()) == -int(SERVER_MAX)
