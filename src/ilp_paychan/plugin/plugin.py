@@ -39,7 +39,6 @@ from ilp_paychan.errors import (
     NotAcceptedError,
     NotConnectedError,
     PeerError,
-    PeerTimeoutError,
     PluginError,
     RequestHandlerAlreadyRegisteredError,
     UnreachableError,
@@ -50,6 +49,7 @@ from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog, open_backen
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.expiry import ExpiryScheduler
 from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.notices import PeerNotices
 from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
 from ilp_paychan.plugin.protocol_data import (
     decode_entry,
@@ -84,11 +84,6 @@ _INFO_REQUEST = (ProtocolData("info", _OCTETS, b"\x02"),)
 _BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
 _LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
 _EMPTY_RESPONSE_PD: tuple[ProtocolData, ...] = ()
-
-#: A settled transfer's peer notice is dropped this long after its expiry if never acknowledged.
-NOTICE_GRACE = 3600.0
-#: Longest wait between re-delivery rounds of unacknowledged Fulfills/Rejects.
-NOTICE_BACKOFF_MAX = 30.0
 
 RequestHandlerFn = Callable[[dict[str, Any]], Any]
 
@@ -148,10 +143,6 @@ class Plugin:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._notice_worker: asyncio.Task[None] | None = None
-        self._delivering: set[str] = set()
-        self._reject_reasons: dict[str, bytes] = {}
-        self._fulfill_ilp: dict[str, bytes] = {}
         self._bound_port: int | None = None
         self._prefix: str | None = self._settings.prefix
         self._info: dict[str, Any] | None = self._settings.info
@@ -179,6 +170,14 @@ class Plugin:
                 "when running in server mode, the 'prefix' and 'info' config parameters "
                 "are required"
             )
+        self._notices = PeerNotices(
+            self._request,
+            transfer_log=lambda: self._log,
+            account=self.get_account,
+            active=self.is_connected,
+            link_open=self._link_is_open,
+            on_claim=self._hooks.handle_incoming_claim,
+        )
         self._has_claims = (
             type(self._hooks).create_outgoing_claim is not SettlementHooks.create_outgoing_claim
         )
@@ -380,7 +379,7 @@ class Plugin:
         self._ready.set()
         log.info("connected as %s (peer %s)", self.get_account(), self.get_peer_account())
         self._events.emit("connect")
-        self._kick_notices()
+        self._notices.kick()
 
     async def _fetch_info(self) -> None:
         """A client without local info asks the peer (PROTOCOL.md §d.4)."""
@@ -440,9 +439,7 @@ class Plugin:
                 log.warning(
                     "disconnect: %d request(s) still running after %gs", self._in_flight, timeout
                 )
-        worker = self._notice_worker
-        if worker is not None:
-            worker.cancel()
+        self._notices.stop()
         for pending in list(self._tasks):
             pending.cancel()
         if self._tasks:
@@ -483,7 +480,11 @@ class Plugin:
                 except Exception:
                     log.exception("observer link_changed raised")
         if up and self._connected:
-            self._kick_notices()
+            self._notices.kick()
+
+    def _link_is_open(self) -> bool:
+        link = self._link
+        return link is not None and link.is_open()
 
     def _require_connected(self, method: str) -> None:
         if not self._connected:
@@ -650,8 +651,8 @@ class Plugin:
             "incoming_fulfill", entry.record, text, b64url(ilp_bytes) if ilp_bytes else None
         )
         if ilp_bytes:
-            self._fulfill_ilp[tid] = ilp_bytes
-        await self._deliver(entry, raise_refusal=True, preimage=preimage)
+            self._notices.remember_fulfill_ilp(tid, ilp_bytes)
+        await self._notices.deliver(entry, raise_refusal=True, preimage=preimage)
 
     async def reject_incoming_transfer(
         self, transfer_id: str, reason: Mapping[str, Any] | None = None
@@ -670,113 +671,9 @@ class Plugin:
         if not changed:
             return
         self._scheduler.disarm(tid)
-        self._reject_reasons[tid] = encoded
+        self._notices.remember_reject_reason(tid, encoded)
         self._events.emit("incoming_reject", entry.record, normal)
-        await self._deliver(entry, raise_refusal=False)
-
-    # ------------------------------------------------------------------ peer notices
-
-    def _notice_packet(self, entry: Entry, preimage: bytes | None) -> tuple[Packet, str]:
-        if entry.fulfillment is not None and entry.state == "fulfilled":
-            if preimage is None:
-                preimage = parse_hash32(entry.fulfillment, "fulfillment")
-            ilp = self._fulfill_ilp.get(entry.id)
-            pd = (ProtocolData("ilp", _OCTETS, ilp),) if ilp else ()
-            return Fulfill(0, entry.id, preimage, pd), "fulfill"
-        reason = self._reject_reasons.get(entry.id)
-        if reason is None:
-            reason = encode_ilp(expiry_error(self.get_account()))
-        return Reject(0, entry.id, (ProtocolData("ilp", _OCTETS, reason),)), "reject"
-
-    async def _deliver(
-        self, entry: Entry, *, raise_refusal: bool, preimage: bytes | None = None
-    ) -> bool:
-        """Send a settled transfer's Fulfill/Reject once; True when the peer answered.
-
-        A Response clears the notice; an Error is final too (the peer heard us and refused):
-        the notice is cleared and, for a Fulfill, the PeerError raised if `raise_refusal`.
-        A timeout or a down link keeps the notice and wakes the background re-delivery.
-        """
-        tid = entry.id
-        packet, kind = self._notice_packet(entry, preimage)
-        self._delivering.add(tid)
-        try:
-            response = await self._request(packet, kind)
-        except PeerError as error:
-            log.warning("peer refused our %s of %s: %s %s", kind, tid, error.code, error.name)
-            await self._clear_notice(tid)
-            if raise_refusal and kind == "fulfill":
-                raise
-            return True
-        except (PeerTimeoutError, UnreachableError, NotConnectedError) as error:
-            log.info("%s of %s not acknowledged (%s); will retry", kind, tid, type(error).__name__)
-            self._kick_notices()
-            return False
-        finally:
-            self._delivering.discard(tid)
-        await self._clear_notice(tid)
-        if kind == "fulfill":
-            claim_entry = entries_by_name(response.protocol_data).get("claim")
-            if claim_entry is not None:
-                try:
-                    await self._hooks.handle_incoming_claim(decode_entry(claim_entry))
-                except Exception:
-                    log.exception("handle_incoming_claim failed for %s", tid)
-        return True
-
-    async def _clear_notice(self, transfer_id: str) -> None:
-        self._reject_reasons.pop(transfer_id, None)
-        self._fulfill_ilp.pop(transfer_id, None)
-        log_ = self._log
-        if log_ is not None:
-            try:
-                await log_.clear_peer_notice(transfer_id)
-            except Exception:
-                log.exception("could not clear the peer notice of %s", transfer_id)
-
-    def _kick_notices(self) -> None:
-        """Start the background re-delivery of unacknowledged notices, if not running."""
-        if self._notice_worker is None and self._connected:
-            self._notice_worker = asyncio.get_running_loop().create_task(self._redeliver_notices())
-
-    async def _redeliver_notices(self) -> None:
-        backoff = 0.25
-        try:
-            while self._connected and self._log is not None:
-                notices = await self._log.list_peer_notices()
-                pending = [n for n in notices if n["transfer"]["id"] not in self._delivering]
-                if not pending:
-                    return
-                all_done = True
-                for stored in pending:
-                    try:
-                        entry = Entry.from_stored(stored)
-                    except (KeyError, ValueError, TypeError):
-                        continue
-                    if _now() > entry.expires_at + (
-                        0 if entry.state == "fulfilled" else NOTICE_GRACE
-                    ):
-                        log.warning(
-                            "giving up telling the peer about %s %s: expired", entry.state, entry.id
-                        )
-                        await self._clear_notice(entry.id)
-                        continue
-                    link = self._link
-                    if link is None or not link.is_open():
-                        return
-                    if not await self._deliver(entry, raise_refusal=False):
-                        all_done = False
-                        break
-                if not all_done:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, NOTICE_BACKOFF_MAX)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("re-delivery of peer notices failed")
-        finally:
-            if self._notice_worker is asyncio.current_task():
-                self._notice_worker = None
+        await self._notices.deliver(entry)
 
     # ------------------------------------------------------------------ expiry
 
@@ -806,7 +703,7 @@ class Plugin:
             else:
                 self._events.emit("outgoing_cancel", entry.record, reason)
         if tell_peer:
-            self._kick_notices()
+            self._notices.kick()
 
     # ------------------------------------------------------------------ messages
 
@@ -936,7 +833,7 @@ class Plugin:
         elif outcome is PrepareOutcome.REPEAT_CANCELLED:
             raise AlreadyRolledBackError(f"transfer {tid} has already been cancelled.")
         elif outcome is PrepareOutcome.REPEAT_FULFILLED:
-            self._kick_notices()
+            self._notices.kick()
         return Response(packet.request_id, _EMPTY_RESPONSE_PD)
 
     async def _on_fulfill(self, packet: Fulfill) -> Response:
