@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, py_server_options
+from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, client_url, py_server_options
 from .sides import JsSide, PySide, Side, SideError, iso_in, make_transfer, new_fulfillment
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
@@ -211,3 +211,17 @@ async def test_expired_and_rejected_transfers_release_the_limit(
     await client.wait_transfer_event("outgoing_fulfill", whole["id"])
     assert await server.balance() == SERVER_MAX
     assert int(await client.balance()) == -int(SERVER_MAX)
+
+
+async def test_py_request_to_a_silent_js_handler_times_out(sides: SideFactory) -> None:
+    server = await sides.js_server()
+    client = PySide({"server": client_url(server.port), "requestTimeout": 1}, "client")
+    sides.started.append(client)
+    await client.connect()
+    await server.handle_requests("hang")
+    message = {"to": client.peer_account, "custom": {"q": 1}}
+    with pytest.raises(SideError) as silent:
+        await client.send_request(message)
+    assert silent.value.name == "PeerTimeoutError"
+    await server.handle_requests("echo")  # the link is still usable afterwards
+    assert (await client.send_request(message))["custom"] == {"q": 1}

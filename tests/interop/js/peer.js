@@ -15,6 +15,9 @@
 // --module FILE: a payment-channel module for makePaymentChannelPlugin. FILE exports the module
 // object itself, or `{ create (moduleConfig) { return module } }`.
 //
+// Request handler modes (registerRequestHandler): echo, fixed {ilp, custom}, reject {message}, hang,
+// none.
+//
 // Protocol: JSON lines. In on stdin: {"id": n, "cmd": "name", "args": [...], "timeoutMs": ms?}.
 // Out on stdout: {"id": n, "ok": true, "result": ...} | {"id": n, "ok": false, "error": {name,
 // message, code?}}, plus unsolicited {"event": name, "args": [...], "t": ms} for every plugin event,
@@ -108,6 +111,9 @@ function makeRequestHandler (plugin, mode, spec) {
         spec.custom ? { custom: spec.custom } : {}))
     case 'reject':
       return () => Promise.reject(new Error(spec.message || 'refused by the interop peer'))
+    case 'hang':
+      // never answers: the requester's timeout is what gets tested
+      return () => new Promise(() => {})
     default:
       throw new Error('unknown request handler mode: ' + mode)
   }
