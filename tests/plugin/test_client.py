@@ -78,3 +78,30 @@ async def test_should_not_send_a_transfer_if_peer_gives_error(pair: Pair) -> Non
     log = pair.client.transfer_log
     assert await log.get_outgoing_fulfilled_and_prepared() == "0"  # weakness 2: released
     assert (await log.get(transfer["id"]))["state"] == "cancelled"
+
+
+async def test_a_client_with_another_prefix_refuses_to_connect(pair: Pair) -> None:
+    port = pair.server.listener_port
+    assert port is not None
+    client = Plugin({"server": f"btp+ws://:shared_secret@127.0.0.1:{port}", "prefix": "other."})
+    with pytest.raises(NotAcceptedError, match="Remote prefix does not match configured prefix"):
+        await client.connect()
+    assert not client.is_connected()
+
+
+async def test_a_client_with_prefix_and_info_does_not_ask_for_info(pair: Pair) -> None:
+    port = pair.server.listener_port
+    assert port is not None
+    info = {"prefix": "example.red.", "currencyCode": "EUR", "currencyScale": 1, "connectors": []}
+    client = Plugin(
+        {
+            "server": f"btp+ws://:shared_secret@127.0.0.1:{port}",
+            "prefix": "example.red.",
+            "info": info,
+        }
+    )
+    await client.connect()
+    try:
+        assert client.get_info() == info  # its own, not the server's
+    finally:
+        await client.disconnect()
