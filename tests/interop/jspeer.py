@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -63,6 +64,24 @@ def _install_digest() -> str:
     return digest.hexdigest()
 
 
+#: npm before 9.8 (Debian 12 ships 9.2) crashes on an override of a git dependency (its override
+#: matching feeds the git URL to semver); there the install runs a pinned newer npm via `npm exec`.
+MIN_NPM = (9, 8)
+FALLBACK_NPM = "npm@10.9.2"
+NPM_CI_ARGS = ["ci", "--no-audit", "--no-fund", "--loglevel=error"]
+
+
+def npm_ci_command(npm: str) -> list[str]:
+    """The `npm ci` command line for this machine's npm."""
+    out = subprocess.run(
+        [npm, "--version"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    version = tuple(int(part) for part in re.findall(r"\d+", out)[:2])
+    if version >= MIN_NPM:
+        return [npm, *NPM_CI_ARGS]
+    return [npm, "exec", "--yes", f"--package={FALLBACK_NPM}", "--", "npm", *NPM_CI_ARGS]
+
+
 def ensure_node_modules(timeout: float = 300.0) -> None:
     """Install the pinned reference with `npm ci` unless node_modules matches the lock file.
 
@@ -82,7 +101,7 @@ def ensure_node_modules(timeout: float = 300.0) -> None:
             if STAMP.exists() and STAMP.read_text() == wanted:
                 return
             result = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                npm_ci_command(npm),
                 cwd=JS_DIR,
                 capture_output=True,
                 text=True,
