@@ -148,7 +148,9 @@ async def test_a_hanging_connect_fails_after_the_time_limit(backend: Backend) ->
         await hooks.connect()
 
 
-async def test_disconnect_runs_once_per_connection_and_never_raises(backend: Backend) -> None:
+async def test_disconnect_runs_once_per_connection_and_its_error_is_raised(
+    backend: Backend,
+) -> None:
     calls: list[int] = []
 
     def disconnect(ctx: Any) -> None:
@@ -159,9 +161,17 @@ async def test_disconnect_runs_once_per_connection_and_never_raises(backend: Bac
     await hooks.disconnect()
     assert calls == []
     await hooks.connect()
-    await hooks.disconnect()
+    with pytest.raises(RuntimeError, match="ledger down"):
+        await hooks.disconnect()
     await hooks.disconnect()
     assert calls == [1]
+
+
+async def test_a_hanging_disconnect_fails_after_the_time_limit(backend: Backend) -> None:
+    hooks = make_hooks(minimal_module(disconnect=hang), backend, timeout=0.05)
+    await hooks.connect()
+    with pytest.raises(NotAcceptedError, match="did not disconnect"):
+        await hooks.disconnect()
 
 
 async def test_incoming_prepare_refusal_keeps_the_message_not_the_class(backend: Backend) -> None:

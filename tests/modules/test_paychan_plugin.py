@@ -324,3 +324,21 @@ async def test_ledger_objects_from_the_constructor_follow_the_store(tmp_path: An
     assert await handles["log"].get_incoming_fulfilled_and_prepared() == "10"
     assert await module.ctx.transfer_log.get_balance() == "0"  # type: ignore[union-attr]
     await plugin.disconnect()
+
+
+async def test_a_failing_disconnect_hook_fails_disconnect_after_closing() -> None:
+    module = Dummy()
+
+    async def disconnect(ctx: Any) -> None:
+        raise RuntimeError("could not cash in")
+
+    module.disconnect = disconnect  # type: ignore[method-assign]
+    plugin = make_payment_channel_plugin(module)(server_options(me="a", peer="b"))
+    await plugin.connect()
+    with pytest.raises(RuntimeError, match="could not cash in"):
+        await plugin.disconnect()
+    assert not plugin.is_connected()
+    await plugin.connect()
+    assert plugin.is_connected()
+    with pytest.raises(RuntimeError):
+        await plugin.disconnect()

@@ -236,7 +236,11 @@ class ModuleHooks(SettlementHooks):
         self._connected = True
 
     async def disconnect(self) -> None:
-        """The module's `disconnect` once per connection; a failure is logged, never raised."""
+        """The module's `disconnect` once per connection.
+
+        Its error (or time-out) is raised, as the reference does; the plugin closes the link and
+        the store first, so a failed settlement on the way out never leaves the plugin half open.
+        """
         if not self._connected:
             return
         self._connected = False
@@ -245,9 +249,10 @@ class ModuleHooks(SettlementHooks):
         try:
             await self._call_async("disconnect", self.lifecycle_timeout)
         except TimeoutError:
-            self._log.error("module disconnect did not finish within %g s", self.lifecycle_timeout)
-        except Exception:
-            self._log.exception("module disconnect failed")
+            raise NotAcceptedError(
+                f"settlement module {self.spec.plugin_name} did not disconnect within "
+                f"{self.lifecycle_timeout:g} s"
+            ) from None
 
     async def handle_incoming_prepare(self, transfer: dict[str, Any]) -> None:
         """Raises NotAcceptedError (or the module's PluginError) when the module refuses."""
