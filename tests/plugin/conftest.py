@@ -15,12 +15,16 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ilp_paychan import Plugin
 
+#: The shared spec's vectors (as tests/conftest.py's VECTORS; imported from here because the
+#: bare module name `conftest` is ambiguous when several test folders are collected together).
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "vectors"
 PREFIX = "example.red."
 SECRET = "shared_secret"
 INFO = {"currencyCode": "USD", "currencyScale": 2, "connectors": ["example.red.server"]}

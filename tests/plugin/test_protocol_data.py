@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from conftest import VECTORS
 from ilp_paychan.codec.btp import ProtocolData
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.plugin.protocol_data import (
@@ -17,6 +16,8 @@ from ilp_paychan.plugin.protocol_data import (
     to_protocol_data,
 )
 from ilp_paychan.plugin.validate import parse_base64
+
+from .conftest import VECTORS
 
 DATA = json.loads((VECTORS / "lpi-protocol-data.json").read_text())
 

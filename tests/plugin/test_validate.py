@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from conftest import VECTORS
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.plugin.validate import (
     Validator,
@@ -19,6 +18,8 @@ from ilp_paychan.plugin.validate import (
     parse_hash32,
     parse_timestamp,
 )
+
+from .conftest import VECTORS
 
 OWN = "example.red.server"
 PEER = "example.red.client"
