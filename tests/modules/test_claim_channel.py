@@ -332,3 +332,32 @@ def _exchanged(plugin: Plugin) -> bool:
 
 async def _best_is(plugin: Plugin, value: int) -> bool:
     return await best_claim(plugin) == value
+
+
+async def test_a_claim_lost_with_a_timed_out_fulfill_comes_with_its_redelivery(
+    setup: Setup,
+) -> None:
+    """B's Fulfill times out (A's claim comes too late), B restarts; the re-sent Fulfill's
+    Response carries the claim again. B2 does no claim exchange, so only that path can heal."""
+    first = [True]
+
+    async def slow_first_claim(ctx: Any, balance: str) -> Any:
+        if first[0]:
+            first[0] = False
+            await asyncio.sleep(1.0)
+        return await claim_module.create_outgoing_claim(ctx, balance)
+
+    async def crash(ctx: Any) -> None:
+        return None
+
+    async def connect_without_exchange(ctx: Any) -> None:
+        ctx.state.resync = None
+
+    a = await setup.start_a(variant(create_outgoing_claim=slow_first_claim))
+    b = await setup.start_b(variant(disconnect=crash), requestTimeout=0.5)
+    await pay(a, b, 40)
+    assert await b.transfer_log.get_incoming_fulfilled() == "40"
+    assert await best_claim(b) == 0
+    await b.disconnect()
+    b2 = await setup.start_b(variant(connect=connect_without_exchange))
+    await wait_until(lambda: _best_is(b2, 40), "the claim of the re-sent Fulfill")
