@@ -273,3 +273,12 @@ async def test_a_failing_or_hanging_rpc_method_is_a_clean_refusal(backend: Backe
         message = Message(1, (ProtocolData(name, ContentType.APPLICATION_JSON, b"1"),))
         with pytest.raises(NotAcceptedError):
             await hooks.handle_side_protocols(message)
+
+
+async def test_a_modules_own_timeout_error_is_not_taken_for_an_overrun(backend: Backend) -> None:
+    async def own_timeout(ctx: Any, transfer: Any) -> None:
+        raise TimeoutError("ledger timed out")
+
+    hooks = make_hooks(minimal_module(handle_incoming_prepare=own_timeout), backend)
+    with pytest.raises(NotAcceptedError, match="ledger timed out"):
+        await hooks.handle_incoming_prepare(dict(TRANSFER))

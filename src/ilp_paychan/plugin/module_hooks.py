@@ -19,7 +19,7 @@ import copy
 import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -143,6 +143,22 @@ def hook_timeout_option(options: Mapping[str, Any], key: str, default: float) ->
     return float(value)
 
 
+class HookOverrun(Exception):
+    """A hook ran past its time limit (and was cancelled); not a TimeoutError of its own."""
+
+
+async def _within(limit: float, awaitable: Awaitable[Any]) -> Any:
+    """Await under a time limit; HookOverrun only when *this* limit expired."""
+    scope = asyncio.timeout(limit)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise HookOverrun from None
+        raise
+
+
 class ModuleHooks(SettlementHooks):
     """The settlement hooks of a plugin made by `make_payment_channel_plugin(module)`."""
 
@@ -217,8 +233,7 @@ class ModuleHooks(SettlementHooks):
     async def _call_async(self, name: str, limit: float, *args: Any) -> Any:
         result = self._hooks[name](self.ctx, *args)
         if inspect.isawaitable(result):
-            async with asyncio.timeout(limit):
-                result = await result
+            result = await _within(limit, result)
         return result
 
     async def connect(self) -> None:
@@ -228,7 +243,7 @@ class ModuleHooks(SettlementHooks):
         if "connect" in self._hooks:
             try:
                 await self._call_async("connect", self.lifecycle_timeout)
-            except TimeoutError:
+            except HookOverrun:
                 raise NotAcceptedError(
                     f"settlement module {self.spec.plugin_name} did not connect within "
                     f"{self.lifecycle_timeout:g} s"
@@ -238,8 +253,8 @@ class ModuleHooks(SettlementHooks):
     async def disconnect(self) -> None:
         """The module's `disconnect` once per connection.
 
-        Its error (or time-out) is raised, as the reference does; the plugin closes the link and
-        the store first, so a failed settlement on the way out never leaves the plugin half open.
+        Its error (or time-out) is raised, as the reference does; the plugin still closes the
+        link and the store before raising it, so a failed cash-in never leaves it half open.
         """
         if not self._connected:
             return
@@ -248,7 +263,7 @@ class ModuleHooks(SettlementHooks):
             return
         try:
             await self._call_async("disconnect", self.lifecycle_timeout)
-        except TimeoutError:
+        except HookOverrun:
             raise NotAcceptedError(
                 f"settlement module {self.spec.plugin_name} did not disconnect within "
                 f"{self.lifecycle_timeout:g} s"
@@ -261,7 +276,7 @@ class ModuleHooks(SettlementHooks):
         transfer_id = transfer.get("id")
         try:
             await self._call_async("handle_incoming_prepare", self.hook_timeout, dict(transfer))
-        except TimeoutError:
+        except HookOverrun:
             self._log.warning(
                 "transfer %s refused: handle_incoming_prepare took longer than %g s",
                 transfer_id, self.hook_timeout,
@@ -286,7 +301,7 @@ class ModuleHooks(SettlementHooks):
             claim = await self._call_async(
                 "create_outgoing_claim", self.hook_timeout, outgoing_fulfilled
             )
-        except TimeoutError:
+        except HookOverrun:
             raise NotAcceptedError(
                 f"create_outgoing_claim({outgoing_fulfilled}) took longer than "
                 f"{self.hook_timeout:g} s; no claim sent"
@@ -316,7 +331,7 @@ class ModuleHooks(SettlementHooks):
         """
         try:
             await self._call_async("handle_incoming_claim", self.hook_timeout, claim)
-        except TimeoutError:
+        except HookOverrun:
             raise NotAcceptedError(
                 f"handle_incoming_claim took longer than {self.hook_timeout:g} s; claim dropped"
             ) from None
@@ -332,9 +347,9 @@ class ModuleHooks(SettlementHooks):
         (NotAcceptedError with the method's message), never an internal exception name.
         """
         try:
-            async with asyncio.timeout(self.hook_timeout):
-                return await self.ctx.rpc.handle(message)
-        except TimeoutError:
+            response: Response = await _within(self.hook_timeout, self.ctx.rpc.handle(message))
+            return response
+        except HookOverrun:
             names = ", ".join(pd.protocol_name for pd in message.protocol_data)
             self._log.error("rpc %s took longer than %g s", names, self.hook_timeout)
             raise NotAcceptedError(
