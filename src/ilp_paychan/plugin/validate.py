@@ -180,7 +180,7 @@ class Validator:
         record = dict(transfer)
         record["id"] = transfer_id
         record["amount"] = str(amount)
-        record["executionCondition"] = b64url(condition)
+        record["executionCondition"] = transfer["executionCondition"]  # canonical: checked above
         record["expiresAt"] = format_timestamp(expires_at)
         record["ledger"] = self.prefix
         if ilp_bytes is not None:
