@@ -350,3 +350,22 @@ async def test_forged_python_claims_are_ignored_by_javascript(
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_rpc_reaches_the_javascript_module_and_its_claims_verify_here(
+    pairings: list[Pairing], tmp_path: Path
+) -> None:
+    from claim_channel.claims import claim_is_signed_by, parse_claim
+
+    p = await start_pairing(tmp_path, py_listens=True)
+    pairings.append(p)
+    await js_pays_py(p, 3)
+    await poll(lambda: _equals(p.py_best_claim(), 3 * AMOUNT), "the last claim from JS")
+    ctx = p.py._hooks.ctx  # type: ignore[attr-defined]
+    latest = await ctx.rpc.call("paychan_latest_claim", PREFIX, None)
+    claim = parse_claim(latest)
+    assert claim.balance == 3 * AMOUNT
+    assert claim.channel == channel_id(PUB_JS, PUB_PY)
+    assert claim_is_signed_by(PUB_JS, claim)
+    with pytest.raises(PeerError, match="Unrecognized side protocol: no_such_method"):
+        await ctx.rpc.call("no_such_method", PREFIX, {})
