@@ -82,7 +82,8 @@ def constructor(ctx: Any, opts: Mapping[str, Any]) -> None:
     s.prefix = prefix
     s.account = prefix + s.public.hex()[:16]
     s.peer_account = prefix + s.peer_public.hex()[:16]
-    given = opts.get("info") if isinstance(opts.get("info"), Mapping) else {}
+    info_option = opts.get("info")
+    given: Mapping[str, Any] = info_option if isinstance(info_option, Mapping) else {}
     s.info = {
         "prefix": prefix,
         "currencyCode": given.get("currencyCode", "XCL"),

@@ -53,7 +53,7 @@ async def run(workdir: Path, count: int = 100, amount: int = 10) -> dict[str, in
     alice = cls({**options("alice", "bob"), "listener": {"port": 0, "host": "127.0.0.1"},
                  "incomingSecret": SECRET})
     await alice.connect()
-    port = alice.listener_port  # type: ignore[attr-defined]
+    port = alice.listener_port
     bob = cls({**options("bob", "alice"), "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"})
     await bob.connect()
     preimages: dict[str, str] = {}

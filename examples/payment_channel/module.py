@@ -57,7 +57,8 @@ def constructor(ctx: Any, opts: Mapping[str, Any]) -> None:
         )
     s.max_unsecured = int(max_unsecured)
     s.prefix = prefix
-    given = opts.get("info") if isinstance(opts.get("info"), Mapping) else {}
+    info_option = opts.get("info")
+    given: Mapping[str, Any] = info_option if isinstance(info_option, Mapping) else {}
     s.info = {
         "prefix": prefix,
         "currencyCode": given.get("currencyCode", "XPY"),
