@@ -342,3 +342,10 @@ async def test_a_failing_disconnect_hook_fails_disconnect_after_closing() -> Non
     assert plugin.is_connected()
     with pytest.raises(RuntimeError):
         await plugin.disconnect()
+
+
+def test_hook_timeouts_take_snake_case_keywords_too() -> None:
+    cls = make_payment_channel_plugin(Dummy())
+    plugin = cls(server_options(me="a", peer="b"), hook_timeout=0.5, lifecycle_hook_timeout=3)
+    hooks = plugin._hooks  # type: ignore[attr-defined]
+    assert (hooks.hook_timeout, hooks.lifecycle_timeout) == (0.5, 3.0)

@@ -136,8 +136,10 @@ def load_module(module: object) -> ModuleSpec:
 
 
 def hook_timeout_option(options: Mapping[str, Any], key: str, default: float) -> float:
-    """A positive number of seconds from the options (`hookTimeout`, `lifecycleHookTimeout`)."""
-    value = options.get(key, default)
+    """A positive number of seconds from the options, under `key` (camelCase, as the other
+    options) or its snake_case spelling; `default` when absent."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in key)
+    value = options.get(key, options.get(snake, default))
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidFieldsError(f"{key} must be a positive number of seconds, got {value!r}")
     return float(value)

@@ -70,7 +70,7 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
         options, "lifecycleHookTimeout", DEFAULT_LIFECYCLE_TIMEOUT
     )
     request_timeout = plugin.settings.request_timeout
-    if "hookTimeout" not in options:
+    if "hookTimeout" not in options and "hook_timeout" not in options:
         hook_timeout = min(hook_timeout, request_timeout / 2)
     elif hook_timeout >= request_timeout:
         raise InvalidFieldsError(
