@@ -369,3 +369,33 @@ async def test_rpc_reaches_the_javascript_module_and_its_claims_verify_here(
     assert claim_is_signed_by(PUB_JS, claim)
     with pytest.raises(PeerError, match="Unrecognized side protocol: no_such_method"):
         await ctx.rpc.call("no_such_method", PREFIX, {})
+
+
+async def test_a_python_receiver_restarted_gets_the_javascript_claim_again(
+    pairings: list[Pairing], tmp_path: Path
+) -> None:
+    """Python lost JS's claims (it crashed before keeping them); after its restart it asks the
+    JS module for its latest claim over rpc."""
+    from types import SimpleNamespace
+
+    async def deaf(ctx: Any, claim: Any) -> None:
+        return None
+
+    async def crash(ctx: Any) -> None:
+        return None
+
+    hooks = {name: getattr(claim_module, name) for name in dir(claim_module)
+             if not name.startswith("_")}
+    lossy = SimpleNamespace(**{**hooks, "handle_incoming_claim": deaf, "disconnect": crash})
+    p = await start_pairing(tmp_path, py_listens=False, py_module=lossy)
+    pairings.append(p)
+    await js_pays_py(p, 20)
+    assert await p.py_best_claim() == 0
+    await p.py.disconnect()
+    py_options = module_options(SEED_PY, PUB_JS, tmp_path / "chain",
+                                store=f"sqlite:///{tmp_path}/py.db",
+                                server=f"btp+ws://:{SECRET}@127.0.0.1:{p.js.port}")
+    restarted = make_payment_channel_plugin(claim_module)(py_options)
+    await restarted.connect()
+    p.py = restarted
+    await poll(lambda: _equals(p.py_best_claim(), 20 * AMOUNT), "the re-issued JS claim")
