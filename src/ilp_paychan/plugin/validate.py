@@ -158,7 +158,7 @@ class Validator:
 
     def outgoing_transfer(self, transfer: Any) -> CheckedTransfer:
         """Check a transfer given to `send_transfer`; the record is the caller's + `ledger`."""
-        if not isinstance(transfer, Mapping):
+        if type(transfer) is not dict and not isinstance(transfer, Mapping):
             raise InvalidFieldsError(
                 f"invalid transfer: expected a mapping; got {type(transfer).__name__}"
             )
