@@ -345,3 +345,31 @@ async def test_client_reconnects_and_the_plugin_keeps_working() -> None:
         assert await pair.server.get_balance() == "1"
     finally:
         await pair.close()
+
+
+async def test_server_pays_client_reject(pair: Pair) -> None:
+    """Transcript 03: the client rejects with an LPI reason; the server's `outgoing_reject`
+    carries it (with the whole `forwarded_by` list, weakness 31)."""
+    transfer, _ = make_transfer("example.red.client", amount="3")
+    await pair.server.send_transfer(transfer)
+    reason = {
+        "code": "F06",
+        "name": "Unexpected Payment",
+        "triggered_by": "example.red.client",
+        "forwarded_by": ["example.red.client"],
+        "triggered_at": "2026-11-24T03:41:48.806Z",
+        "additional_info": {"reason": "not expected"},
+    }
+    await pair.client.reject_incoming_transfer(transfer["id"], reason)
+    [(rejected, emitted)] = await pair.server_events.wait("outgoing_reject")
+    assert rejected["id"] == transfer["id"]
+    assert emitted["code"] == "F06"
+    assert emitted["name"] == "Unexpected Payment"
+    assert emitted["forwarded_by"] == ["example.red.client"]
+    assert emitted["additional_info"] == {"reason": "not expected"}
+    assert emitted["triggered_at"].isoformat() == "2026-11-24T03:41:48.806000+00:00"
+    [(record, normal)] = pair.client_events["incoming_reject"]
+    assert record["id"] == transfer["id"]
+    assert normal["code"] == "F06"
+    assert await pair.server.get_balance() == "0"
+    assert await pair.server.transfer_log.get_outgoing_fulfilled_and_prepared() == "0"
