@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from .conftest import Pair, SideFactory
-from .sides import JsSide, PySide, Side, make_transfer, new_fulfillment
+from .sides import JsSide, PySide, Side, SideError, make_transfer, new_fulfillment
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -122,3 +122,44 @@ async def test_thousand_transfers_balances_agree(pairing: str, sides: SideFactor
     assert int(await client.peer_balance()) == -expected
     assert len(server.events_named("incoming_prepare")) == half
     assert len(client.events_named("incoming_prepare")) == half
+
+
+@pytest.mark.parametrize("server_kind", ["py-memory", "py-sqlite", "js"])
+async def test_concurrent_payments_stop_exactly_at_max_balance(
+    sides: SideFactory, server_kind: str
+) -> None:
+    """400 payments of 1 race for a maxBalance of 200: exactly 200 land, the rest are refused
+    with the reference's error, and both sides agree on the result."""
+    limit = 200
+    if server_kind == "js":
+        server: Side = await sides.js_server(max_balance=str(limit), min_balance=None)
+        client: Side = await sides.py_client(server.port)
+    else:
+        store = server_kind.removeprefix("py-")
+        server = await sides.py_server(store, max_balance=str(limit), min_balance=None)
+        client = await sides.js_client(server.port)
+    fulfillment, condition = new_fulfillment()
+    await server.auto_fulfill([fulfillment])
+    await _quiet(server)
+    await _quiet(client)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    refusals: list[SideError] = []
+
+    async def pay() -> None:
+        async with slots:
+            try:
+                await client.send_transfer(make_transfer(client.peer_account, "1", condition))
+            except SideError as exc:
+                refusals.append(exc)
+
+    await asyncio.gather(*(pay() for _ in range(2 * limit)))
+    await _count(client, "outgoing_fulfill", limit)
+    assert len(refusals) == limit
+    assert {(e.code, e.name) for e in refusals} == {("F00", "NotAcceptedError")}
+    assert all(
+        e.message.startswith("balanceIncomingFulfilledAndPrepared exceeds") for e in refusals
+    )
+    assert await server.balance() == str(limit)
+    assert int(await client.balance()) == -limit
+    assert int(await server.peer_balance()) == limit
+    assert len(server.events_named("incoming_fulfill")) == limit
