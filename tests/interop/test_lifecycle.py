@@ -225,3 +225,23 @@ async def test_py_request_to_a_silent_js_handler_times_out(sides: SideFactory) -
     assert silent.value.name == "PeerTimeoutError"
     await server.handle_requests("echo")  # the link is still usable afterwards
     assert (await client.send_request(message))["custom"] == {"q": 1}
+
+
+async def test_py_client_restart_then_fulfils_for_js_server(sides: SideFactory) -> None:
+    server = await sides.js_server()
+    client = await sides.py_client(server.port, store="sqlite")
+    fulfillment, condition = new_fulfillment()
+    transfer = make_transfer(server.peer_account, "9", condition)
+    await server.send_transfer(transfer)
+    await client.wait_transfer_event("incoming_prepare", transfer["id"])
+    await client.close()
+
+    restarted = PySide(dict(client.options), "client")  # same URL and SQLite file
+    sides.started.append(restarted)
+    await restarted.connect()
+    assert await restarted.transfer_state(transfer["id"]) == "prepared"
+    await restarted.fulfill(transfer["id"], fulfillment)
+    # the reference answers on the socket the Fulfill came in on, so this works despite §b.5
+    await server.wait_transfer_event("outgoing_fulfill", transfer["id"])
+    assert await server.balance() == "-9"
+    assert await restarted.balance() == "9"
