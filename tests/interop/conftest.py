@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pgserver import postgres_url  # noqa: F401  (session fixture: a real PostgreSQL database)
 
 from .jspeer import ensure_node_modules
 from .sides import INFO, PREFIX, SECRET, JsSide, PySide, Side
@@ -71,8 +74,9 @@ def client_url(port: int, secret: str = SECRET, username: str = "") -> str:
 class SideFactory:
     """Starts sides for one test and closes all of them at the end, clients first."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, postgres: str | None) -> None:
         self.tmp_path = tmp_path
+        self.postgres = postgres
         self.started: list[Side] = []
 
     def store_url(self, kind: str | None, name: str) -> str | None:
@@ -82,7 +86,17 @@ class SideFactory:
             return "memory:"
         if kind == "sqlite":
             return f"sqlite:///{self.tmp_path / name}.db"
+        if kind == "postgres":
+            # one database per test session (pgserver); each test keeps its own log key in it
+            assert self.postgres is not None, "parametrize with a value naming postgres"
+            return self.postgres
         raise ValueError(kind)
+
+    def store_options(self, kind: str | None, name: str) -> dict[str, Any]:
+        options: dict[str, Any] = {"store": self.store_url(kind, name)}
+        if kind == "postgres":
+            options["storeKey"] = name + "-" + uuid.uuid4().hex
+        return options
 
     async def py_server(
         self,
@@ -92,10 +106,8 @@ class SideFactory:
         min_balance: str | None = SERVER_MIN,
         **extra: Any,
     ) -> PySide:
-        options = py_server_options(
-            self.store_url(store, "server"), max_balance=max_balance, min_balance=min_balance
-        )
-        side = PySide({**options, **extra}, "server")
+        options = py_server_options(None, max_balance=max_balance, min_balance=min_balance)
+        side = PySide({**options, **self.store_options(store, "server"), **extra}, "server")
         self.started.append(side)
         await side.connect()
         return side
@@ -121,7 +133,7 @@ class SideFactory:
     ) -> PySide:
         options: dict[str, Any] = {"server": client_url(port, secret, username)}
         if store is not None:
-            options["store"] = self.store_url(store, "client")
+            options.update(self.store_options(store, "client"))
             options["maxBalance"] = CLIENT_MAX
         side = PySide(options, "client")
         self.started.append(side)
@@ -153,8 +165,23 @@ class SideFactory:
 
 
 @pytest.fixture
-async def sides(js_reference: None, tmp_path: Path) -> AsyncIterator[SideFactory]:
-    factory = SideFactory(tmp_path)
+def postgres_if_named(request: pytest.FixtureRequest) -> str | None:
+    """The session's PostgreSQL URL when one of the test's parameters names postgres.
+
+    A sync fixture, because starting or probing the server runs its own event loop.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    if any("postgres" in str(value) for value in params):
+        return str(request.getfixturevalue("postgres_url"))
+    return None
+
+
+@pytest.fixture
+async def sides(
+    js_reference: None, tmp_path: Path, postgres_if_named: str | None
+) -> AsyncIterator[SideFactory]:
+    factory = SideFactory(tmp_path, postgres_if_named)
     try:
         yield factory
     finally:

@@ -41,6 +41,7 @@ MAKERS: dict[str, Callable[[SideFactory], Awaitable[Pair]]] = {
     "jsserver+pyclient": lambda f: _js_py(f, None),
     "pyserver-sqlite+jsclient-stateful": lambda f: _py_js(f, "sqlite", True),
     "jsserver+pyclient-sqlite": lambda f: _js_py(f, "sqlite"),
+    "pyserver-postgres+jsclient": lambda f: _py_js(f, "postgres", False),
 }
 if os.environ.get("INTEROP_SELFTEST"):
     MAKERS = {"jsserver+jsclient": lambda f: _js_js(f)}
@@ -124,7 +125,7 @@ async def test_thousand_transfers_balances_agree(pairing: str, sides: SideFactor
     assert len(client.events_named("incoming_prepare")) == half
 
 
-@pytest.mark.parametrize("server_kind", ["py-memory", "py-sqlite", "js"])
+@pytest.mark.parametrize("server_kind", ["py-memory", "py-sqlite", "py-postgres", "js"])
 async def test_concurrent_payments_stop_exactly_at_max_balance(
     sides: SideFactory, server_kind: str
 ) -> None:
