@@ -19,6 +19,7 @@ import asyncio
 import multiprocessing
 import os
 import platform
+import queue
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def measure(url: str, processes: int, pairs: int, in_flight: int) -> tuple[float
         elapsed, used = asyncio.run(run_pairs(url, 0, pairs, in_flight, None))
         return pairs / elapsed, used / pairs * 1e6
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(processes + 1)
+    start = context.Barrier(processes + 1, timeout=120)
     out = context.Queue()
     children = [
         context.Process(target=_process, args=(url, n, pairs, in_flight, start, out))
@@ -115,13 +116,33 @@ def measure(url: str, processes: int, pairs: int, in_flight: int) -> tuple[float
     ]
     for child in children:
         child.start()
-    start.wait()
-    began = time.perf_counter()
-    used = sum(out.get(timeout=600)[1] for _ in children)
-    elapsed = time.perf_counter() - began
-    for child in children:
-        child.join(timeout=60)
+    try:
+        start.wait()
+        began = time.perf_counter()
+        used = 0.0
+        for _ in children:
+            used += _next_result(out, children)
+        elapsed = time.perf_counter() - began
+    finally:
+        for child in children:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
     return processes * pairs / elapsed, used / (processes * pairs) * 1e6
+
+
+def _next_result(out: Any, children: list[Any]) -> float:
+    """The next child's CPU seconds; fails instead of hanging when a child died."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            _, used = out.get(timeout=1)
+            return float(used)
+        except queue.Empty:
+            dead = [c.exitcode for c in children if c.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a benchmark process failed (exit codes {dead})") from None
+    raise TimeoutError("benchmark processes did not finish within 10 minutes")
 
 
 def postgres_base() -> str | None:
