@@ -144,6 +144,12 @@ async def start_pairing(tmp_path: Path, py_listens: bool, js_extra: dict[str, An
         assert js.port is not None
         py = cls({**py_options, "server": f"btp+ws://:{SECRET}@127.0.0.1:{js.port}"})
         await py.connect()
+
+    async def exchanged() -> bool:
+        task = py._hooks.ctx.state.resync  # type: ignore[attr-defined]
+        return task is None or bool(task.done())
+
+    await poll(exchanged, "the claim exchange after connect")
     return Pairing(py, js, ChannelLedger(ledger_path))
 
 
@@ -384,9 +390,14 @@ async def test_a_python_receiver_restarted_gets_the_javascript_claim_again(
     async def crash(ctx: Any) -> None:
         return None
 
+    def deaf_constructor(ctx: Any, opts: Any) -> None:
+        claim_module.constructor(ctx, opts)
+        ctx.rpc.add_method(claim_module.PUSH_CLAIM_METHOD, lambda claim: None)
+
     hooks = {name: getattr(claim_module, name) for name in dir(claim_module)
              if not name.startswith("_")}
-    lossy = SimpleNamespace(**{**hooks, "handle_incoming_claim": deaf, "disconnect": crash})
+    lossy = SimpleNamespace(**{**hooks, "constructor": deaf_constructor,
+                               "handle_incoming_claim": deaf, "disconnect": crash})
     p = await start_pairing(tmp_path, py_listens=False, py_module=lossy)
     pairings.append(p)
     await js_pays_py(p, 20)
