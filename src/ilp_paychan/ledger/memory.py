@@ -86,7 +86,9 @@ class MemoryStore:
         return found
 
     async def list_peer_notices(self, key: str) -> list[StoredTransfer]:
-        return [replace(t) for t in self._transfers.get(key, {}).values() if t.notify_peer]
+        found = [replace(t) for t in self._transfers.get(key, {}).values() if t.notify_peer]
+        found.sort(key=lambda t: t.id)
+        return found
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
         found = self._transfers.get(key, {}).get(transfer_id)

@@ -1,0 +1,144 @@
+"""Store-specific behaviour: SQLite file options and schema, PostgreSQL schema option, and the
+key/value adapter's compatibility with data the reference wrote."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ilp_paychan.ledger import PrepareOutcome, open_backend
+from ilp_paychan.ledger.sqlite import SCHEMA_VERSION
+
+TID = "5857d460-2a46-4545-8311-5539d99e78c0"
+
+
+async def test_sqlite_creates_wal_schema_with_a_version(tmp_path: Path) -> None:
+    backend = await open_backend(f"sqlite:///{tmp_path}/a.db")
+    await backend.close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT max(version) FROM ilp_schema_version").fetchone()[0] == 1
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    backend = await open_backend(f"sqlite:///{tmp_path}/a.db")
+    await backend.close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("INSERT INTO ilp_schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RuntimeError, match="newer"):
+        await open_backend(f"sqlite:///{tmp_path}/a.db")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("?synchronous=OFF", "synchronous"), ("?cache=shared", "unknown SQLite URL options")],
+)
+async def test_sqlite_url_options_are_checked(tmp_path: Path, query: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await open_backend(f"sqlite:///{tmp_path}/a.db{query}")
+
+
+async def test_sqlite_normal_mode_is_accepted(tmp_path: Path) -> None:
+    backend = await open_backend(f"sqlite:///{tmp_path}/a.db?synchronous=normal")
+    try:
+        log = backend.get_transfer_log()
+        assert await log.prepare({"id": TID, "amount": "1"}, True) is PrepareOutcome.NEW
+    finally:
+        await backend.close()
+
+
+async def test_sqlite_closed_store_refuses_work(tmp_path: Path) -> None:
+    backend = await open_backend(f"sqlite:///{tmp_path}/a.db")
+    await backend.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await backend.get_transfer_log().prepare({"id": TID, "amount": "1"}, True)
+
+
+@pytest.mark.postgres
+async def test_postgres_schema_option_keeps_tables_apart(postgres_url: str) -> None:
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    backend = await open_backend(f"{postgres_url}?schema={schema}")
+    try:
+        await backend.get_transfer_log("k").prepare({"id": TID, "amount": "3"}, True)
+    finally:
+        await backend.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables"
+            " WHERE table_schema = $1 AND table_name = 'ilp_transfers'",
+            schema,
+        )
+        rows = await conn.fetchval(f'SELECT count(*) FROM "{schema}".ilp_transfers')
+    finally:
+        await conn.close()
+    assert (found, rows) == (1, 1)
+
+
+@pytest.mark.postgres
+async def test_postgres_schema_name_is_checked(postgres_url: str) -> None:
+    with pytest.raises(ValueError, match="schema"):
+        await open_backend(f"{postgres_url}?schema=Robert');DROP")
+
+
+class SyncStore:
+    """A key/value object with plain (not async) methods."""
+
+    def __init__(self, data: dict[str, str] | None = None) -> None:
+        self.data = data or {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+async def test_key_value_adapter_reads_what_the_reference_wrote() -> None:
+    transfer: dict[str, Any] = {"id": TID, "amount": "10", "executionCondition": "c"}
+    store = SyncStore(
+        {
+            "foo:tl:balance:if": "10",
+            "foo:tl:balance:of": "4",
+            "foo:tl:maximum": "120",
+            f"foo:tl:transfer:{TID}": json.dumps(
+                {"transfer": transfer, "isIncoming": True, "state": "fulfilled", "fulfillment": "f"}
+            ),
+            "foo:mvt:maximum": json.dumps({"value": "7", "data": {"claim": "x"}}),
+        }
+    )
+    backend = await open_backend(store)
+    log = backend.get_transfer_log("foo", maximum="5")
+    assert await log.get_balance() == "6"
+    assert await log.get_incoming_fulfilled_and_prepared() == "10"
+    assert await log.get_maximum() == "120"
+    assert (await log.get(TID))["state"] == "fulfilled"
+    assert await log.prepare(transfer, True) is PrepareOutcome.REPEAT_FULFILLED
+    tracker = backend.get_max_value_tracker("foo")
+    assert await tracker.get_max() == {"value": "7", "data": {"claim": "x"}}
+
+
+async def test_key_value_adapter_writes_the_reference_layout() -> None:
+    store = SyncStore()
+    backend = await open_backend(store)
+    log = backend.get_transfer_log("foo")
+    await log.prepare({"id": TID, "amount": "10"}, True)
+    await log.fulfill(TID, "f")
+    await backend.get_max_value_tracker("foo").set_if_max({"value": "3", "data": None})
+    assert store.data["foo:tl:balance:if"] == "10"
+    assert json.loads(store.data[f"foo:tl:transfer:{TID}"]) == {
+        "transfer": {"id": TID, "amount": "10"},
+        "isIncoming": True,
+        "state": "fulfilled",
+        "fulfillment": "f",
+    }
+    assert json.loads(store.data["foo:mvt:maximum"]) == {"value": "3", "data": None}
