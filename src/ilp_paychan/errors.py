@@ -6,6 +6,7 @@ not RFC 23's, because a JavaScript peer prints and compares the names it knows.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -113,14 +114,14 @@ class PeerError(PluginError):
         if combined is None:
             combined = type(f"Peer{name}", (cls, known), {"ilp_code": known.ilp_code})
             _PEER_CLASSES[name] = combined
-        error: PeerError = combined(message, code=code, name=name, data=data, triggered_at=triggered_at)
+        error: PeerError = combined(
+            message, code=code, name=name, data=data, triggered_at=triggered_at
+        )
         return error
 
 
 def _message_of(data: str) -> str:
     """The `message` of the reference's `{"message": ...}` error data, else the data itself."""
-    import json
-
     try:
         parsed: Any = json.loads(data)
     except ValueError:
