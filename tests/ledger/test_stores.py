@@ -37,11 +37,17 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("?synchronous=OFF", "synchronous"), ("?cache=shared", "unknown SQLite URL options")],
+    [
+        ("{}/a.db?synchronous=OFF", "synchronous"),
+        ("{}/a.db?cache=shared", "unknown SQLite URL options"),
+        ("sqlite:///:memory:", "needs a file"),
+        ("sqlite://host/a.db", "looks like"),
+    ],
 )
-async def test_sqlite_url_options_are_checked(tmp_path: Path, query: str, message: str) -> None:
+async def test_sqlite_urls_are_checked(tmp_path: Path, query: str, message: str) -> None:
+    url = query if query.startswith("sqlite") else "sqlite:///" + query.format(tmp_path)
     with pytest.raises(ValueError, match=message):
-        await open_backend(f"sqlite:///{tmp_path}/a.db{query}")
+        await open_backend(url)
 
 
 async def test_sqlite_normal_mode_is_accepted(tmp_path: Path) -> None:

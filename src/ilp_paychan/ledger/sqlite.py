@@ -117,6 +117,10 @@ def path_of_url(url: str) -> tuple[str, dict[str, str]]:
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
         raise ValueError(f"SQLite URL without a file path: {url!r}")
+    if path == ":memory:" or path.startswith("file:"):
+        raise ValueError(
+            f"SQLite needs a file (its reads use a second connection); use memory: for {url!r}"
+        )
     options = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
     return path, options
 
