@@ -71,6 +71,18 @@ def _run_sql(url: str, *statements: str) -> None:
     asyncio.run(run())
 
 
+def drop_database(server: str, name: str) -> None:
+    """Drop a test database even if a killed test left connections to it (FORCE: PG 13+)."""
+    try:
+        _run_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except asyncpg.PostgresSyntaxError:
+        _run_sql(
+            server,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+            f'DROP DATABASE IF EXISTS "{name}"',
+        )
+
+
 def _find_bin(name: str) -> str | None:
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
     if candidates:
@@ -218,4 +230,4 @@ def postgres_url() -> Iterator[str]:
         try:
             yield with_database(server, name)
         finally:
-            _run_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(server, name)
