@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.shell.serve import listener_port
 
 PREFIX = "demo.trustline."
@@ -441,7 +442,7 @@ def demo_main(args: argparse.Namespace) -> int:
                 f"direction, stores in {store_dir}"
             )
         try:
-            result = asyncio.run(
+            result = run_on_loop(
                 run_demo(
                     args.payments,
                     args.in_flight,

@@ -29,6 +29,7 @@ from typing import Any
 
 from ilp_paychan import __version__
 from ilp_paychan.shell.config import ConfigError, LedgerSettings, ServeSettings, load_settings
+from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.shell.logs import configure_logging, log_event
 
 log = logging.getLogger("ilp_paychan.serve")
@@ -49,7 +50,7 @@ def serve_main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     runner = Server(settings, admin=admin, shutdown_timeout=args.shutdown_timeout)
     try:
-        return asyncio.run(runner.run())
+        return run_on_loop(runner.run())
     except KeyboardInterrupt:  # a signal before the handlers were installed
         return EXIT_OK
 
