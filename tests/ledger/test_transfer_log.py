@@ -405,3 +405,94 @@ async def test_concurrent_fulfills_count_once(log: TransferLog) -> None:
     results = await asyncio.gather(*(log.fulfill(ID1, "f") for _ in range(10)))
     assert sorted(results) == [False] * 9 + [True]
     assert await log.get_incoming_fulfilled() == "10"
+
+
+async def test_peer_notices_carry_their_payload(log: TransferLog, reopen: Reopen) -> None:
+    """The bytes given with a notice come back from list_peer_notices, also after a reopen."""
+    await log.prepare(transfer(ID1, "1"), True)
+    await log.prepare(transfer(ID2, "1"), True)
+    await log.prepare(transfer(ID3, "1"), True)
+    await log.fulfill(ID1, "f", notify_peer=True, notice=b"\x00ilp\xff")
+    await log.cancel(ID2, notify_peer=True, notice=b"\x08reason")
+    await log.cancel(ID3, notify_peer=True)
+    expected = {ID1: b"\x00ilp\xff", ID2: b"\x08reason", ID3: None}
+    for opened in (log, (await reopen()).get_transfer_log("foo")):
+        listed = await opened.list_peer_notices()
+        assert {n["transfer"]["id"]: n["notice"] for n in listed} == expected
+    assert await log.fulfill(ID1, "f", notify_peer=True, notice=b"other") is False
+    assert await log.cancel(ID2, notify_peer=True, notice=b"other") is False
+    listed = await log.list_peer_notices()
+    assert {n["transfer"]["id"]: n["notice"] for n in listed} == expected
+    await log.clear_peer_notice(ID1)
+    assert [n["transfer"]["id"] for n in await log.list_peer_notices()] == [ID2, ID3]
+    assert "notice" not in await log.get(ID1)
+
+
+async def test_notice_payload_without_notify_peer_is_not_kept(log: TransferLog) -> None:
+    await log.prepare(transfer(ID1, "1"), True)
+    await log.fulfill(ID1, "f", notice=b"ignored")
+    assert await log.list_peer_notices() == []
+
+
+async def test_notice_payload_must_be_bytes(log: TransferLog) -> None:
+    await log.prepare(transfer(ID1, "1"), True)
+    with pytest.raises(InvalidFieldsError, match="notice"):
+        await log.cancel(ID1, notify_peer=True, notice="text")  # type: ignore[arg-type]
+    assert (await log.get(ID1))["state"] == "prepared"
+
+
+async def test_prune_settled_forgets_old_settled_transfers_only(
+    log: TransferLog, reopen: Reopen
+) -> None:
+    early = "2030-01-01T00:00:00.000Z"
+    late = "2030-01-01T00:10:00.000Z"
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(8)]
+    await log.prepare(transfer(ids[0], "1", expiresAt=early), True)  # fulfilled: pruned
+    await log.prepare(transfer(ids[1], "2", expiresAt=early), False)  # cancelled: pruned
+    await log.prepare(transfer(ids[2], "3", expiresAt=early), True)  # prepared: kept
+    await log.prepare(transfer(ids[3], "4", expiresAt=early), True)  # notice pending: kept
+    await log.prepare(transfer(ids[4], "5", expiresAt=late), True)  # expires later: kept
+    await log.prepare(transfer(ids[5], "6", expiresAt=early), False)  # outgoing fulfilled: pruned
+    no_expiry = transfer(ids[6], "7")
+    del no_expiry["expiresAt"]
+    await log.prepare(no_expiry, True)  # no expiry: kept
+    await log.prepare(transfer(ids[7], "8", expiresAt=early), True)  # notice cleared: pruned
+    await log.fulfill(ids[0], "f")
+    await log.cancel(ids[1])
+    await log.fulfill(ids[3], "f", notify_peer=True, notice=b"x")
+    await log.fulfill(ids[4], "f")
+    await log.fulfill(ids[5], "f")
+    await log.fulfill(ids[6], "f")
+    await log.cancel(ids[7], notify_peer=True)
+    await log.clear_peer_notice(ids[7])
+    before = await sums(log)
+    cutoff = datetime(2030, 1, 1, 0, 5, tzinfo=UTC)
+    assert await log.prune_settled(cutoff) == 4
+    assert await sums(log) == before
+    for gone in (ids[0], ids[1], ids[5], ids[7]):
+        with pytest.raises(TransferNotFoundError):
+            await log.get(gone)
+    for kept in (ids[2], ids[3], ids[4], ids[6]):
+        assert (await log.get(kept))["transfer"]["id"] == kept
+    assert await log.prune_settled(cutoff) == 0
+    again = (await reopen()).get_transfer_log("foo")
+    assert await sums(again) == before
+    with pytest.raises(TransferNotFoundError):
+        await again.get(ids[0])
+    await again.clear_peer_notice(ids[3])
+    await again.cancel(ids[2])
+    assert await again.prune_settled(datetime(2030, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == 2
+    assert await again.prune_settled(datetime(2031, 1, 1, tzinfo=UTC)) == 1
+    assert (await again.get(ids[6]))["state"] == "fulfilled"
+
+
+async def test_prune_settled_keeps_other_logs_and_checks_its_argument(backend: Backend) -> None:
+    one = backend.get_transfer_log("one")
+    two = backend.get_transfer_log("two")
+    for log in (one, two):
+        await log.prepare(transfer(ID1, "1"), True)
+        await log.fulfill(ID1, "f")
+    assert await one.prune_settled(datetime(2031, 1, 1, tzinfo=UTC)) == 1
+    assert (await two.get(ID1))["state"] == "fulfilled"
+    with pytest.raises(InvalidFieldsError, match="expired_before"):
+        await one.prune_settled(datetime(2031, 1, 1))

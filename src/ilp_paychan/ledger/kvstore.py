@@ -9,14 +9,19 @@ The layout extends the reference's, so its data is read as it wrote it:
 `<key>:tl:transfer:<id>` (record JSON), `<key>:tl:balance:if` / `:of` (and new `:ifap` / `:ofap`,
 which default to IF / OF as the reference assumed), `<key>:tl:maximum` / `:minimum`,
 `<key>:tl:prepared` and `<key>:tl:notices` (JSON lists of ids; new), `<key>:mvt:maximum`.
+A pending notice's payload is the record's `notice` (base64url). For `prune_settled`, settled
+transfers are listed by the minute of their expiry: `<key>:tl:settled` (JSON list of minutes,
+`YYYYMMDDHHMM` UTC) and `<key>:tl:settled:<minute>` (JSON list of ids); transfers settled by a
+version without these lists are never pruned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ilp_paychan.errors import InvalidFieldsError
@@ -41,6 +46,12 @@ class KeyValueStore:
 
     async def _put(self, name: str, value: str) -> None:
         done = self._target.put(name, value)
+        if inspect.isawaitable(done):
+            await done
+
+    async def _delete(self, name: str) -> None:
+        delete = getattr(self._target, "delete", None)
+        done = delete(name) if callable(delete) else self._target.put(name, "")
         if inspect.isawaitable(done):
             await done
 
@@ -79,6 +90,7 @@ class KeyValueStore:
             state=record["state"],
             fulfillment=record.get("fulfillment"),
             notify_peer=bool(record.get("notifyPeer", False)),
+            notice=_decode_notice(record.get("notice")),
         )
 
     async def _put_transfer(self, key: str, transfer: StoredTransfer) -> None:
@@ -91,6 +103,8 @@ class KeyValueStore:
             record["fulfillment"] = transfer.fulfillment
         if transfer.notify_peer:
             record["notifyPeer"] = True
+            if transfer.notice is not None:
+                record["notice"] = base64.urlsafe_b64encode(transfer.notice).decode().rstrip("=")
         value = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
         await self._put(f"{key}:tl:transfer:{transfer.id}", value)
 
@@ -140,21 +154,30 @@ class KeyValueStore:
             return outcome
 
     async def fulfill(
-        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str,
+        notify_peer: bool,
+        notice: bytes | None = None,
     ) -> bool:
         async with self._lock:
             totals = await self._totals(key)
             transfer = await self._transfer(key, transfer_id)
-            changed = rules.fulfill(totals, transfer, transfer_id, fulfillment, notify_peer)
+            changed = rules.fulfill(
+                totals, transfer, transfer_id, fulfillment, notify_peer, notice
+            )
             if changed and transfer is not None:
                 await self._settle(key, transfer, totals)
             return changed
 
-    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
+    async def cancel(
+        self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
+    ) -> bool:
         async with self._lock:
             totals = await self._totals(key)
             transfer = await self._transfer(key, transfer_id)
-            changed = rules.cancel(totals, transfer, transfer_id, notify_peer)
+            changed = rules.cancel(totals, transfer, transfer_id, notify_peer, notice)
             if changed and transfer is not None:
                 await self._settle(key, transfer, totals)
             return changed
@@ -165,6 +188,10 @@ class KeyValueStore:
         await self._set_member(key, "prepared", transfer.id, False)
         if transfer.notify_peer:
             await self._set_member(key, "notices", transfer.id, True)
+        if transfer.expires_at is not None:
+            minute = _minute_of(transfer.expires_at)
+            await self._set_member(key, "settled", minute, True)
+            await self._set_member(key, f"settled:{minute}", transfer.id, True)
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         async with self._lock:
@@ -198,8 +225,41 @@ class KeyValueStore:
             transfer = await self._transfer(key, transfer_id)
             if transfer is not None and transfer.notify_peer:
                 transfer.notify_peer = False
+                transfer.notice = None
                 await self._put_transfer(key, transfer)
             await self._set_member(key, "notices", transfer_id, False)
+
+    async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        """Walk the minutes up to `expired_before`'s, deleting what `rules.prunable` picks."""
+        gone = 0
+        async with self._lock:
+            minutes = await self._ids(key, "settled")
+            last = _minute_of(expired_before)
+            kept: list[str] = []
+            for minute in minutes:
+                if minute > last:
+                    kept.append(minute)
+                    continue
+                remaining = []
+                for transfer_id in await self._ids(key, f"settled:{minute}"):
+                    transfer = await self._transfer(key, transfer_id)
+                    if transfer is None:
+                        continue
+                    if rules.prunable(transfer, expired_before):
+                        await self._delete(f"{key}:tl:transfer:{transfer_id}")
+                        gone += 1
+                    else:
+                        remaining.append(transfer_id)
+                if remaining:
+                    kept.append(minute)
+                    await self._put(
+                        f"{key}:tl:settled:{minute}", json.dumps(remaining, separators=(",", ":"))
+                    )
+                else:
+                    await self._delete(f"{key}:tl:settled:{minute}")
+            if kept != minutes:
+                await self._put(f"{key}:tl:settled", json.dumps(kept, separators=(",", ":")))
+        return gone
 
     async def read_max(self, key: str) -> str:
         async with self._lock:
@@ -216,6 +276,16 @@ class KeyValueStore:
 
     async def close(self) -> None:
         return None
+
+
+def _minute_of(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def _decode_notice(value: object) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
 def _expiry_or_none(value: object) -> datetime | None:

@@ -57,16 +57,23 @@ class MemoryStore:
         return outcome
 
     async def fulfill(
-        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str,
+        notify_peer: bool,
+        notice: bytes | None = None,
     ) -> bool:
         totals, transfers = self._log(key)
         return rules.fulfill(
-            totals, transfers.get(transfer_id), transfer_id, fulfillment, notify_peer
+            totals, transfers.get(transfer_id), transfer_id, fulfillment, notify_peer, notice
         )
 
-    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
+    async def cancel(
+        self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
+    ) -> bool:
         totals, transfers = self._log(key)
-        return rules.cancel(totals, transfers.get(transfer_id), transfer_id, notify_peer)
+        return rules.cancel(totals, transfers.get(transfer_id), transfer_id, notify_peer, notice)
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         totals, _ = self._log(key)
@@ -94,6 +101,16 @@ class MemoryStore:
         found = self._transfers.get(key, {}).get(transfer_id)
         if found is not None:
             found.notify_peer = False
+            found.notice = None
+
+    async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        transfers = self._transfers.get(key)
+        if not transfers:
+            return 0
+        gone = [tid for tid, t in transfers.items() if rules.prunable(t, expired_before)]
+        for tid in gone:
+            del transfers[tid]
+        return len(gone)
 
     async def read_max(self, key: str) -> str:
         found = self._maxima.get(key)

@@ -33,7 +33,7 @@ from ilp_paychan.ledger.inputs import canonical_json
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
 from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RETRIES = 20
 MAX_BATCH = 512
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -236,9 +236,97 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             RETURN results;
         END $$""",
     ),
+    # 2: the payload a peer notice re-sends (Reject's ILP error, Fulfill's ilp data), stored by
+    # ilp_settle with the notice and dropped with it; and the pruning of settled transfers.
+    2: (
+        "ALTER TABLE ilp_transfers ADD COLUMN notice bytea",
+        "DROP FUNCTION ilp_settle(text, text, boolean, text, boolean)",
+        f"""CREATE FUNCTION ilp_settle(
+            p_key text, p_id text, p_fulfill boolean, p_fulfillment text, p_notify boolean,
+            p_notice bytea
+        ) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE
+            l ilp_logs;
+            t record;
+        BEGIN
+            l := ilp_lock_log(p_key);
+            SELECT state, is_incoming, amount INTO t FROM ilp_transfers
+                WHERE log_key = p_key AND id = p_id FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN '{_NOT_FOUND}';
+            END IF;
+            IF p_fulfill THEN
+                IF t.state = 'fulfilled' THEN RETURN 'false'; END IF;
+                IF t.state = 'cancelled' THEN RETURN '{_ROLLED_BACK}'; END IF;
+                UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = p_fulfillment,
+                    notify_peer = p_notify, notice = CASE WHEN p_notify THEN p_notice END
+                    WHERE log_key = p_key AND id = p_id;
+                IF t.is_incoming THEN
+                    UPDATE ilp_logs SET incoming_fulfilled = incoming_fulfilled + t.amount
+                        WHERE key = p_key;
+                ELSE
+                    UPDATE ilp_logs SET outgoing_fulfilled = outgoing_fulfilled + t.amount
+                        WHERE key = p_key;
+                END IF;
+            ELSE
+                IF t.state = 'cancelled' THEN RETURN 'false'; END IF;
+                IF t.state = 'fulfilled' THEN RETURN '{_FULFILLED}'; END IF;
+                UPDATE ilp_transfers SET state = 'cancelled', notify_peer = p_notify,
+                    notice = CASE WHEN p_notify THEN p_notice END
+                    WHERE log_key = p_key AND id = p_id;
+                IF t.is_incoming THEN
+                    UPDATE ilp_logs SET incoming_fulfilled_and_prepared =
+                        incoming_fulfilled_and_prepared - t.amount WHERE key = p_key;
+                ELSE
+                    UPDATE ilp_logs SET outgoing_fulfilled_and_prepared =
+                        outgoing_fulfilled_and_prepared - t.amount WHERE key = p_key;
+                END IF;
+            END IF;
+            RETURN 'true';
+        END $$""",
+        """CREATE OR REPLACE FUNCTION ilp_apply(op jsonb) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE
+            l ilp_logs;
+            n bigint;
+        BEGIN
+            CASE op->>'op'
+            WHEN 'prepare' THEN
+                RETURN ilp_prepare(op->>'key', op->>'id', op->>'transfer',
+                    decode(op->>'digest', 'hex'), (op->>'incoming')::boolean,
+                    (op->>'amount')::numeric, (op->>'expires')::timestamptz,
+                    (op->>'maximum')::numeric, (op->>'minimum')::numeric);
+            WHEN 'settle' THEN
+                RETURN ilp_settle(op->>'key', op->>'id', (op->>'fulfill')::boolean,
+                    op->>'fulfillment', (op->>'notify')::boolean, decode(op->>'notice', 'hex'));
+            WHEN 'limit' THEN
+                l := ilp_lock_log(op->>'key');
+                IF op->>'field' = 'maximum' THEN
+                    UPDATE ilp_logs SET maximum = op->>'value' WHERE key = op->>'key';
+                ELSE
+                    UPDATE ilp_logs SET minimum = op->>'value' WHERE key = op->>'key';
+                END IF;
+                RETURN NULL;
+            WHEN 'clear' THEN
+                l := ilp_lock_log(op->>'key');
+                UPDATE ilp_transfers SET notify_peer = false, notice = NULL
+                    WHERE log_key = op->>'key' AND id = op->>'id' AND notify_peer;
+                RETURN NULL;
+            WHEN 'prune' THEN
+                l := ilp_lock_log(op->>'key');
+                DELETE FROM ilp_transfers WHERE log_key = op->>'key' AND state <> 'prepared'
+                    AND NOT notify_peer AND expires_at < (op->>'before')::timestamptz;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                RETURN n::text;
+            WHEN 'max' THEN
+                RETURN ilp_set_if_max(op->>'key', (op->>'value')::numeric, op->>'entry');
+            END CASE;
+        END $$""",
+    ),
 }
 
-_TRANSFER_COLUMNS = "id, transfer, is_incoming, amount, expires_at, state, fulfillment, notify_peer"
+_TRANSFER_COLUMNS = (
+    "id, transfer, is_incoming, amount, expires_at, state, fulfillment, notify_peer, notice"
+)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -310,6 +398,7 @@ def _transfer_of(row: Any) -> StoredTransfer:
         state=row[5],
         fulfillment=row[6],
         notify_peer=row[7],
+        notice=None if row[8] is None else bytes(row[8]),
     )
 
 
@@ -426,7 +515,12 @@ class PostgresStore:
         return _OUTCOMES[str(result)]
 
     async def _settle(
-        self, key: str, transfer_id: str, fulfillment: str | None, notify_peer: bool
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str | None,
+        notify_peer: bool,
+        notice: bytes | None,
     ) -> bool:
         result = await self._apply(
             {
@@ -436,6 +530,7 @@ class PostgresStore:
                 "fulfill": fulfillment is not None,
                 "fulfillment": fulfillment,
                 "notify": notify_peer,
+                "notice": None if notice is None else notice.hex(),
             }
         )
         if result == _NOT_FOUND:
@@ -447,12 +542,19 @@ class PostgresStore:
         return result == "true"
 
     async def fulfill(
-        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str,
+        notify_peer: bool,
+        notice: bytes | None = None,
     ) -> bool:
-        return await self._settle(key, transfer_id, fulfillment, notify_peer)
+        return await self._settle(key, transfer_id, fulfillment, notify_peer, notice)
 
-    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
-        return await self._settle(key, transfer_id, None, notify_peer)
+    async def cancel(
+        self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
+    ) -> bool:
+        return await self._settle(key, transfer_id, None, notify_peer, notice)
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         await self._apply({"op": "limit", "key": key, "field": field, "value": value})
@@ -475,6 +577,12 @@ class PostgresStore:
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
         await self._apply({"op": "clear", "key": key, "id": transfer_id})
+
+    async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        result = await self._apply(
+            {"op": "prune", "key": key, "before": expired_before.isoformat()}
+        )
+        return int(result or 0)
 
     async def read_max(self, key: str) -> str:
         entry = await self._call("fetchval", "SELECT entry FROM ilp_max_values WHERE key = $1", key)

@@ -64,7 +64,11 @@ class LogTotals:
 
 @dataclass(slots=True)
 class StoredTransfer:
-    """One transfer as a store keeps it; `transfer_json` is the transfer mapping as JSON text."""
+    """One transfer as a store keeps it; `transfer_json` is the transfer mapping as JSON text.
+
+    `notice` is what the plugin re-sends to the peer while `notify_peer` is set (the encoded ILP
+    error of a Reject, the `ilp` data of a Fulfill); it is dropped with the notice.
+    """
 
     id: str
     transfer_json: str
@@ -74,6 +78,7 @@ class StoredTransfer:
     state: str = PREPARED
     fulfillment: str | None = None
     notify_peer: bool = False
+    notice: bytes | None = None
 
     def record(self) -> dict[str, Any]:
         """The transfer-with-info mapping of the public API (a fresh object each call)."""

@@ -4,16 +4,23 @@ Rules (PROTOCOL.md §e.5, §e.6, §g.3, with weaknesses 1, 3, 4 fixed):
 - prepare of a new id: refused with NotAcceptedError if a limit would be passed, and then nothing
   changes (no placeholder); else the amount is added to IFAP (incoming) or OFAP (outgoing).
 - prepare of a known id (in any state): identical content is a repeat, counted nothing;
-  different content is DuplicateIdError. Settled ids are remembered for ever.
+  different content is DuplicateIdError. Settled ids are remembered until
+  pruned.
 - fulfill: prepared -> fulfilled adds the amount to IF or OF; fulfilled again is a no-op;
   cancelled is AlreadyRolledBackError.
 - cancel: prepared -> cancelled takes the amount off IFAP or OFAP; cancelled again is a no-op;
   fulfilled is AlreadyFulfilledError.
+- a settling move may record a peer notice (`notify_peer`) with its payload (`notice`); a no-op
+  repeat leaves the stored notice alone.
+- prune_settled forgets settled transfers without a pending notice whose expiry is before a given
+  instant; the sums do not change (they already count those transfers).
 Each function checks everything before it mutates its arguments, so a raised error leaves them
 as they were; the caller writes them back only on success.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from ilp_paychan.errors import (
     AlreadyFulfilledError,
@@ -113,6 +120,7 @@ def fulfill(
     transfer_id: str,
     fulfillment: str,
     notify_peer: bool,
+    notice: bytes | None = None,
 ) -> bool:
     """Move a prepared transfer to fulfilled; False when it already was (nothing changes)."""
     if transfer is None:
@@ -128,7 +136,18 @@ def fulfill(
     transfer.state = FULFILLED
     transfer.fulfillment = fulfillment
     transfer.notify_peer = notify_peer
+    transfer.notice = notice if notify_peer else None
     return True
+
+
+def prunable(transfer: StoredTransfer, expired_before: datetime) -> bool:
+    """Whether `prune_settled(expired_before)` forgets this transfer."""
+    return (
+        transfer.state != PREPARED
+        and not transfer.notify_peer
+        and transfer.expires_at is not None
+        and transfer.expires_at < expired_before
+    )
 
 
 def cancel(
@@ -136,6 +155,7 @@ def cancel(
     transfer: StoredTransfer | None,
     transfer_id: str,
     notify_peer: bool,
+    notice: bytes | None = None,
 ) -> bool:
     """Move a prepared transfer to cancelled; False when it already was (nothing changes)."""
     if transfer is None:
@@ -151,4 +171,5 @@ def cancel(
         totals.outgoing_fulfilled_and_prepared -= transfer.amount
     transfer.state = CANCELLED
     transfer.notify_peer = notify_peer
+    transfer.notice = notice if notify_peer else None
     return True

@@ -39,7 +39,7 @@ from ilp_paychan.ledger.inputs import expiry_sort_key
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
 from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 MAX_BATCH = 256
 
@@ -75,9 +75,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             entry TEXT NOT NULL
         )""",
     ),
+    # 2: the payload a peer notice re-sends (Reject's ILP error, Fulfill's ilp data).
+    2: ("ALTER TABLE ilp_transfers ADD COLUMN notice BLOB",),
 }
 
-_TRANSFER_COLUMNS = "id, transfer, is_incoming, amount, expires_at, state, fulfillment, notify_peer"
+_TRANSFER_COLUMNS = (
+    "id, transfer, is_incoming, amount, expires_at, state, fulfillment, notify_peer, notice"
+)
 _SELECT_TOTALS = (
     "SELECT incoming_fulfilled, outgoing_fulfilled, incoming_fulfilled_and_prepared,"
     " outgoing_fulfilled_and_prepared, maximum, minimum FROM ilp_logs WHERE key = ?"
@@ -100,11 +104,11 @@ _INSERT_TRANSFER = (
 # The rules' prepared -> settled moves (`rules.fulfill`/`rules.cancel`) as one statement each;
 # any other state falls back to the rules, which then change nothing or raise.
 _FULFILL_PREPARED = (
-    "UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = ?, notify_peer = ?"
+    "UPDATE ilp_transfers SET state = 'fulfilled', fulfillment = ?, notify_peer = ?, notice = ?"
     " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
 )
 _CANCEL_PREPARED = (
-    "UPDATE ilp_transfers SET state = 'cancelled', notify_peer = ?"
+    "UPDATE ilp_transfers SET state = 'cancelled', notify_peer = ?, notice = ?"
     " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
 )
 
@@ -182,6 +186,7 @@ def _transfer_of(row: tuple[Any, ...]) -> StoredTransfer:
         state=row[5],
         fulfillment=row[6],
         notify_peer=bool(row[7]),
+        notice=None if row[8] is None else bytes(row[8]),
     )
 
 
@@ -378,12 +383,19 @@ class SqliteStore:
         return result
 
     async def fulfill(
-        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str,
+        notify_peer: bool,
+        notice: bytes | None = None,
     ) -> bool:
+        kept = notice if notify_peer else None
+
         def operation(batch: _Batch) -> bool:
             totals = batch.log(key)
             moved = batch.conn.execute(
-                _FULFILL_PREPARED, (fulfillment, int(notify_peer), key, transfer_id)
+                _FULFILL_PREPARED, (fulfillment, int(notify_peer), kept, key, transfer_id)
             ).fetchone()
             if moved is not None:
                 if moved[0]:
@@ -392,16 +404,20 @@ class SqliteStore:
                     totals.outgoing_fulfilled += int(moved[1])
                 return True
             settled = _load(batch.conn, key, transfer_id)
-            return rules.fulfill(totals, settled, transfer_id, fulfillment, notify_peer)
+            return rules.fulfill(totals, settled, transfer_id, fulfillment, notify_peer, kept)
 
         result: bool = await self._write(key, operation)
         return result
 
-    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool:
+    async def cancel(
+        self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
+    ) -> bool:
+        kept = notice if notify_peer else None
+
         def operation(batch: _Batch) -> bool:
             totals = batch.log(key)
             moved = batch.conn.execute(
-                _CANCEL_PREPARED, (int(notify_peer), key, transfer_id)
+                _CANCEL_PREPARED, (int(notify_peer), kept, key, transfer_id)
             ).fetchone()
             if moved is not None:
                 if moved[0]:
@@ -410,7 +426,7 @@ class SqliteStore:
                     totals.outgoing_fulfilled_and_prepared -= int(moved[1])
                 return True
             settled = _load(batch.conn, key, transfer_id)
-            return rules.cancel(totals, settled, transfer_id, notify_peer)
+            return rules.cancel(totals, settled, transfer_id, notify_peer, kept)
 
         result: bool = await self._write(key, operation)
         return result
@@ -444,11 +460,26 @@ class SqliteStore:
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
         def operation(batch: _Batch) -> None:
             batch.conn.execute(
-                "UPDATE ilp_transfers SET notify_peer = 0 WHERE log_key = ? AND id = ?",
+                "UPDATE ilp_transfers SET notify_peer = 0, notice = NULL"
+                " WHERE log_key = ? AND id = ?",
                 (key, transfer_id),
             )
 
         await self._write(None, operation)
+
+    async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        cutoff = expiry_sort_key(expired_before)
+
+        def operation(batch: _Batch) -> int:
+            gone: int = batch.conn.execute(
+                "DELETE FROM ilp_transfers WHERE log_key = ? AND state <> 'prepared'"
+                " AND notify_peer = 0 AND expires_at IS NOT NULL AND expires_at < ?",
+                (key, cutoff),
+            ).rowcount
+            return gone
+
+        result: int = await self._write(None, operation)
+        return result
 
     async def read_max(self, key: str) -> str:
         row = self._read().execute("SELECT entry FROM ilp_max_values WHERE key = ?", (key,))

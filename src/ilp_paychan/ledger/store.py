@@ -35,10 +35,19 @@ class LedgerStore(Protocol):
         ...
 
     async def fulfill(
-        self, key: str, transfer_id: str, fulfillment: str, notify_peer: bool
-    ) -> bool: ...
+        self,
+        key: str,
+        transfer_id: str,
+        fulfillment: str,
+        notify_peer: bool,
+        notice: bytes | None = None,
+    ) -> bool:
+        """`rules.fulfill`; `notice` is stored with the peer notice (only if `notify_peer`)."""
+        ...
 
-    async def cancel(self, key: str, transfer_id: str, notify_peer: bool) -> bool: ...
+    async def cancel(
+        self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
+    ) -> bool: ...
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         """Store `maximum` or `minimum` (`field`) as text: a decimal or the matching infinity."""
@@ -51,7 +60,13 @@ class LedgerStore(Protocol):
 
     async def list_peer_notices(self, key: str) -> list[StoredTransfer]: ...
 
-    async def clear_peer_notice(self, key: str, transfer_id: str) -> None: ...
+    async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
+        """Drop the notice flag and its payload."""
+        ...
+
+    async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        """Delete the transfers `rules.prunable` picks, in one transaction; how many went."""
+        ...
 
     async def read_max(self, key: str) -> str:
         """The tracker's entry as JSON text (`DEFAULT_MAX_ENTRY` when never set)."""

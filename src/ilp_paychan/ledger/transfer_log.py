@@ -116,12 +116,18 @@ class TransferLog:
         )
 
     async def fulfill(
-        self, transfer_id: str, fulfillment: str, *, notify_peer: bool = False
+        self,
+        transfer_id: str,
+        fulfillment: str,
+        *,
+        notify_peer: bool = False,
+        notice: bytes | None = None,
     ) -> bool:
         """Mark a prepared transfer fulfilled and count it; False if it already was fulfilled.
 
         The fulfillment is stored as given: the caller checks it against the condition.
-        `notify_peer=True` records in the same transaction that the peer must still be told.
+        `notify_peer=True` records in the same transaction that the peer must still be told,
+        with `notice` (the plugin's Fulfill `ilp` data, if any) to send then.
 
         Raises:
             TransferNotFoundError: unknown id.
@@ -129,18 +135,31 @@ class TransferLog:
         """
         if not isinstance(fulfillment, str):
             raise InvalidFieldsError(f"fulfillment must be a string, got {fulfillment!r}")
+        if notice is None:
+            return await self._store.fulfill(
+                self.key, _check_id(transfer_id), fulfillment, bool(notify_peer)
+            )
         return await self._store.fulfill(
-            self.key, _check_id(transfer_id), fulfillment, bool(notify_peer)
+            self.key, _check_id(transfer_id), fulfillment, bool(notify_peer), _notice(notice)
         )
 
-    async def cancel(self, transfer_id: str, *, notify_peer: bool = False) -> bool:
+    async def cancel(
+        self, transfer_id: str, *, notify_peer: bool = False, notice: bytes | None = None
+    ) -> bool:
         """Cancel a prepared transfer, releasing its reservation; False if already cancelled.
+
+        `notify_peer=True` records the peer notice, with `notice` (the plugin's encoded ILP
+        error of the Reject) to send then.
 
         Raises:
             TransferNotFoundError: unknown id.
             AlreadyFulfilledError: the transfer was fulfilled.
         """
-        return await self._store.cancel(self.key, _check_id(transfer_id), bool(notify_peer))
+        if notice is None:
+            return await self._store.cancel(self.key, _check_id(transfer_id), bool(notify_peer))
+        return await self._store.cancel(
+            self.key, _check_id(transfer_id), bool(notify_peer), _notice(notice)
+        )
 
     async def list_prepared(self, expired_at: datetime | None = None) -> list[dict[str, Any]]:
         """Every prepared transfer, soonest expiry first (a restarted plugin re-arms these).
@@ -152,12 +171,40 @@ class TransferLog:
         return [t.record() for t in await self._store.list_prepared(self.key, expired_at)]
 
     async def list_peer_notices(self) -> list[dict[str, Any]]:
-        """Settled transfers (fulfilled or cancelled with `notify_peer`) not yet acknowledged."""
-        return [t.record() for t in await self._store.list_peer_notices(self.key)]
+        """Settled transfers (fulfilled or cancelled with `notify_peer`) not yet acknowledged.
+
+        Each is a transfer-with-info record plus `notice`: the bytes given to `fulfill`/`cancel`
+        with the notice, or None.
+        """
+        found = []
+        for t in await self._store.list_peer_notices(self.key):
+            record = t.record()
+            record["notice"] = t.notice
+            found.append(record)
+        return found
 
     async def clear_peer_notice(self, transfer_id: str) -> None:
         """The peer acknowledged the Fulfill or Reject; unknown ids are ignored."""
         await self._store.clear_peer_notice(self.key, _check_id(transfer_id))
+
+    async def prune_settled(self, expired_before: datetime) -> int:
+        """Forget settled transfers whose `expiresAt` is before `expired_before`; how many.
+
+        Only fulfilled or cancelled transfers without a pending peer notice go (and never one
+        without an expiry); the sums stay as they are. A forgotten id can be prepared again as
+        new, so call this only with an instant safely in the past for a caller that refuses
+        prepares already past their expiry, as the plugin does (an identical re-send of a
+        forgotten transfer carries its old, past expiry and is refused before the ledger).
+        """
+        if not isinstance(expired_before, datetime) or expired_before.tzinfo is None:
+            raise InvalidFieldsError("expired_before must be a timezone-aware datetime")
+        return await self._store.prune_settled(self.key, expired_before)
+
+
+def _notice(notice: object) -> bytes:
+    if not isinstance(notice, bytes | bytearray | memoryview):
+        raise InvalidFieldsError(f"notice must be bytes, got {type(notice).__name__}")
+    return bytes(notice)
 
 
 def _check_id(transfer_id: object) -> str:
