@@ -10,7 +10,10 @@
 // Uses the pinned reference installed in tests/interop/js (run `npm ci` there first, or let the
 // interop tests install it). Prints one human line and one JSON line.
 //
-// node bench/js/plugin_bench.js [--transfers 20000] [--in-flight 100] [--warmup 1000]
+// node bench/js/plugin_bench.js [--transfers 20000] [--in-flight 100] [--warmup 1000] [--two-processes]
+//
+// --two-processes forks the listener into a child Node process (each plugin gets a core); the CPU
+// rate is then the client process's alone, as in bench/plugin.py's "2 processes" rows.
 
 const path = require('path')
 const crypto = require('crypto')
@@ -29,6 +32,8 @@ function option (name, fallback) {
 const TRANSFERS = option('transfers', 20000)
 const IN_FLIGHT = option('in-flight', 100)
 const WARMUP = option('warmup', 1000)
+const TWO_PROCESSES = process.argv.includes('--two-processes')
+const ROLE_SERVER = process.argv.includes('--role-server')
 const PREFIX = 'bench.js.'
 
 class ObjectStore {
@@ -40,11 +45,7 @@ class ObjectStore {
 
 const b64url = (buf) => buf.toString('base64').replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
 
-async function main () {
-  const fulfillment = crypto.randomBytes(32)
-  const condition = b64url(crypto.createHash('sha256').update(fulfillment).digest())
-  const fulfillmentText = b64url(fulfillment)
-
+async function startServer (fulfillmentText) {
   const { plugin: server, port } = await startListener((p) => new Plugin({
     listener: { port: p },
     incomingSecret: 'bench_secret',
@@ -53,12 +54,59 @@ async function main () {
     info: { prefix: PREFIX, currencyCode: 'USD', currencyScale: 9, connectors: [] },
     _store: new ObjectStore()
   }))
-  const client = new Plugin({ server: 'btp+ws://:bench_secret@127.0.0.1:' + port })
-
-  let fulfilFailures = 0
+  const failures = { count: 0 }
   server.on('incoming_prepare', (transfer) => {
-    server.fulfillCondition(transfer.id, fulfillmentText).catch(() => { fulfilFailures++ })
+    server.fulfillCondition(transfer.id, fulfillmentText).catch(() => { failures.count++ })
   })
+  await server.connect()
+  return { server, port, failures }
+}
+
+// The listener half in its own process: reports its port, fulfils until told to stop, then
+// reports its balance and failures and exits.
+async function serverProcess () {
+  const fulfillmentText = process.argv[process.argv.indexOf('--role-server') + 1]
+  const { server, port, failures } = await startServer(fulfillmentText)
+  process.on('message', async () => {
+    const balance = await server.getBalance()
+    await server.disconnect()
+    process.send({ balance, failures: failures.count }, () => process.exit(0))
+  })
+  process.send({ port })
+}
+
+// A stand-in with the server's interface for the parent, when the listener is the child process.
+async function forkServer (fulfillmentText) {
+  const { fork } = require('child_process')
+  const child = fork(__filename, ['--role-server', fulfillmentText])
+  const port = await new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve(m.port))
+    child.once('exit', (code) => reject(new Error('server process exited with ' + code)))
+  })
+  let final = null
+  const stop = () => final || (final = new Promise((resolve) => {
+    child.once('message', resolve)
+    child.send('stop')
+  }))
+  return {
+    port,
+    failures: { get count () { return 0 } },
+    server: {
+      getBalance: async () => (await stop()).balance,
+      disconnect: async () => { await stop() }
+    },
+    childFailures: async () => (await stop()).failures
+  }
+}
+
+async function main () {
+  const fulfillment = crypto.randomBytes(32)
+  const condition = b64url(crypto.createHash('sha256').update(fulfillment).digest())
+  const fulfillmentText = b64url(fulfillment)
+
+  const started = TWO_PROCESSES ? await forkServer(fulfillmentText) : await startServer(fulfillmentText)
+  const { server, port } = started
+  const client = new Plugin({ server: 'btp+ws://:bench_secret@127.0.0.1:' + port })
   const waiting = new Map()
   client.on('outgoing_fulfill', (transfer) => {
     const done = waiting.get(transfer.id)
@@ -68,7 +116,6 @@ async function main () {
     }
   })
 
-  await server.connect()
   await client.connect()
 
   const payOne = () => {
@@ -103,10 +150,11 @@ async function main () {
 
   await run(WARMUP)
   const { wall: seconds, cpu: cpuSeconds } = await run(TRANSFERS)
+  const clientBalance = await client.getBalance() // a stateless client asks the server
   const serverBalance = await server.getBalance()
-  const clientBalance = await client.getBalance()
   await client.disconnect()
   await server.disconnect()
+  const fulfilFailures = started.childFailures ? await started.childFailures() : started.failures.count
 
   const rate = TRANSFERS / seconds
   const result = {
@@ -114,6 +162,7 @@ async function main () {
     node: process.version,
     transfers: TRANSFERS,
     in_flight: IN_FLIGHT,
+    processes: TWO_PROCESSES ? 2 : 1,
     seconds: Number(seconds.toFixed(3)),
     cpu_seconds: Number(cpuSeconds.toFixed(3)),
     transfers_per_second: Math.round(rate),
@@ -129,7 +178,7 @@ async function main () {
   process.exit(0)
 }
 
-main().catch((err) => {
+(ROLE_SERVER ? serverProcess : main)().catch((err) => {
   console.error(err)
   process.exit(1)
 })
