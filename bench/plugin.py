@@ -8,6 +8,9 @@ transfers/s; `main` prints a table. Asserts nothing. The "2 processes" configura
 listener in a child process, so each plugin has a core of its own.
 
     .venv/bin/python bench/plugin.py [--transfers 20000] [--in-flight 100] [--warmup 1000]
+
+Runs on uvloop when it is installed (as the CLI does); `ILP_PAYCHAN_LOOP=asyncio` for the
+default loop. The loop used is printed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ilp_paychan import Plugin
+from ilp_paychan.shell.event_loop import loop_name
+from ilp_paychan.shell.event_loop import run as run_on_loop
 
 SECRET = "bench_secret"
 PREFIX = "bench.py."
@@ -135,7 +140,7 @@ def _server_process(store: str, fulfillment: str, pipe: Connection) -> None:
         await stop.wait()
         await server.disconnect()
 
-    asyncio.run(main())
+    run_on_loop(main())
 
 
 def _run_two_processes(store: str, transfers: int, in_flight: int, warmup: int) -> float:
@@ -147,7 +152,7 @@ def _run_two_processes(store: str, transfers: int, in_flight: int, warmup: int) 
         if not parent.poll(30):
             raise RuntimeError("the server process did not start")
         port = parent.recv()
-        return asyncio.run(_drive(port, condition, transfers, in_flight, warmup))
+        return run_on_loop(_drive(port, condition, transfers, in_flight, warmup))
     finally:
         parent.send("stop")
         process.join(30)
@@ -157,13 +162,13 @@ def _run_two_processes(store: str, transfers: int, in_flight: int, warmup: int) 
 
 def bench_memory(transfers: int = 20000, in_flight: int = 100, warmup: int = 1000) -> float:
     """Transfers/s, both plugins in one process, the listener on the `memory:` store."""
-    return asyncio.run(_run("memory:", transfers, in_flight, warmup))
+    return run_on_loop(_run("memory:", transfers, in_flight, warmup))
 
 
 def bench_sqlite(transfers: int = 20000, in_flight: int = 100, warmup: int = 1000) -> float:
     """Transfers/s, both plugins in one process, the listener on an SQLite file."""
     with tempfile.TemporaryDirectory() as folder:
-        return asyncio.run(_run(f"sqlite:///{folder}/bench.db", transfers, in_flight, warmup))
+        return run_on_loop(_run(f"sqlite:///{folder}/bench.db", transfers, in_flight, warmup))
 
 
 def bench_memory_two_processes(
@@ -181,21 +186,39 @@ def bench_sqlite_two_processes(
         return _run_two_processes(f"sqlite:///{folder}/bench.db", transfers, in_flight, warmup)
 
 
+def bench_sqlite_normal(transfers: int = 20000, in_flight: int = 100, warmup: int = 1000) -> float:
+    """Transfers/s, one process, SQLite with `synchronous=NORMAL` (no fsync per commit)."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/bench.db?synchronous=NORMAL"
+        return run_on_loop(_run(url, transfers, in_flight, warmup))
+
+
+def bench_sqlite_normal_two_processes(
+    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000
+) -> float:
+    """Transfers/s, two processes, SQLite with `synchronous=NORMAL`."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/bench.db?synchronous=NORMAL"
+        return _run_two_processes(url, transfers, in_flight, warmup)
+
+
 CONFIGURATIONS = {
     "python memory: 1 process": bench_memory,
     "python sqlite: 1 process": bench_sqlite,
+    "python sqlite NORMAL 1 proc": bench_sqlite_normal,
     "python memory: 2 processes": bench_memory_two_processes,
     "python sqlite: 2 processes": bench_sqlite_two_processes,
+    "python sqlite NORMAL 2 procs": bench_sqlite_normal_two_processes,
 }
 
 
 def bench_js_reference(
-    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000
+    transfers: int = 20000, in_flight: int = 100, warmup: int = 1000, processes: int = 1
 ) -> tuple[float, float]:
     """(transfers/s, per CPU-s) of the JS reference on this workload (bench/js/plugin_bench.js)."""
     from plugin_vs_js import js_reference  # bench/ is on sys.path when this script runs
 
-    return js_reference(transfers, in_flight, warmup)
+    return js_reference(transfers, in_flight, warmup, processes)
 
 
 def main() -> None:
@@ -207,6 +230,7 @@ def main() -> None:
     parser.add_argument("--no-js", action="store_true", help="skip the JS reference comparison")
     args = parser.parse_args()
     measured: dict[str, tuple[float, float]] = {}
+    print(f"event loop: {loop_name()}")
     print(f"{'configuration':<28} {'transfers/s':>12} {'per CPU-s of this process':>26}")
     for name, run in CONFIGURATIONS.items():
         if args.only and name not in args.only:
@@ -217,12 +241,18 @@ def main() -> None:
     print(f"({args.transfers} transfers after {args.warmup} warm-up, {args.in_flight} in flight)")
     if args.no_js or not measured:
         return
-    js_rate, js_cpu = bench_js_reference(args.transfers, args.in_flight, args.warmup)
+    js = {n: bench_js_reference(args.transfers, args.in_flight, args.warmup, n) for n in (1, 2)}
     print(f"\n{'vs JS reference 1.3.5':<28} {'transfers/s':>12}  ratio  per CPU-s ratio")
-    rows = {"js reference (in-memory)": (js_rate, js_cpu), **measured}
+    rows = {
+        "js reference 1 process": js[1],
+        "js reference 2 processes": js[2],
+        **measured,
+    }
     for name, (rate, cpu) in rows.items():
+        js_rate, js_cpu = js[2 if "2 proc" in name else 1]
         ratios = f"{rate / js_rate:>6.2f} {cpu:>10,.0f} {cpu / js_cpu:>5.2f}"
         print(f"{name:<28} {rate:>12,.0f} {ratios}")
+    print("(2-process rows are compared with the JS reference in 2 processes, client CPU only)")
 
 
 if __name__ == "__main__":
