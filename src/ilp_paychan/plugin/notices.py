@@ -10,11 +10,13 @@ Rules:
 - A Response clears the notice. A BTP Error is an answer too (the peer heard us and refused,
   e.g. it already expired the transfer): the notice is cleared and, for a first Fulfill whose
   caller asked for it, the PeerError is raised.
-- A timeout, a lost connection or a down link keeps the notice and wakes the background task.
+- A timeout or a lost connection keeps the notice and wakes the background task. While the link
+  is down nothing is sent (and nobody waits): the link's coming up wakes the task.
 - A Fulfill notice is given up once the transfer's expiry has passed (the peer refuses it then);
   a Reject notice one hour after it.
-- The Reject's reason and the Fulfill's `ilp` data live in memory only: a notice re-sent after a
-  restart goes as the R00 expiry Reject, or as a Fulfill without `ilp`.
+- The payload is stored with the notice (`Entry.notice`, the ledger's `notice`): the Reject's
+  encoded ILP error, the Fulfill's `ilp` data; so a notice re-sent after a restart carries the
+  original reason or data. A notice without one (an expiry) goes as the R00 expiry Reject.
 """
 
 from __future__ import annotations
@@ -66,33 +68,31 @@ class PeerNotices:
         self._active = active
         self._link_open = link_open
         self._on_claim = on_claim
-        self._reject_reasons: dict[str, bytes] = {}
-        self._fulfill_ilp: dict[str, bytes] = {}
         self._delivering: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
-
-    def remember_reject_reason(self, transfer_id: str, ilp_error: bytes) -> None:
-        self._reject_reasons[transfer_id] = ilp_error
-
-    def remember_fulfill_ilp(self, transfer_id: str, ilp: bytes) -> None:
-        self._fulfill_ilp[transfer_id] = ilp
 
     def _packet(self, entry: Entry, preimage: bytes | None) -> tuple[Packet, str]:
         if entry.fulfillment is not None and entry.state == FULFILLED:
             if preimage is None:
                 preimage = parse_hash32(entry.fulfillment, "fulfillment")
-            ilp = self._fulfill_ilp.get(entry.id)
+            ilp = entry.notice
             pd = (ProtocolData("ilp", _OCTETS, ilp),) if ilp else ()
             return Fulfill(0, entry.id, preimage, pd), "fulfill"
-        reason = self._reject_reasons.get(entry.id)
-        if reason is None:
+        reason = entry.notice
+        if not reason:
             reason = encode_ilp(expiry_error(self._account()))
         return Reject(0, entry.id, (ProtocolData("ilp", _OCTETS, reason),)), "reject"
 
     async def deliver(
         self, entry: Entry, *, raise_refusal: bool = False, preimage: bytes | None = None
     ) -> bool:
-        """Send a settled transfer's Fulfill/Reject once; True when the peer answered."""
+        """Send a settled transfer's Fulfill/Reject once; True when the peer answered.
+
+        With no open link it sends nothing and returns False at once: the notice is stored and
+        the link's coming up starts the re-delivery.
+        """
+        if not self._link_open():
+            return False
         tid = entry.id
         packet, kind = self._packet(entry, preimage)
         self._delivering.add(tid)
@@ -121,8 +121,6 @@ class PeerNotices:
         return True
 
     async def _clear(self, transfer_id: str) -> None:
-        self._reject_reasons.pop(transfer_id, None)
-        self._fulfill_ilp.pop(transfer_id, None)
         transfer_log = self._transfer_log()
         if transfer_log is not None:
             try:

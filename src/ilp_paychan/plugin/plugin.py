@@ -628,9 +628,10 @@ class Plugin:
 
         The fulfilment is committed (with a durable "tell the peer" notice) before anything is
         sent; then the Fulfill goes out. If the peer answers, this returns (or raises its
-        PeerError, e.g. when it already expired the transfer). If it does not answer in time or
-        the link is down, this still returns — the money is ours — and the Fulfill is re-sent in
-        the background until acknowledged, also after a reconnect or restart (weakness 5).
+        PeerError, e.g. when it already expired the transfer). If it does not answer in time,
+        this still returns — the money is ours; with no peer connected it returns at once,
+        sending nothing. The Fulfill (with its `ilp`, stored with the notice) is re-sent in the
+        background until acknowledged, also after a reconnect or restart (weakness 5).
         A repeated call with the same fulfillment succeeds without a second event.
 
         Raises:
@@ -642,7 +643,7 @@ class Plugin:
         tid = canonical_id(transfer_id)
         preimage = parse_hash32(fulfillment, "fulfillment")
         ilp_bytes = parse_base64(ilp) if ilp not in (None, "") else None
-        entry, changed = await self._book.fulfill_incoming(tid, preimage, _now())
+        entry, changed = await self._book.fulfill_incoming(tid, preimage, _now(), ilp_bytes)
         if not changed:
             return
         self._scheduler.disarm(tid)
@@ -650,8 +651,6 @@ class Plugin:
         self._events.emit(
             "incoming_fulfill", entry.record, text, b64url(ilp_bytes) if ilp_bytes else None
         )
-        if ilp_bytes:
-            self._notices.remember_fulfill_ilp(tid, ilp_bytes)
         await self._notices.deliver(entry, raise_refusal=True, preimage=preimage)
 
     async def reject_incoming_transfer(
@@ -660,18 +659,19 @@ class Plugin:
         """Reject an incoming transfer with an ILP error built from `reason` (API.md).
 
         The reason is validated and encoded before any state changes; an unusable one raises
-        InvalidFieldsError and leaves the transfer prepared (weakness 5).
+        InvalidFieldsError and leaves the transfer prepared (weakness 5). The encoded reason is
+        stored with the peer notice; with no peer connected this returns at once and the Reject
+        goes out (with that reason) when a peer is back, also after a restart.
         """
         self._require_connected("reject_incoming_transfer")
         assert self._book is not None
         tid = canonical_id(transfer_id)
         error, normal = rejection_error(reason, self.get_account())
         encoded = encode_ilp(error)
-        entry, changed = await self._book.reject_incoming(tid)
+        entry, changed = await self._book.reject_incoming(tid, encoded)
         if not changed:
             return
         self._scheduler.disarm(tid)
-        self._notices.remember_reject_reason(tid, encoded)
         self._events.emit("incoming_reject", entry.record, normal)
         await self._notices.deliver(entry)
 

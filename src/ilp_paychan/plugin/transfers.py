@@ -77,6 +77,8 @@ class Entry:
     expires_at: float
     state: str = PREPARED
     fulfillment: str | None = None
+    #: What a peer notice sends: the Reject's encoded ILP error or the Fulfill's `ilp` data.
+    notice: bytes | None = None
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Entry:
@@ -92,6 +94,7 @@ class Entry:
             expires_at=datetime.fromisoformat(record["expiresAt"]).timestamp(),
             state=stored["state"],
             fulfillment=stored.get("fulfillment"),
+            notice=stored.get("notice"),
         )
 
 
@@ -129,13 +132,13 @@ class TransferBook:
         return outcome
 
     async def fulfill_incoming(
-        self, transfer_id: str, fulfillment: bytes, now: float
+        self, transfer_id: str, fulfillment: bytes, now: float, ilp: bytes | None = None
     ) -> tuple[Entry, bool]:
-        """We fulfil a transfer the peer sent us (rule 2); records the peer notice."""
+        """We fulfil a transfer the peer sent us (rule 2); records the peer notice (with `ilp`)."""
         entry = await self.find(transfer_id)
         if not entry.is_incoming:
             raise NotAcceptedError(f"transfer {transfer_id} is outgoing; cannot fulfill.")
-        return entry, await self._fulfill(entry, fulfillment, now, notify_peer=True)
+        return entry, await self._fulfill(entry, fulfillment, now, notify_peer=True, notice=ilp)
 
     async def fulfill_outgoing(
         self, transfer_id: str, fulfillment: bytes, now: float
@@ -147,7 +150,13 @@ class TransferBook:
         return entry, await self._fulfill(entry, fulfillment, now, notify_peer=False)
 
     async def _fulfill(
-        self, entry: Entry, fulfillment: bytes, now: float, *, notify_peer: bool
+        self,
+        entry: Entry,
+        fulfillment: bytes,
+        now: float,
+        *,
+        notify_peer: bool,
+        notice: bytes | None = None,
     ) -> bool:
         if entry.state == CANCELLED:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already been cancelled.")
@@ -159,21 +168,28 @@ class TransferBook:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already expired.")
         text = b64url(fulfillment)
         try:
-            changed = await self.log.fulfill(entry.id, text, notify_peer=notify_peer)
+            changed = await self.log.fulfill(
+                entry.id, text, notify_peer=notify_peer, notice=notice
+            )
         except (AlreadyRolledBackError, TransferNotFoundError):
             self.prepared.pop(entry.id, None)
             raise
         self.prepared.pop(entry.id, None)
         entry.state = FULFILLED
         entry.fulfillment = text
+        if changed:
+            entry.notice = notice
         return changed
 
-    async def reject_incoming(self, transfer_id: str) -> tuple[Entry, bool]:
-        """We reject a transfer the peer sent us (rule 2); records the peer notice."""
+    async def reject_incoming(
+        self, transfer_id: str, ilp_error: bytes | None = None
+    ) -> tuple[Entry, bool]:
+        """We reject a transfer the peer sent us (rule 2); records the peer notice (with the
+        encoded ILP error to send)."""
         entry = await self.find(transfer_id)
         if not entry.is_incoming:
             raise NotAcceptedError(f"transfer {transfer_id} is outgoing; cannot reject.")
-        return entry, await self._cancel(entry, notify_peer=True)
+        return entry, await self._cancel(entry, notify_peer=True, notice=ilp_error)
 
     async def reject_by_peer(self, transfer_id: str, now: float) -> tuple[Entry, bool]:
         """The peer rejects: our outgoing transfer (rule 3), or its expiry of our incoming one."""
@@ -203,17 +219,21 @@ class TransferBook:
             self.prepared.pop(transfer_id, None)
             return entry, False
 
-    async def _cancel(self, entry: Entry, *, notify_peer: bool) -> bool:
+    async def _cancel(
+        self, entry: Entry, *, notify_peer: bool, notice: bytes | None = None
+    ) -> bool:
         if entry.state == FULFILLED:
             raise AlreadyFulfilledError(f"transfer {entry.id} has already been fulfilled.")
         if entry.state == CANCELLED:
             return False
         try:
-            changed = await self.log.cancel(entry.id, notify_peer=notify_peer)
+            changed = await self.log.cancel(entry.id, notify_peer=notify_peer, notice=notice)
         except AlreadyFulfilledError:
             self.prepared.pop(entry.id, None)
             entry.state = FULFILLED
             raise
         self.prepared.pop(entry.id, None)
         entry.state = CANCELLED
+        if changed:
+            entry.notice = notice
         return changed
