@@ -27,6 +27,9 @@ from ilp_paychan.errors import InvalidFieldsError
 DEFAULT_LISTENER_PORT = 4195
 DEFAULT_REQUEST_TIMEOUT = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: Seconds after their expiry that settled transfers of an in-memory log are forgotten.
+DEFAULT_SETTLED_RETENTION = 600.0
+MEMORY_STORE_URLS = ("memory:", "memory://", "memory")
 
 _INTEGER = re.compile(r"-?[0-9]+")
 
@@ -39,6 +42,7 @@ _SNAKE_TO_CAMEL = {
     "store_key": "storeKey",
     "request_timeout": "requestTimeout",
     "shutdown_timeout": "shutdownTimeout",
+    "settled_retention": "settledRetention",
 }
 
 
@@ -71,6 +75,10 @@ class PluginSettings:
     ca: str | None
     request_timeout: float
     shutdown_timeout: float
+    #: Forget settled transfers this many seconds after their expiry (None: keep them): the
+    #: `settledRetention` option, else DEFAULT_SETTLED_RETENTION for in-memory logs (`memory:`
+    #: or stateless); a durable store keeps everything unless the option is given.
+    settled_retention: float | None
     raw: Mapping[str, Any] = field(repr=False)
 
     @property
@@ -182,6 +190,7 @@ def parse_settings(options: Mapping[str, Any], *, requires_store: bool = False) 
         ca=ca,
         request_timeout=_seconds(options, "requestTimeout", DEFAULT_REQUEST_TIMEOUT),
         shutdown_timeout=_seconds(options, "shutdownTimeout", DEFAULT_SHUTDOWN_TIMEOUT),
+        settled_retention=_retention(options, store),
         raw=options,
     )
 
@@ -223,6 +232,18 @@ def _optional_str(options: Mapping[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidFieldsError(f'invalid "{name}": expected a string; got {type(value).__name__}')
     return value
+
+
+def _retention(options: Mapping[str, Any], store: Any) -> float | None:
+    value = options.get("settledRetention")
+    if value is None:
+        in_memory = store is None or (isinstance(store, str) and store in MEMORY_STORE_URLS)
+        return DEFAULT_SETTLED_RETENTION if in_memory else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9:
+        raise InvalidFieldsError(
+            f'invalid "settledRetention": expected seconds from 0 to 1e9; got {value!r}'
+        )
+    return float(value)
 
 
 def _seconds(options: Mapping[str, Any], name: str, default: float) -> float:

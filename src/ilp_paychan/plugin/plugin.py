@@ -64,6 +64,7 @@ from ilp_paychan.plugin.reasons import (
     outgoing_reason,
     rejection_error,
 )
+from ilp_paychan.plugin.retention import prune_settled_periodically
 from ilp_paychan.plugin.transfers import Entry, TransferBook
 from ilp_paychan.plugin.validate import (
     Validator,
@@ -380,6 +381,10 @@ class Plugin:
         log.info("connected as %s (peer %s)", self.get_account(), self.get_peer_account())
         self._events.emit("connect")
         self._notices.kick()
+        if self._settings.settled_retention is not None:
+            self._spawn(
+                prune_settled_periodically(lambda: self._log, self._settings.settled_retention)
+            )
 
     async def _fetch_info(self) -> None:
         """A client without local info asks the peer (PROTOCOL.md §d.4)."""
