@@ -372,13 +372,9 @@ def _status_info(ledger: LedgerSettings) -> dict[str, Any]:
 
 def listener_port(plugin: Any) -> int | None:
     """The port a connected listener plugin is bound to (useful with port 0), else None."""
-    for owner, attr in ((plugin, "listener_port"), (getattr(plugin, "_link", None), "port")):
-        value = getattr(owner, attr, None)
-        if callable(value):
-            with contextlib.suppress(Exception):
-                value = value()
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    value = getattr(plugin, "listener_port", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     return None
 
 
