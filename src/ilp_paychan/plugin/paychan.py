@@ -96,5 +96,5 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
     hooks = ModuleHooks(
         spec, ctx, hook_timeout=hook_timeout, lifecycle_timeout=lifecycle_timeout
     )
-    hooks.construct(options)
+    hooks.construct(plugin._options_as_given)
     return hooks

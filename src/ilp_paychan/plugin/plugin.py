@@ -125,6 +125,11 @@ class Plugin:
     def __init__(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         raw = normalise_options(options, kwargs)
         self._options = raw
+        # A module's constructor gets the caller's own mapping (API.md); with keywords there is
+        # none, so it gets the merged camelCase options.
+        self._options_as_given: Mapping[str, Any] = (
+            options if options is not None and not kwargs else raw
+        )
         self._settings: PluginSettings = parse_settings(raw)
         self._events = EventEmitter()
         self._observers: list[Any] = []
