@@ -53,7 +53,8 @@ class MemoryStore:
             rules.effective_limit(totals.minimum, minimum),
         )
         if outcome is PrepareOutcome.NEW:
-            transfers[candidate.id] = replace(candidate)
+            # Kept as is, not copied: TransferLog builds a fresh candidate for every call.
+            transfers[candidate.id] = candidate
         return outcome
 
     async def fulfill(
