@@ -18,6 +18,8 @@ from ilp_paychan.errors import InvalidFieldsError
 _KEY = re.compile(r"^[A-Za-z0-9_-]*$")
 _UNSIGNED = re.compile(r"^[0-9]+$")
 _SIGNED = re.compile(r"^-?[0-9]+$")
+#: One encoder for every `to_json` (json.dumps with options builds a new one per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 INFINITY = "Infinity"
 NEG_INFINITY = "-Infinity"
@@ -132,7 +134,7 @@ def normalise_transfer(transfer: object) -> tuple[str, dict[str, Any], int]:
 def to_json(value: Any, field: str) -> str:
     """Compact JSON of a JSON-serialisable value, in the caller's key order."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _COMPACT.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFieldsError(f"{field} must be JSON-serialisable: {exc}") from None
 
