@@ -9,8 +9,8 @@ listener in a child process, so each plugin has a core of its own.
 
     .venv/bin/python bench/plugin.py [--transfers 20000] [--in-flight 100] [--warmup 1000]
 
-Runs on uvloop when it is installed (as the CLI does); `ILP_PAYCHAN_LOOP=asyncio` for the
-default loop. The loop used is printed.
+Runs on asyncio's loop, or on uvloop with `ILP_PAYCHAN_LOOP=uvloop` (as the CLI); the loop
+used is printed.
 """
 
 from __future__ import annotations
