@@ -41,7 +41,7 @@ from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
-MAX_BATCH = 256
+MAX_BATCH = 50
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -274,6 +274,11 @@ class SqliteStore:
             jobs = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             await self._run_batch(jobs)
+            if self._pending:
+                # Let the callers of the batch just committed answer their peers before the
+                # next one runs: a burst of requests then flows on in waves of MAX_BATCH
+                # instead of all at once, so the peer works while we commit (pipelining).
+                await asyncio.sleep(0)
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
         """Take the write lock; wait for another process's transaction on the helper thread."""
