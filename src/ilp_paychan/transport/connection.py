@@ -68,32 +68,6 @@ class ConnectionLostError(PeerTimeoutError):
     """
 
 
-async def _carry_on(coroutine: Coroutine[Any, Any, None], waiting_on: object) -> None:
-    """Drive a coroutine whose first step already ran and yielded `waiting_on`, as a Task
-    would: resume it once that future is done (its own await then reads the outcome), and
-    throw a cancellation of this task into it."""
-    while True:
-        try:
-            if waiting_on is None:  # a bare yield (asyncio.sleep(0)): give the loop a turn
-                await asyncio.sleep(0)
-            elif isinstance(waiting_on, asyncio.Future):
-                waiting_on._asyncio_future_blocking = False
-                await waiting_on
-            else:
-                raise RuntimeError(f"a request handler yielded {waiting_on!r}, not a future")
-        except BaseException as exc:
-            if not (isinstance(waiting_on, asyncio.Future) and waiting_on.done()):
-                try:
-                    waiting_on = coroutine.throw(exc)
-                except StopIteration:
-                    return
-                continue
-        try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
-
-
 class BtpConnection:
     """One WebSocket carrying one BTP session (client or server side).
 
@@ -315,7 +289,7 @@ class BtpConnection:
                     future.set_result(event.packet)
             elif isinstance(event, RequestReceived):
                 await self._slots.acquire()
-                self._serve_eagerly(event.packet)
+                self._spawn(self._serve(event.packet))
             elif isinstance(event, AuthRequested):
                 if not await self._authorise(event):
                     return
@@ -395,20 +369,6 @@ class BtpConnection:
             waiter.exception()  # retrieved: nobody may be waiting (server side)
 
     # ------------------------------------------------------------------ incoming requests
-
-    def _serve_eagerly(self, packet: Request) -> None:
-        """Run `_serve` at once up to its first suspension; a task carries on only if it
-        suspends. Answering from memory usually never does, and then this saves a Task and a
-        loop iteration per request (Python 3.11 has no eager task factory)."""
-        coroutine = self._serve(packet)
-        try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
-        except Exception:  # as a task's unretrieved exception would be, but at once
-            logger.exception("serving request %d from %s failed", packet.request_id, self.peer)
-            return
-        self._spawn(_carry_on(coroutine, waiting_on))
 
     async def _serve(self, packet: Request) -> None:
         request_id = packet.request_id
