@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ilp_paychan.errors import PeerError, PluginError
+from ilp_paychan.plugin.events import EVENT_NAMES
 
 from .jspeer import JsError, JsPeer, js_date
 
@@ -36,23 +37,6 @@ INFO: dict[str, Any] = {
 }
 SERVER_ACCOUNT = PREFIX + "server"
 CLIENT_ACCOUNT = PREFIX + "client"
-
-EVENT_NAMES = (
-    "connect",
-    "disconnect",
-    "incoming_prepare",
-    "outgoing_prepare",
-    "incoming_fulfill",
-    "outgoing_fulfill",
-    "incoming_reject",
-    "outgoing_reject",
-    "incoming_cancel",
-    "outgoing_cancel",
-    "incoming_request",
-    "outgoing_request",
-    "incoming_response",
-    "outgoing_response",
-)
 
 
 def b64url(raw: bytes) -> str:

@@ -109,6 +109,17 @@ def late_refusal(side: Side, error: SideError) -> None:
         assert error.name in ("AlreadyRolledBackError", "TransferNotFoundError"), error
 
 
+async def check_late_fulfil_refused(
+    pair: Pair, receiver: Side, sender: Side, transfer_id: str, fulfillment: str
+) -> None:
+    """After a reject or expiry: the receiver's fulfil is refused and nothing moves."""
+    with pytest.raises(SideError) as late:
+        await receiver.fulfill(transfer_id, fulfillment)
+    late_refusal(receiver, late.value)
+    assert not sender.transfer_events("outgoing_fulfill", transfer_id)
+    await check_balances(pair, 0)
+
+
 def transfer_from(sender: Side, amount: str, condition: str, **extra: Any) -> dict[str, Any]:
     return make_transfer(sender.peer_account, amount, condition, **extra)
 
@@ -153,6 +164,11 @@ async def test_auth_refused_for_js_client(sides: SideFactory) -> None:
         await bad.close()
     # the server is unharmed: a client with the right secret connects and pays
     good = await sides.js_client(server.port)
+    await check_still_pays(server, good)
+
+
+async def check_still_pays(server: Side, good: Side) -> None:
+    """After refused connections: a client with the right secret connects and pays 3."""
     pair = Pair(server, good, "after refusals")
     fulfillment, condition = new_fulfillment()
     await server.auto_fulfill([fulfillment])
@@ -172,13 +188,7 @@ async def test_auth_refused_for_py_client(sides: SideFactory) -> None:
         assert "invalid auth token and/or username" in refused.value.message
         await bad.close()
     good = await sides.py_client(server.port)
-    pair = Pair(server, good, "after refusals")
-    fulfillment, condition = new_fulfillment()
-    await server.auto_fulfill([fulfillment])
-    transfer = transfer_from(good, "3", condition)
-    await good.send_transfer(transfer)
-    await good.wait_transfer_event("outgoing_fulfill", transfer["id"])
-    await check_balances(pair, 3)
+    await check_still_pays(server, good)
 
 
 async def test_clients_with_a_configured_prefix(sides: SideFactory) -> None:
@@ -247,7 +257,7 @@ async def test_transfers_fulfilled_both_directions(any_pair: Pair) -> None:
 async def test_transfers_rejected_both_directions(any_pair: Pair) -> None:
     pair = any_pair
     for sender, receiver, _sign in directions(pair):
-        _fulfillment, condition = new_fulfillment()
+        fulfillment, condition = new_fulfillment()
         transfer = transfer_from(sender, "5", condition)
         await sender.send_transfer(transfer)
         await receiver.wait_transfer_event("incoming_prepare", transfer["id"])
@@ -274,11 +284,7 @@ async def test_transfers_rejected_both_directions(any_pair: Pair) -> None:
         await check_state(sender, transfer["id"], "cancelled")
         await check_balances(pair, 0)
         # a rejected transfer cannot be fulfilled any more
-        with pytest.raises(SideError) as late:
-            await receiver.fulfill(transfer["id"], _fulfillment)
-        late_refusal(receiver, late.value)
-        assert not sender.transfer_events("outgoing_fulfill", transfer["id"])
-        await check_balances(pair, 0)
+        await check_late_fulfil_refused(pair, receiver, sender, transfer["id"], fulfillment)
 
 
 async def test_transfer_expired_client_to_server(any_pair: Pair) -> None:
@@ -303,11 +309,7 @@ async def test_transfer_expired_client_to_server(any_pair: Pair) -> None:
         )
     await check_state(server, transfer["id"], "cancelled")
     await check_balances(pair, 0)
-    with pytest.raises(SideError) as late:
-        await server.fulfill(transfer["id"], fulfillment)
-    late_refusal(server, late.value)
-    assert not client.transfer_events("outgoing_fulfill", transfer["id"])
-    await check_balances(pair, 0)
+    await check_late_fulfil_refused(pair, server, client, transfer["id"], fulfillment)
 
 
 async def test_transfer_expired_server_to_client(any_pair: Pair) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ilp_paychan import Plugin
+from testkit.waiting import wait_until as poll_until
 
 PREFIX = "example.paychan."
 SECRET = "module_secret"
@@ -23,9 +24,9 @@ def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def make_transfer(to: str, amount: int | str = 10, expires_in: float = 30.0) -> tuple[
-    dict[str, Any], str
-]:
+def make_transfer(
+    to: str, amount: int | str = 10, expires_in: float = 30.0
+) -> tuple[dict[str, Any], str]:
     """(an outgoing LPI transfer, its fulfillment)."""
     preimage = os.urandom(32)
     transfer = {
@@ -73,17 +74,7 @@ def client_options(port: int, **extra: Any) -> dict[str, Any]:
 
 async def wait_until(predicate: Callable[[], Any], what: str = "condition") -> None:
     """Poll an (a)sync predicate until true, bounded by WAIT."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                result = predicate()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+    await poll_until(predicate, what, WAIT)
 
 
 async def pay(sender: Plugin, receiver: Plugin, amount: int | str = 10) -> str:

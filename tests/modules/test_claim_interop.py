@@ -28,6 +28,7 @@ from claim_channel.ledger import ChannelLedger
 from ilp_paychan import Plugin, make_payment_channel_plugin
 from ilp_paychan.errors import NotAcceptedError, PeerError
 from interop.jspeer import JS_DIR, JsError, JsPeer, ensure_node_modules
+from testkit.waiting import wait_until
 
 from .helpers import INFO, PREFIX, SECRET, listener_port
 
@@ -124,15 +125,20 @@ class Pairing:
         return int((await backend.get_max_value_tracker("incoming_claim").get_max())["value"])
 
 
-async def start_pairing(tmp_path: Path, py_listens: bool, js_extra: dict[str, Any] | None = None,
-                        py_module: Any = claim_module) -> Pairing:
+async def start_pairing(
+    tmp_path: Path,
+    py_listens: bool,
+    js_extra: dict[str, Any] | None = None,
+    py_module: Any = claim_module,
+) -> Pairing:
     ledger_path = tmp_path / "chain"
     py_options = module_options(SEED_PY, PUB_JS, ledger_path, store=f"sqlite:///{tmp_path}/py.db")
     js_options = module_options(SEED_JS, PUB_PY, ledger_path, **(js_extra or {}))
     cls = make_payment_channel_plugin(py_module)
     if py_listens:
-        py = cls({**py_options, "listener": {"port": 0, "host": "127.0.0.1"},
-                  "incomingSecret": SECRET})
+        py = cls(
+            {**py_options, "listener": {"port": 0, "host": "127.0.0.1"}, "incomingSecret": SECRET}
+        )
         await py.connect()
         js_options["server"] = f"btp+ws://:{SECRET}@127.0.0.1:{listener_port(py)}"
         js = await JsPeer.start({"options": js_options, "stateful": True}, module=str(JS_MODULE))
@@ -163,14 +169,7 @@ async def pairings(js_reference: None, tmp_path: Path) -> AsyncIterator[list[Pai
 
 
 async def poll(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                if await predicate():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+    await wait_until(predicate, what, WAIT)
 
 
 def is_unsecured_refusal(exc: BaseException) -> bool:
@@ -341,8 +340,9 @@ async def test_forged_python_claims_are_ignored_by_javascript(
 
     from types import SimpleNamespace
 
-    hooks = {name: getattr(claim_module, name) for name in dir(claim_module)
-             if not name.startswith("_")}
+    hooks = {
+        name: getattr(claim_module, name) for name in dir(claim_module) if not name.startswith("_")
+    }
     hooks["constructor"] = forger
     p = await start_pairing(tmp_path, py_listens=False, py_module=SimpleNamespace(**hooks))
     pairings.append(p)
@@ -394,18 +394,29 @@ async def test_a_python_receiver_restarted_gets_the_javascript_claim_again(
         claim_module.constructor(ctx, opts)
         ctx.rpc.add_method(claim_module.PUSH_CLAIM_METHOD, lambda claim: None)
 
-    hooks = {name: getattr(claim_module, name) for name in dir(claim_module)
-             if not name.startswith("_")}
-    lossy = SimpleNamespace(**{**hooks, "constructor": deaf_constructor,
-                               "handle_incoming_claim": deaf, "disconnect": crash})
+    hooks = {
+        name: getattr(claim_module, name) for name in dir(claim_module) if not name.startswith("_")
+    }
+    lossy = SimpleNamespace(
+        **{
+            **hooks,
+            "constructor": deaf_constructor,
+            "handle_incoming_claim": deaf,
+            "disconnect": crash,
+        }
+    )
     p = await start_pairing(tmp_path, py_listens=False, py_module=lossy)
     pairings.append(p)
     await js_pays_py(p, 20)
     assert await p.py_best_claim() == 0
     await p.py.disconnect()
-    py_options = module_options(SEED_PY, PUB_JS, tmp_path / "chain",
-                                store=f"sqlite:///{tmp_path}/py.db",
-                                server=f"btp+ws://:{SECRET}@127.0.0.1:{p.js.port}")
+    py_options = module_options(
+        SEED_PY,
+        PUB_JS,
+        tmp_path / "chain",
+        store=f"sqlite:///{tmp_path}/py.db",
+        server=f"btp+ws://:{SECRET}@127.0.0.1:{p.js.port}",
+    )
     restarted = make_payment_channel_plugin(claim_module)(py_options)
     await restarted.connect()
     p.py = restarted

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from ilp_paychan import Plugin
+from ilp_paychan.plugin.events import EVENT_NAMES
+from testkit.waiting import wait_until as poll_until
 
 #: The shared spec's vectors (as tests/conftest.py's VECTORS; imported from here because the
 #: bare module name `conftest` is ambiguous when several test folders are collected together).
@@ -107,42 +109,17 @@ class Recorder:
         return self.events[name]
 
 
-ALL_EVENTS = (
-    "connect",
-    "disconnect",
-    "incoming_prepare",
-    "outgoing_prepare",
-    "incoming_fulfill",
-    "outgoing_fulfill",
-    "incoming_reject",
-    "outgoing_reject",
-    "incoming_cancel",
-    "outgoing_cancel",
-    "incoming_request",
-    "outgoing_request",
-    "incoming_response",
-    "outgoing_response",
-)
-
-
 async def wait_until(predicate: Callable[[], Any], what: str = "condition") -> None:
     """Poll an (a)sync predicate until true, bounded by WAIT."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            result = predicate()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.01)
+    await poll_until(predicate, what, WAIT)
 
 
 class Pair:
     def __init__(self, server: Plugin, client: Plugin) -> None:
         self.server = server
         self.client = client
-        self.server_events = Recorder(server, *ALL_EVENTS)
-        self.client_events = Recorder(client, *ALL_EVENTS)
+        self.server_events = Recorder(server, *EVENT_NAMES)
+        self.client_events = Recorder(client, *EVENT_NAMES)
 
     async def close(self) -> None:
         await self.client.disconnect()

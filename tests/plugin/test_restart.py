@@ -7,8 +7,10 @@ peer is a raw BTP client, so what goes over the wire is checked directly.
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
+import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,16 @@ from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Fulfill, Reject
 from ilp_paychan.codec.ilp import IlpError, decode_ilp
 
-from .conftest import RawPeer, Recorder, prepare_packet, server_options, wait_until
+from .conftest import (
+    RawPeer,
+    Recorder,
+    b64url,
+    make_transfer,
+    preimage_pair,
+    prepare_packet,
+    server_options,
+    wait_until,
+)
 
 
 def options(tmp_path: Path, port: int = 0, **extra: Any) -> dict[str, Any]:
@@ -28,6 +39,26 @@ def options(tmp_path: Path, port: int = 0, **extra: Any) -> dict[str, Any]:
     )
 
 
+@contextlib.asynccontextmanager
+async def first_run(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[Plugin, RawPeer, int]]:
+    """The plugin before the restart (listening on a free port) with a raw peer connected.
+
+    Yields (plugin, peer, port); on exit the peer closes and the plugin stops, as if shut down.
+    """
+    plugin = Plugin(options(tmp_path, **extra))
+    await plugin.connect()
+    try:
+        port = plugin.listener_port
+        assert port is not None
+        peer = await RawPeer.open(port)
+        try:
+            yield plugin, peer, port
+        finally:
+            await peer.close()
+    finally:
+        await plugin.disconnect()
+
+
 async def restarted(tmp_path: Path, port: int, **extra: Any) -> Plugin:
     plugin = Plugin(options(tmp_path, port, **extra))
     await plugin.connect()
@@ -35,24 +66,16 @@ async def restarted(tmp_path: Path, port: int, **extra: Any) -> Plugin:
 
 
 async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: Path) -> None:
-    first = Plugin(options(tmp_path))
-    await first.connect()
-    port = first.listener_port
-    assert port is not None
-    peer = await RawPeer.open(port)
-    packet, preimage = prepare_packet(amount=9)
-    assert isinstance(await peer.request(packet), btp.Response)
-    await peer.close()
-    await first.disconnect()
+    async with first_run(tmp_path) as (_, peer, port):
+        packet, preimage = prepare_packet(amount=9)
+        assert isinstance(await peer.request(packet), btp.Response)
 
     second = await restarted(tmp_path, port)
     try:
         assert second.in_flight_count() == 1
         peer = await RawPeer.open(port)
         fulfilling = asyncio.ensure_future(
-            second.fulfill_condition(
-                packet.transfer_id, base64.urlsafe_b64encode(preimage).decode().rstrip("=")
-            )
+            second.fulfill_condition(packet.transfer_id, b64url(preimage))
         )
         fulfill = await peer.next_request()
         assert isinstance(fulfill, Fulfill)
@@ -68,15 +91,9 @@ async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: P
 async def test_an_identical_prepare_after_a_restart_is_acknowledged_without_an_event(
     tmp_path: Path,
 ) -> None:
-    first = Plugin(options(tmp_path))
-    await first.connect()
-    port = first.listener_port
-    assert port is not None
-    peer = await RawPeer.open(port)
-    packet, _ = prepare_packet(amount=2)
-    assert isinstance(await peer.request(packet), btp.Response)
-    await peer.close()
-    await first.disconnect()
+    async with first_run(tmp_path) as (_, peer, port):
+        packet, _ = prepare_packet(amount=2)
+        assert isinstance(await peer.request(packet), btp.Response)
 
     second = Plugin(options(tmp_path, port))
     events = Recorder(second, "incoming_prepare")
@@ -94,15 +111,9 @@ async def test_an_identical_prepare_after_a_restart_is_acknowledged_without_an_e
 async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_the_peer_told(
     tmp_path: Path,
 ) -> None:
-    first = Plugin(options(tmp_path))
-    await first.connect()
-    port = first.listener_port
-    assert port is not None
-    peer = await RawPeer.open(port)
-    packet, _ = prepare_packet(amount=5, expires_in=0.6)
-    assert isinstance(await peer.request(packet), btp.Response)
-    await peer.close()
-    await first.disconnect()
+    async with first_run(tmp_path) as (_, peer, port):
+        packet, _ = prepare_packet(amount=5, expires_in=0.6)
+        assert isinstance(await peer.request(packet), btp.Response)
     assert packet.expires_at is not None
     await asyncio.sleep(max(packet.expires_at.timestamp() - time.time(), 0) + 0.05)
 
@@ -134,18 +145,10 @@ async def _no_notices(plugin: Plugin) -> bool:
 
 async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Path) -> None:
     """Weakness 5: the fulfilment was committed but the peer never acknowledged the Fulfill."""
-    first = Plugin(options(tmp_path, requestTimeout=0.2))
-    await first.connect()
-    port = first.listener_port
-    assert port is not None
-    peer = await RawPeer.open(port)
-    packet, preimage = prepare_packet(amount=8)
-    assert isinstance(await peer.request(packet), btp.Response)
-    await first.fulfill_condition(
-        packet.transfer_id, base64.urlsafe_b64encode(preimage).decode().rstrip("=")
-    )
-    await peer.close()
-    await first.disconnect()
+    async with first_run(tmp_path, requestTimeout=0.2) as (first, peer, port):
+        packet, preimage = prepare_packet(amount=8)
+        assert isinstance(await peer.request(packet), btp.Response)
+        await first.fulfill_condition(packet.transfer_id, b64url(preimage))
 
     second = await restarted(tmp_path, port)
     try:
@@ -164,31 +167,13 @@ async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Pat
 async def test_an_outgoing_transfer_survives_a_restart_and_the_peer_can_fulfil_it(
     tmp_path: Path,
 ) -> None:
-    import hashlib
-    import os
-    import uuid
-    from datetime import UTC, datetime, timedelta
-
-    first = Plugin(options(tmp_path))
-    await first.connect()
-    port = first.listener_port
-    assert port is not None
-    peer = await RawPeer.open(port)
-    preimage = os.urandom(32)
-    transfer = {
-        "id": str(uuid.uuid4()),
-        "to": "example.red.client",
-        "amount": "4",
-        "executionCondition": base64.urlsafe_b64encode(hashlib.sha256(preimage).digest())
-        .decode()
-        .rstrip("="),
-        "expiresAt": (datetime.now(UTC) + timedelta(seconds=30)).isoformat(),
-    }
-    sending = asyncio.ensure_future(first.send_transfer(transfer))
-    await peer.answer(await peer.next_request())
-    await sending
-    await peer.close()
-    await first.disconnect()
+    async with first_run(tmp_path) as (first, peer, port):
+        preimage = os.urandom(32)
+        _, condition = preimage_pair(preimage)
+        transfer, _ = make_transfer("example.red.client", "4", executionCondition=condition)
+        sending = asyncio.ensure_future(first.send_transfer(transfer))
+        await peer.answer(await peer.next_request())
+        await sending
 
     second = Plugin(options(tmp_path, port))
     events = Recorder(second, "outgoing_fulfill")
