@@ -4,7 +4,8 @@ What this module is for: turning the public LPI calls and the peer's BTP request
 machine's transitions (`transfers.py`), the ledger's commits and the events, in the order API.md
 fixes: a BTP Response to a Prepare, Fulfill or Reject goes out only after the ledger change it
 acknowledges is committed, and events fire after that commit. It never decides a transfer's fate
-itself and never touches sockets directly (only `PeerLink`).
+itself and never touches sockets directly (only `PeerLink`). The peer's requests are answered by
+`incoming.py`, which works on this Plugin's state.
 """
 
 from __future__ import annotations
@@ -15,48 +16,40 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol
 
 from ilp_paychan.codec.btp import (
     ContentType,
-    Error,
-    Fulfill,
     Message,
     Packet,
     Prepare,
     ProtocolData,
-    Reject,
     Response,
 )
 from ilp_paychan.codec.errors import CodecError
-from ilp_paychan.codec.ilp import IlpError, decode_ilp, encode_ilp
-from ilp_paychan.codec.int64 import decode_int64, encode_int64
+from ilp_paychan.codec.ilp import encode_ilp
+from ilp_paychan.codec.int64 import decode_int64
 from ilp_paychan.errors import (
     AlreadyRolledBackError,
     InvalidFieldsError,
     NotAcceptedError,
     NotConnectedError,
     PeerError,
-    PluginError,
     RequestHandlerAlreadyRegisteredError,
     UnreachableError,
-    error_name_for,
-    ilp_code_for,
 )
 from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog, open_backend
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.expiry import ExpiryScheduler
 from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.incoming import IncomingRequests
 from ilp_paychan.plugin.notices import PeerNotices
 from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
 from ilp_paychan.plugin.protocol_data import (
     decode_entry,
-    dump_json,
     entries_by_name,
     lpi_fields,
-    side_protocol_entry,
     to_protocol_data,
 )
 from ilp_paychan.plugin.reasons import (
@@ -70,7 +63,6 @@ from ilp_paychan.plugin.validate import (
     Validator,
     b64url,
     canonical_id,
-    format_timestamp,
     parse_base64,
     parse_hash32,
 )
@@ -79,12 +71,9 @@ from ilp_paychan.transport.peer import PeerLink
 log = logging.getLogger("ilp_paychan.plugin")
 
 _OCTETS = int(ContentType.OCTET_STREAM)
-_TEXT = int(ContentType.TEXT_PLAIN_UTF8)
-_JSON = int(ContentType.APPLICATION_JSON)
 _INFO_REQUEST = (ProtocolData("info", _OCTETS, b"\x02"),)
 _BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
 _LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
-_EMPTY_RESPONSE_PD: tuple[ProtocolData, ...] = ()
 
 RequestHandlerFn = Callable[[dict[str, Any]], Any]
 
@@ -99,10 +88,6 @@ class PluginObserver(Protocol):
 
 def _now() -> float:
     return time.time()
-
-
-def _error_data(message: str) -> str:
-    return json.dumps({"message": message}, separators=(",", ":"), ensure_ascii=False)
 
 
 class Plugin:
@@ -145,9 +130,7 @@ class Plugin:
         self._closing = False
         self._ready = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._incoming = IncomingRequests(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bound_port: int | None = None
         self._prefix: str | None = self._settings.prefix
@@ -355,7 +338,7 @@ class Plugin:
                 self._owns_backend = opened_backend = True
                 self._open_log()
             link = self._create_link()
-            link.set_request_handler(self._handle_request)
+            link.set_request_handler(self._incoming.handle)
             link.on_state_change(self._on_link_state)
             self._link = link
             await link.start()
@@ -442,12 +425,13 @@ class Plugin:
         self._closing = True
         self._ready.clear()
         timeout = self._settings.shutdown_timeout
-        if self._in_flight:
+        incoming = self._incoming
+        if incoming.running:
             try:
-                await asyncio.wait_for(self._idle.wait(), timeout)
+                await asyncio.wait_for(incoming.idle.wait(), timeout)
             except TimeoutError:
                 log.warning(
-                    "disconnect: %d request(s) still running after %gs", self._in_flight, timeout
+                    "disconnect: %d request(s) still running after %gs", incoming.running, timeout
                 )
         self._notices.stop()
         for pending in list(self._tasks):
@@ -748,218 +732,3 @@ class Plugin:
         result.update(lpi_fields(entries_by_name(response.protocol_data)))
         self._events.emit("incoming_response", result)
         return result
-
-    # ------------------------------------------------------------------ the peer's requests
-
-    async def _handle_request(
-        self, packet: Prepare | Fulfill | Reject | Message
-    ) -> Response | Error:
-        if not self._connected and not await self._wait_ready():
-            return self._error_packet(
-                packet.request_id, UnreachableError("the plugin is not connected")
-            )
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            kind = type(packet)
-            if kind is Prepare:
-                return await self._on_prepare(packet)  # type: ignore[arg-type]
-            if kind is Fulfill:
-                return await self._on_fulfill(packet)  # type: ignore[arg-type]
-            if kind is Reject:
-                return await self._on_reject(packet)  # type: ignore[arg-type]
-            return await self._on_message(packet)  # type: ignore[arg-type]
-        except PluginError as error:
-            log.debug("request %d refused: %s", packet.request_id, error)
-            return self._error_packet(packet.request_id, error)
-        except CodecError as error:
-            return self._error_packet(packet.request_id, InvalidFieldsError(str(error)))
-        except Exception:
-            log.exception("request %d failed", packet.request_id)
-            return self._error_packet(packet.request_id, NotAcceptedError("internal error"))
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
-
-    async def _wait_ready(self) -> bool:
-        """Hold a request that arrived during connect() until ready (weakness 20), bounded."""
-        if self._closing or self._connect_task is None:
-            return False
-        try:
-            await asyncio.wait_for(self._ready.wait(), self._settings.request_timeout)
-        except TimeoutError:
-            return False
-        return self._connected
-
-    @staticmethod
-    def _error_packet(request_id: int, error: BaseException) -> Error:
-        code = error.code if isinstance(error, PeerError) else ilp_code_for(error)
-        return Error(
-            request_id, code, error_name_for(error), datetime.now(UTC), _error_data(str(error))
-        )
-
-    async def _on_prepare(self, packet: Prepare) -> Response:
-        if self._closing:
-            raise UnreachableError("the plugin is disconnecting")
-        assert self._book is not None
-        if packet.expires_at is None:
-            raise InvalidFieldsError("invalid expiresAt: not a valid timestamp")
-        if packet.amount <= 0:
-            raise InvalidFieldsError(f"invalid amount: must be positive; got {packet.amount}")
-        expires_at = packet.expires_at.timestamp()
-        if expires_at <= _now():
-            raise InvalidFieldsError(
-                f"invalid expiresAt: {format_timestamp(packet.expires_at)} is in the past"
-            )
-        tid = packet.transfer_id
-        validator = self._validator
-        assert validator is not None
-        record: dict[str, Any] = {
-            "id": tid,
-            "amount": str(packet.amount),
-            "executionCondition": b64url(packet.execution_condition),
-            "expiresAt": format_timestamp(packet.expires_at),
-            "to": validator.account,
-            "from": validator.peer_account,
-            "ledger": self._prefix,
-        }
-        if packet.protocol_data:
-            record.update(lpi_fields(entries_by_name(packet.protocol_data)))
-        entry = Entry(tid, record, True, packet.amount, packet.execution_condition, expires_at)
-        outcome = await self._book.prepare(entry)
-        if outcome is PrepareOutcome.NEW:
-            if self._has_prepare_hook:
-                try:
-                    await self._hooks.handle_incoming_prepare(record)
-                except Exception as error:
-                    await self._book.cancel_refused(tid)
-                    log.info("transfer %s refused by the settlement hook: %s", tid, error)
-                    if isinstance(error, PluginError):
-                        raise
-                    raise NotAcceptedError(str(error)) from error
-            self._scheduler.arm(tid, expires_at)
-            self._events.emit("incoming_prepare", record)
-        elif outcome is PrepareOutcome.REPEAT_CANCELLED:
-            raise AlreadyRolledBackError(f"transfer {tid} has already been cancelled.")
-        elif outcome is PrepareOutcome.REPEAT_FULFILLED:
-            self._notices.kick()
-        return Response(packet.request_id, _EMPTY_RESPONSE_PD)
-
-    async def _on_fulfill(self, packet: Fulfill) -> Response:
-        assert self._book is not None
-        tid = packet.transfer_id
-        entry, changed = await self._book.fulfill_outgoing(tid, packet.fulfillment, _now())
-        if changed:
-            self._scheduler.disarm(tid)
-            if self._events.has_listeners("outgoing_fulfill"):
-                fields = (
-                    lpi_fields(entries_by_name(packet.protocol_data))
-                    if packet.protocol_data
-                    else {}
-                )
-                self._events.emit(
-                    "outgoing_fulfill", entry.record, entry.fulfillment, fields.get("ilp")
-                )
-        if not self._has_claims:
-            return Response(packet.request_id, _EMPTY_RESPONSE_PD)
-        try:
-            claim = await self._hooks.create_outgoing_claim(
-                await self.transfer_log.get_outgoing_fulfilled()
-            )
-        except Exception:
-            log.exception("create_outgoing_claim failed for %s", tid)
-            claim = None
-        pd = (side_protocol_entry("claim", claim),) if claim is not None else _EMPTY_RESPONSE_PD
-        return Response(packet.request_id, pd)
-
-    async def _on_reject(self, packet: Reject) -> Response:
-        assert self._book is not None
-        entry_pd = entries_by_name(packet.protocol_data).get("ilp")
-        if entry_pd is None or not entry_pd.data:
-            raise NotAcceptedError("a Reject must carry an ILP error in its ilp entry")
-        try:
-            error = decode_ilp(entry_pd.data)
-        except CodecError as exc:
-            raise NotAcceptedError(f"the Reject's ilp entry is not an ILP error: {exc}") from None
-        if not isinstance(error, IlpError):
-            raise NotAcceptedError("the Reject's ilp entry is not an ILP error")
-        tid = packet.transfer_id
-        entry, changed = await self._book.reject_by_peer(tid, _now())
-        if changed:
-            self._scheduler.disarm(tid)
-            reason = outgoing_reason(error)
-            if entry.is_incoming:
-                self._events.emit("incoming_cancel", entry.record, reason)
-            else:
-                self._events.emit("outgoing_reject", entry.record, reason)
-        return Response(packet.request_id, _EMPTY_RESPONSE_PD)
-
-    async def _on_message(self, packet: Message) -> Response:
-        by_name = entries_by_name(packet.protocol_data)
-        ilp = by_name.get("ilp")
-        if ilp is not None and ilp.data:
-            return await self._on_handler_request(packet.request_id, by_name)
-        info = by_name.get("info")
-        if info is not None:
-            if info.content_type not in (_TEXT, _JSON) and info.data[:1] == b"\x02":
-                return Response(
-                    packet.request_id, (ProtocolData("info", _JSON, dump_json(self.get_info())),)
-                )
-            return Response(
-                packet.request_id, (ProtocolData("info", _TEXT, self.get_account().encode()),)
-            )
-        if "balance" in by_name:
-            balance = int(await self.transfer_log.get_balance())
-            return Response(
-                packet.request_id, (ProtocolData("balance", _OCTETS, encode_int64(balance)),)
-            )
-        if "limit" in by_name:
-            maximum = await self.transfer_log.get_maximum()
-            return Response(packet.request_id, (ProtocolData("limit", _JSON, dump_json(maximum)),))
-        if "custom" in by_name:
-            return await self._on_handler_request(packet.request_id, by_name)
-        answer = await self._hooks.handle_side_protocols(packet)
-        if answer is None:
-            names = ", ".join(sorted(by_name)) or "(none)"
-            raise NotAcceptedError(f"Unsupported side protocol(s): {names}")
-        return Response(packet.request_id, answer.protocol_data)
-
-    async def _on_handler_request(
-        self, request_id: int, by_name: Mapping[str, ProtocolData]
-    ) -> Response:
-        message: dict[str, Any] = {
-            "id": request_id,
-            "to": self.get_account(),
-            "from": self.get_peer_account(),
-            "ledger": self._prefix,
-        }
-        message.update(lpi_fields(by_name))
-        self._events.emit("incoming_request", message)
-        handler = self._request_handler
-        if handler is None:
-            raise NotAcceptedError("no request handler registered")
-        try:
-            result = handler(message)
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
-                result = await result
-        except Exception as error:
-            log.info("request handler failed for request %d: %s", request_id, error)
-            ilp_error = IlpError(
-                "F00",
-                "Bad Request",
-                self.get_account(),
-                (),
-                datetime.now(UTC),
-                _error_data(str(error)).encode("utf-8"),
-            )
-            encoded = encode_ilp(ilp_error)
-            self._events.emit(
-                "outgoing_response",
-                {"to": self.get_peer_account(), "from": self.get_account(), "ilp": b64url(encoded)},
-            )
-            return Response(request_id, (ProtocolData("ilp", _OCTETS, encoded),))
-        assert self._validator is not None
-        checked = self._validator.outgoing_message(result)
-        self._events.emit("outgoing_response", result)
-        return Response(request_id, to_protocol_data(checked.ilp, checked.custom))
