@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 UINT64_MAX: Final = (1 << 64) - 1
-UINT32_MAX: Final = (1 << 32) - 1
 
 _U8: Final = struct.Struct(">B")
 _U32: Final = struct.Struct(">I")

@@ -22,7 +22,6 @@ import hashlib
 import json
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -400,10 +399,6 @@ def _transfer_of(row: Any) -> StoredTransfer:
         notify_peer=row[7],
         notice=None if row[8] is None else bytes(row[8]),
     )
-
-
-def _number(value: int | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
 
 
 class PostgresStore:

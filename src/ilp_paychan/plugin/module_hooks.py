@@ -45,9 +45,6 @@ OPTIONAL_HOOKS = (
     "disconnect",
     "handle_incoming_prepare",
 )
-#: Hooks that must answer synchronously (they run inside sync plugin methods).
-SYNC_HOOKS = frozenset({"constructor", "get_info", "get_account", "get_peer_account",
-                        "get_auth_token"})
 
 DEFAULT_HOOK_TIMEOUT = 2.0
 """Seconds for hooks on the transfer path: well below the peer's 5 s request timeout."""

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from ilp_paychan.codec.btp import (
     ContentType,
@@ -76,14 +76,6 @@ _BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
 _LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
 
 RequestHandlerFn = Callable[[dict[str, Any]], Any]
-
-
-class PluginObserver(Protocol):
-    """What the operator shell may implement to watch a plugin; every method is optional."""
-
-    def round_trip(self, kind: str, seconds: float) -> None: ...
-
-    def link_changed(self, up: bool) -> None: ...
 
 
 def _now() -> float:
