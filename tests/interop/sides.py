@@ -498,3 +498,14 @@ class JsSide(Side):
 
     def _raise_if_dead(self) -> None:
         self.peer.raise_if_dead()
+
+
+async def pay(sender: Side, receiver: Side, amount: str) -> dict[str, Any]:
+    """One fulfilled transfer from sender to receiver."""
+    fulfillment, condition = new_fulfillment()
+    transfer = make_transfer(sender.peer_account, amount, condition)
+    await sender.send_transfer(transfer)
+    await receiver.wait_transfer_event("incoming_prepare", transfer["id"])
+    await receiver.fulfill(transfer["id"], fulfillment)
+    await sender.wait_transfer_event("outgoing_fulfill", transfer["id"])
+    return transfer

@@ -10,25 +10,25 @@ second client login replacing the first.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, client_url, py_server_options
-from .sides import JsSide, PySide, Side, SideError, iso_in, make_transfer, new_fulfillment
+from .sides import JsSide, PySide, Side, SideError, iso_in, make_transfer, new_fulfillment, pay
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 
-async def pay(sender: Side, receiver: Side, amount: str) -> dict[str, Any]:
-    """One fulfilled transfer from sender to receiver."""
-    fulfillment, condition = new_fulfillment()
-    transfer = make_transfer(sender.peer_account, amount, condition)
-    await sender.send_transfer(transfer)
-    await receiver.wait_transfer_event("incoming_prepare", transfer["id"])
-    await receiver.fulfill(transfer["id"], fulfillment)
-    await sender.wait_transfer_event("outgoing_fulfill", transfer["id"])
-    return transfer
+async def restart_py_server(sides: SideFactory, port: int) -> PySide:
+    """A new Python server over the first one's SQLite store, listening on the same port."""
+    options = py_server_options(
+        sides.store_url("sqlite", "server"), max_balance=SERVER_MAX, min_balance=SERVER_MIN
+    )
+    options["listener"] = {"port": port, "host": "127.0.0.1"}
+    restarted = PySide(options, "server")
+    sides.started.append(restarted)
+    await restarted.connect()
+    return restarted
 
 
 async def js_redial(client: JsSide) -> None:
@@ -105,13 +105,7 @@ async def test_py_server_restart_keeps_balances_and_prepared_transfers(
     await server.wait_transfer_event("incoming_prepare", pending["id"])
 
     await server.close()  # the process goes away; its SQLite file stays
-    options = py_server_options(
-        sides.store_url("sqlite", "server"), max_balance=SERVER_MAX, min_balance=SERVER_MIN
-    )
-    options["listener"] = {"port": port, "host": "127.0.0.1"}
-    restarted = PySide(options, "server")
-    sides.started.append(restarted)
-    await restarted.connect()
+    restarted = await restart_py_server(sides, port)
     pair = Pair(restarted, client, "restarted")
 
     await js_redial(client)
@@ -150,13 +144,7 @@ async def test_expiry_while_py_server_is_down_is_told_after_restart(
     await server.close()
     await asyncio.sleep(1.2)  # the transfer expires while no server runs
 
-    options = py_server_options(
-        sides.store_url("sqlite", "server"), max_balance=SERVER_MAX, min_balance=SERVER_MIN
-    )
-    options["listener"] = {"port": port, "host": "127.0.0.1"}
-    restarted = PySide(options, "server")
-    sides.started.append(restarted)
-    await restarted.connect()
+    restarted = await restart_py_server(sides, port)
     await js_redial(client)
     # the stateless reference client learns of it only through our R00 Reject
     _, reason = await client.wait_transfer_event("outgoing_reject", doomed["id"])

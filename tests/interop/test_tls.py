@@ -14,7 +14,7 @@ import pytest
 from testkit.tls import write_self_signed
 
 from .conftest import SERVER_MAX, SideFactory, js_server_config, py_server_options
-from .sides import SECRET, JsSide, PySide, Side, make_transfer, new_fulfillment
+from .sides import SECRET, JsSide, PySide, Side, pay
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -26,12 +26,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 async def round_trip(server: Side, client: Side) -> None:
     for sender, receiver, amount in ((client, server, "5"), (server, client, "2")):
-        fulfillment, condition = new_fulfillment()
-        transfer = make_transfer(sender.peer_account, amount, condition)
-        await sender.send_transfer(transfer)
-        await receiver.wait_transfer_event("incoming_prepare", transfer["id"])
-        await receiver.fulfill(transfer["id"], fulfillment)
-        await sender.wait_transfer_event("outgoing_fulfill", transfer["id"])
+        await pay(sender, receiver, amount)
     assert await server.balance() == "3"
     assert int(await client.balance()) == -3
     assert await client.limit() == "-" + SERVER_MAX

@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from ilp_paychan import Plugin
@@ -37,6 +38,29 @@ def make_transfer(
         "expiresAt": (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat(),
     }
     return transfer, b64url(preimage)
+
+
+#: Every hook of the example modules (a module is a namespace of hook functions).
+MODULE_HOOKS = (
+    "plugin_name",
+    "constructor",
+    "get_auth_token",
+    "get_info",
+    "get_account",
+    "get_peer_account",
+    "connect",
+    "disconnect",
+    "handle_incoming_prepare",
+    "create_outgoing_claim",
+    "handle_incoming_claim",
+)
+
+
+def module_variant(module: Any, **overrides: Any) -> SimpleNamespace:
+    """`module`'s hooks as a new module, with some replaced (to simulate forgery or a crash)."""
+    hooks = {name: getattr(module, name) for name in MODULE_HOOKS}
+    hooks.update(overrides)
+    return SimpleNamespace(**hooks)
 
 
 def listener_port(plugin: Plugin) -> int:

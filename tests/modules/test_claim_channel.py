@@ -24,25 +24,26 @@ from claim_channel.ledger import ChannelLedger
 from ilp_paychan import Plugin, make_payment_channel_plugin
 from ilp_paychan.errors import InvalidFieldsError, NotAcceptedError
 
-from .helpers import client_options, listener_port, pay, pay_many, server_options, wait_until
+from .helpers import (
+    client_options,
+    listener_port,
+    module_variant,
+    pay,
+    pay_many,
+    server_options,
+    wait_until,
+)
 
 SEED_A = "a1" * 32
 SEED_B = "b2" * 32
 PUB_A = public_bytes(private_key(SEED_A))
 PUB_B = public_bytes(private_key(SEED_B))
 FORGER = private_key("ee" * 32)
-HOOKS = (
-    "plugin_name", "constructor", "get_auth_token", "get_info", "get_account", "get_peer_account",
-    "connect", "disconnect", "handle_incoming_prepare", "create_outgoing_claim",
-    "handle_incoming_claim",
-)
 
 
 def variant(**overrides: Any) -> SimpleNamespace:
     """The example module with some hooks replaced (to simulate forgery or a crash)."""
-    hooks = {name: getattr(claim_module, name) for name in HOOKS}
-    hooks.update(overrides)
-    return SimpleNamespace(**hooks)
+    return module_variant(claim_module, **overrides)
 
 
 def side_options(seed: str, peer: bytes, ledger: Path, **extra: Any) -> dict[str, Any]:

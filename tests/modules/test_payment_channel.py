@@ -16,19 +16,19 @@ from payment_channel.ledger import InsufficientFunds, PaymentLedger
 from ilp_paychan import Plugin, make_payment_channel_plugin
 from ilp_paychan.errors import InvalidFieldsError, NotAcceptedError
 
-from .helpers import client_options, listener_port, pay, pay_many, server_options, wait_until
-
-HOOKS = (
-    "plugin_name", "constructor", "get_auth_token", "get_info", "get_account", "get_peer_account",
-    "connect", "disconnect", "handle_incoming_prepare", "create_outgoing_claim",
-    "handle_incoming_claim",
+from .helpers import (
+    client_options,
+    listener_port,
+    module_variant,
+    pay,
+    pay_many,
+    server_options,
+    wait_until,
 )
 
 
 def variant(**overrides: Any) -> SimpleNamespace:
-    hooks = {name: getattr(payment_module, name) for name in HOOKS}
-    hooks.update(overrides)
-    return SimpleNamespace(**hooks)
+    return module_variant(payment_module, **overrides)
 
 
 class Setup:

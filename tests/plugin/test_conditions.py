@@ -24,20 +24,11 @@ from ilp_paychan.errors import (
     NotAcceptedError,
     PeerTimeoutError,
 )
+from ilp_paychan.plugin.events import TRANSFER_EVENTS
 
 from .conftest import RawPeer, Recorder, make_transfer, prepare_packet, server_options
 
 PEER = "example.red.client"
-ALL = (
-    "incoming_prepare",
-    "outgoing_prepare",
-    "incoming_fulfill",
-    "outgoing_fulfill",
-    "incoming_reject",
-    "outgoing_reject",
-    "incoming_cancel",
-    "outgoing_cancel",
-)
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ async def peer(plugin: Plugin) -> AsyncIterator[RawPeer]:
 
 @pytest.fixture
 def events(plugin: Plugin) -> Recorder:
-    return Recorder(plugin, *ALL)
+    return Recorder(plugin, *TRANSFER_EVENTS)
 
 
 async def sleep_past(packet: btp.Prepare) -> None:

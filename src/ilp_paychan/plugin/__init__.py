@@ -1,6 +1,7 @@
 """plugin layer: the Ledger Plugin Interface over one BTP peer and one TransferLog.
 
-- `plugin.Plugin` — the public class: lifecycle, LPI methods, the peer's requests, events.
+- `plugin.Plugin` — the public class: lifecycle, LPI methods, events.
+- `incoming` — the answers to the peer's requests (Prepare, Fulfill, Reject, Message).
 - `transfers` — the transfer state machine (who may fulfil or cancel what, and when).
 - `notices` — telling the peer about settled transfers until it acknowledges.
 - `expiry` — one scheduler for every prepared transfer's expiry.

@@ -21,18 +21,23 @@ from typing import Any
 
 log = logging.getLogger("ilp_paychan.plugin")
 
+#: The events about one transfer's progress (each carries the transfer).
+TRANSFER_EVENTS = (
+    "incoming_prepare",
+    "outgoing_prepare",
+    "incoming_fulfill",
+    "outgoing_fulfill",
+    "incoming_reject",
+    "outgoing_reject",
+    "incoming_cancel",
+    "outgoing_cancel",
+)
+
 EVENT_NAMES = frozenset(
     {
         "connect",
         "disconnect",
-        "incoming_prepare",
-        "outgoing_prepare",
-        "incoming_fulfill",
-        "outgoing_fulfill",
-        "incoming_reject",
-        "outgoing_reject",
-        "incoming_cancel",
-        "outgoing_cancel",
+        *TRANSFER_EVENTS,
         "incoming_request",
         "outgoing_request",
         "incoming_response",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ilp_paychan import __version__
+from ilp_paychan.plugin.events import TRANSFER_EVENTS
 from ilp_paychan.shell.config import ConfigError, LedgerSettings, ServeSettings, load_settings
 from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.shell.logs import configure_logging, log_event
@@ -190,16 +191,7 @@ class Server:
         plugin.on("disconnect", lambda: log_event(log, "disconnected", ledger=name))
         if not log.isEnabledFor(logging.DEBUG):
             return
-        for event in (
-            "incoming_prepare",
-            "outgoing_prepare",
-            "incoming_fulfill",
-            "outgoing_fulfill",
-            "incoming_reject",
-            "outgoing_reject",
-            "incoming_cancel",
-            "outgoing_cancel",
-        ):
+        for event in TRANSFER_EVENTS:
             plugin.on(event, _TransferLogger(name, event))
 
     async def _connect_all(self) -> bool:
