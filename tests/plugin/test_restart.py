@@ -59,10 +59,21 @@ async def first_run(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[Plugin,
         await plugin.disconnect()
 
 
-async def restarted(tmp_path: Path, port: int, **extra: Any) -> Plugin:
-    plugin = Plugin(options(tmp_path, port, **extra))
+@contextlib.asynccontextmanager
+async def second_run(
+    tmp_path: Path, port: int, *recorded: str
+) -> AsyncIterator[tuple[Plugin, Recorder]]:
+    """The plugin after the restart: same store, same port; stops on exit.
+
+    Yields (plugin, recorder of the `recorded` events, attached before connect()).
+    """
+    plugin = Plugin(options(tmp_path, port))
+    events = Recorder(plugin, *recorded)
     await plugin.connect()
-    return plugin
+    try:
+        yield plugin, events
+    finally:
+        await plugin.disconnect()
 
 
 async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: Path) -> None:
@@ -70,8 +81,7 @@ async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: P
         packet, preimage = prepare_packet(amount=9)
         assert isinstance(await peer.request(packet), btp.Response)
 
-    second = await restarted(tmp_path, port)
-    try:
+    async with second_run(tmp_path, port) as (second, _):
         assert second.in_flight_count() == 1
         peer = await RawPeer.open(port)
         fulfilling = asyncio.ensure_future(
@@ -84,8 +94,6 @@ async def test_a_transfer_prepared_before_a_restart_can_be_fulfilled(tmp_path: P
         assert await second.get_balance() == "9"
         assert await second.transfer_log.list_peer_notices() == []
         await peer.close()
-    finally:
-        await second.disconnect()
 
 
 async def test_an_identical_prepare_after_a_restart_is_acknowledged_without_an_event(
@@ -95,17 +103,12 @@ async def test_an_identical_prepare_after_a_restart_is_acknowledged_without_an_e
         packet, _ = prepare_packet(amount=2)
         assert isinstance(await peer.request(packet), btp.Response)
 
-    second = Plugin(options(tmp_path, port))
-    events = Recorder(second, "incoming_prepare")
-    await second.connect()
-    try:
+    async with second_run(tmp_path, port, "incoming_prepare") as (second, events):
         peer = await RawPeer.open(port)
         assert isinstance(await peer.request(packet), btp.Response)
         assert events["incoming_prepare"] == []
         assert await second.transfer_log.get_incoming_fulfilled_and_prepared() == "2"
         await peer.close()
-    finally:
-        await second.disconnect()
 
 
 async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_the_peer_told(
@@ -117,10 +120,7 @@ async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_t
     assert packet.expires_at is not None
     await asyncio.sleep(max(packet.expires_at.timestamp() - time.time(), 0) + 0.05)
 
-    second = Plugin(options(tmp_path, port))
-    events = Recorder(second, "incoming_cancel")
-    await second.connect()
-    try:
+    async with second_run(tmp_path, port, "incoming_cancel") as (second, events):
         record = await second.transfer_log.get(packet.transfer_id)
         assert record["state"] == "cancelled"  # already when connect() returned
         assert len(events["incoming_cancel"]) == 1
@@ -135,8 +135,6 @@ async def test_a_transfer_that_expired_while_stopped_is_cancelled_at_start_and_t
         await peer.answer(reject)
         await wait_until(lambda: _no_notices(second))
         await peer.close()
-    finally:
-        await second.disconnect()
 
 
 async def _no_notices(plugin: Plugin) -> bool:
@@ -150,8 +148,7 @@ async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Pat
         assert isinstance(await peer.request(packet), btp.Response)
         await first.fulfill_condition(packet.transfer_id, b64url(preimage))
 
-    second = await restarted(tmp_path, port)
-    try:
+    async with second_run(tmp_path, port) as (second, _):
         peer = await RawPeer.open(port)
         fulfill = await peer.next_request()
         assert isinstance(fulfill, Fulfill)
@@ -160,8 +157,6 @@ async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Pat
         await wait_until(lambda: _no_notices(second))
         assert await second.get_balance() == "8"
         await peer.close()
-    finally:
-        await second.disconnect()
 
 
 async def test_an_outgoing_transfer_survives_a_restart_and_the_peer_can_fulfil_it(
@@ -175,14 +170,9 @@ async def test_an_outgoing_transfer_survives_a_restart_and_the_peer_can_fulfil_i
         await peer.answer(await peer.next_request())
         await sending
 
-    second = Plugin(options(tmp_path, port))
-    events = Recorder(second, "outgoing_fulfill")
-    await second.connect()
-    try:
+    async with second_run(tmp_path, port, "outgoing_fulfill") as (second, events):
         peer = await RawPeer.open(port)
         assert isinstance(await peer.request(Fulfill(0, transfer["id"], preimage)), btp.Response)
         assert len(events["outgoing_fulfill"]) == 1
         assert await second.get_balance() == "-4"
         await peer.close()
-    finally:
-        await second.disconnect()
