@@ -191,12 +191,7 @@ async def test_expired_and_rejected_transfers_release_the_limit(
         await server.reject(transfer["id"], reason)
     for transfer in batch[5:]:
         await server.wait_transfer_event("incoming_cancel", transfer["id"])
-    fulfillment, condition = new_fulfillment()
-    whole = make_transfer(client.peer_account, SERVER_MAX, condition)
-    await client.send_transfer(whole)
-    await server.wait_transfer_event("incoming_prepare", whole["id"])
-    await server.fulfill(whole["id"], fulfillment)
-    await client.wait_transfer_event("outgoing_fulfill", whole["id"])
+    await pay(client, server, SERVER_MAX)
     assert await server.balance() == SERVER_MAX
     assert int(await client.balance()) == -int(SERVER_MAX)
 
