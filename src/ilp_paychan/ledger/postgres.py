@@ -3,8 +3,10 @@
 Driver: asyncpg, which the project already depends on; it is asyncio-native, keeps a connection
 pool and caches prepared statements per connection, and is the fastest maintained driver.
 
-Each ledger transition is one PL/pgSQL function call, i.e. one statement in its own transaction
-and one network round trip. The function locks the log's row (`SELECT ... FOR UPDATE`), so every
+Each ledger transition is one PL/pgSQL function call. Calls that are pending at the same moment
+are sent together as one statement (`ilp_apply_all`, see `PostgresStore`): one transaction, one
+round trip and one WAL flush for the group; each transition in it checks before it writes, so a
+refused one leaves no trace. The function locks the log's row (`SELECT ... FOR UPDATE`), so every
 transition on one TransferLog key is serialised across all processes, and the limit check and the
 sum update happen under that lock. The lock is held only while the function runs, not across
 round trips, which keeps contention low. The rules are those of `ledger.rules`; the conformance
