@@ -31,9 +31,12 @@ FULFILLMENT_SIZE: Final = 32
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_TO_URL: Final = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
     """Base64url without padding (RFC 4648 §5), the text form of conditions and ``ilp`` fields."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str, *, field: str = "base64url") -> bytes:

@@ -31,11 +31,11 @@ fall back to `TransferLog.get`.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ilp_paychan.codec.condition import b64url_decode, fulfillment_matches
 from ilp_paychan.errors import (
     AlreadyFulfilledError,
     AlreadyRolledBackError,
@@ -90,18 +90,12 @@ class Entry:
             record=record,
             is_incoming=stored["isIncoming"],
             amount=int(record["amount"]),
-            condition=base64.urlsafe_b64decode(condition_text + "=" * (-len(condition_text) % 4)),
+            condition=b64url_decode(condition_text, field="executionCondition"),
             expires_at=datetime.fromisoformat(record["expiresAt"]).timestamp(),
             state=stored["state"],
             fulfillment=stored.get("fulfillment"),
             notice=stored.get("notice"),
         )
-
-
-def _sha256(data: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(data).digest()
 
 
 class TransferBook:
@@ -160,7 +154,7 @@ class TransferBook:
     ) -> bool:
         if entry.state == CANCELLED:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already been cancelled.")
-        if len(fulfillment) != 32 or _sha256(fulfillment) != entry.condition:
+        if not fulfillment_matches(fulfillment, entry.condition):
             raise FulfillmentMismatchError("Fulfillment does not match the condition")
         if entry.state == FULFILLED:
             return False

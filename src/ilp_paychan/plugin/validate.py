@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ilp_paychan.codec.condition import b64url_encode
 from ilp_paychan.errors import InvalidFieldsError
 
 MAX_UINT64 = 2**64 - 1
@@ -74,13 +75,10 @@ def parse_hash32(value: Any, field: str) -> bytes:
     return binascii.a2b_base64(value.encode("ascii").translate(_FROM_URL) + b"=")
 
 
-_TO_URL = bytes.maketrans(b"+/", b"-_")
 _FROM_URL = bytes.maketrans(b"-_", b"+/")
 
-
-def b64url(raw: bytes) -> str:
-    """Unpadded base64url, as the reference exposes conditions, fulfillments and `ilp`."""
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
+#: Unpadded base64url, as the reference exposes conditions, fulfillments and `ilp`.
+b64url = b64url_encode
 
 
 def parse_base64(value: Any, field: str = "ilp") -> bytes:
