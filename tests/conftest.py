@@ -5,5 +5,5 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = REPO.parent / "shared" / "spec"
-VECTORS = SPEC / "vectors"
+#: Byte-exact data produced by the JavaScript reference libraries (see vectors/README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors"

@@ -1,6 +1,6 @@
-"""Conversions between codec packets and the JSON form of the shared vector files.
+"""Conversions between codec packets and the JSON form of the vector files in tests/vectors.
 
-The vector files (see vectors/README.md) write BTP packets as ``{type, typeName, requestId, data}``
+The vector files (see tests/vectors/README.md) write BTP packets as ``{type, typeName, requestId, data}``
 with camelCase fields, base64url conditions, decimal-string amounts and ISO-8601 dates; these
 helpers apply the same normalisation so a test compares like with like.
 """

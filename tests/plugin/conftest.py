@@ -24,9 +24,9 @@ from ilp_paychan import Plugin
 from ilp_paychan.plugin.events import EVENT_NAMES
 from testkit.waiting import wait_until as poll_until
 
-#: The shared spec's vectors (as tests/conftest.py's VECTORS; imported from here because the
-#: bare module name `conftest` is ambiguous when several test folders are collected together).
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "vectors"
+#: tests/vectors (as tests/conftest.py's VECTORS; imported from here because the bare module
+#: name `conftest` is ambiguous when several test folders are collected together).
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 PREFIX = "example.red."
 SECRET = "shared_secret"
 INFO = {"currencyCode": "USD", "currencyScale": 2, "connectors": ["example.red.server"]}

@@ -42,7 +42,7 @@ from ilp_paychan.transport.session import (
     with_request_id,
 )
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 FIXED_TIME = datetime(2017, 12, 6, 19, 9, 28, 123000, tzinfo=UTC)
 
 
