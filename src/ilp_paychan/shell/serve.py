@@ -36,8 +36,9 @@ from ilp_paychan.shell.logs import configure_logging, log_event
 log = logging.getLogger("ilp_paychan.serve")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-#: Client back-off between failed first connections: doubles up to the cap.
-RETRY_FIRST, RETRY_CAP = 0.5, 10.0
+#: Client back-off between failed first connections: doubles up to the cap. The cap is short
+#: because a peer that is restarting is usually back within a second or two.
+RETRY_FIRST, RETRY_CAP = 0.1, 1.0
 
 
 def serve_main(args: argparse.Namespace) -> int:
@@ -227,20 +228,24 @@ class Server:
         transient = (UnreachableError, PeerTimeoutError, OSError, TimeoutError)
         ledger = entry.settings
         delay = RETRY_FIRST
+        failures = 0
         while True:
             try:
                 await entry.plugin.connect()
             except Exception as exc:
                 if ledger.role == "listener" or not isinstance(exc, transient):
                     raise _StartError(ledger=ledger.name, error=_safe_error(exc, ledger)) from None
-                log_event(
-                    log,
-                    "connect_retry",
-                    logging.WARNING,
-                    ledger=ledger.name,
-                    error=_safe_error(exc, ledger),
-                    retry_in=delay,
-                )
+                failures += 1
+                if failures <= 3 or failures % 60 == 0:  # a long outage: about once a minute
+                    log_event(
+                        log,
+                        "connect_retry",
+                        logging.WARNING,
+                        ledger=ledger.name,
+                        error=_safe_error(exc, ledger),
+                        retry_in=delay,
+                        failures=failures,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP)
                 continue

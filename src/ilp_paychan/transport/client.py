@@ -1,19 +1,20 @@
-"""`BtpClient`: the client role of the transport (PROTOCOL.md §b.2, §b.4), on `websockets`.
+"""`BtpClient`: the client role of the transport, on `websockets`.
 
 `start()` dials once and returns when authenticated; it raises if the peer is unreachable
 (`UnreachableError`), refuses the credentials (`NotAcceptedError`, never retried) or does not
-answer the auth in time (`PeerTimeoutError`), so `connect()` reports the problem (weakness 19).
-Once up, a dropped socket is redialled with full-jitter exponential backoff and re-authenticated
-(weakness 18); only one attempt runs at a time and requests wait for the link instead of racing
-the auth (weakness 13). A socket closed by the listener with code 4001 means another client took
-our place with the same credentials: the client then stays down rather than fight over it.
+answer the auth in time (`PeerTimeoutError`), so `connect()` reports the problem at once.
+Once up, a dropped socket is redialled and re-authenticated: the first redial is immediate, later
+ones wait a jittered, doubling delay capped at one second (`transport.backoff`), so a restarted
+peer is found again within about a second; only one attempt runs at a time and requests wait for
+the link instead of racing the auth. A socket closed by the listener with code 4001 means another
+client took our place with the same credentials: the client then stays down rather than fight
+over it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from ilp_paychan.errors import InvalidFieldsError, PluginError, UnreachableError
+from ilp_paychan.transport.backoff import DEFAULT_INITIAL, DEFAULT_MAXIMUM, Backoff
 from ilp_paychan.transport.connection import BtpConnection
 from ilp_paychan.transport.events import Answer
 from ilp_paychan.transport.peer import ActiveLink
@@ -43,8 +45,11 @@ class BtpClient(ActiveLink):
         request_timeout: default seconds to wait for an answer; also bounds dialling and auth.
         max_frame: largest accepted message in bytes.
         ping_interval, ping_timeout: WebSocket keepalive, None to disable.
-        backoff_initial, backoff_max: reconnect delays: attempt n waits a random time in
-            ``[0, min(backoff_max, backoff_initial * 2**n)]``.
+        backoff_initial, backoff_max: reconnect delays (see `Backoff`): the first redial after
+            a drop is immediate, attempt n >= 1 waits a random time in ``[w/2, w]``,
+            ``w = min(backoff_max, backoff_initial * 2**(n-1))``; a session that stayed up
+            `backoff_max` seconds starts the sequence over.
+        backoff: a ready `Backoff` instead of the two numbers above (tests inject one).
         max_in_flight: the peer's requests handled at once.
     """
 
@@ -57,8 +62,9 @@ class BtpClient(ActiveLink):
         max_frame: int = DEFAULT_MAX_FRAME,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
-        backoff_initial: float = 0.1,
-        backoff_max: float = 10.0,
+        backoff_initial: float = DEFAULT_INITIAL,
+        backoff_max: float = DEFAULT_MAXIMUM,
+        backoff: Backoff | None = None,
         max_in_flight: int = 1000,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -68,11 +74,10 @@ class BtpClient(ActiveLink):
         self._max_frame = max_frame
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self.backoff = backoff if backoff is not None else Backoff(backoff_initial, backoff_max)
         self._max_in_flight = max_in_flight
         self._clock = clock
-        self._rng = random.Random()
+        self._opened_at = 0.0
         self._start_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -89,7 +94,9 @@ class BtpClient(ActiveLink):
             if self._started:
                 return
             ssl_context = self._ssl_context()
+            self.backoff.reset()
             connection = await self._dial(ssl_context)
+            self._opened_at = asyncio.get_running_loop().time()
             self._started = True
             self._set_active(connection)
             self._supervisor = asyncio.get_running_loop().create_task(
@@ -168,8 +175,10 @@ class BtpClient(ActiveLink):
 
     async def _keep_up(self, connection: BtpConnection, ssl_context: ssl.SSLContext | None) -> None:
         """Wait for the socket to drop, then redial until it is back; runs until `stop()`."""
+        loop = asyncio.get_running_loop()
         while True:
             await connection.wait_closed()
+            self.backoff.session_ended(loop.time() - self._opened_at)
             if self._active is connection:
                 self._set_active(None)
             if connection.close_code == CLOSE_REPLACED:
@@ -187,21 +196,25 @@ class BtpClient(ActiveLink):
                 return
             logger.info("connection to %s lost; reconnecting", self.url.redacted())
             connection = await self._redial(ssl_context)
+            self._opened_at = loop.time()
             self._set_active(connection)
             logger.info("reconnected to %s", self.url.redacted())
 
     async def _redial(self, ssl_context: ssl.SSLContext | None) -> BtpConnection:
+        """Dial until a connection authenticates, waiting as `backoff` says between attempts."""
         attempt = 0
         while True:
-            ceiling = min(self._backoff_max, self._backoff_initial * 2.0**attempt)
-            await asyncio.sleep(self._rng.uniform(0.0, ceiling))
-            attempt = min(attempt + 1, 62)
+            delay = self.backoff.next_delay()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            attempt += 1
             try:
                 return await self._dial(ssl_context)
             except Exception as exc:
                 if not isinstance(exc, PluginError):
                     logger.exception("unexpected error while reconnecting; retrying")
                     continue
-                logger.info(
-                    "reconnect attempt %d to %s failed: %s", attempt, self.url.redacted(), exc
-                )
+                if attempt <= 3 or attempt % 60 == 0:  # about once a minute in a long outage
+                    logger.info(
+                        "reconnect attempt %d to %s failed: %s", attempt, self.url.redacted(), exc
+                    )
