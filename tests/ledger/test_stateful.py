@@ -1,4 +1,4 @@
-"""Random prepare/fulfill/cancel/set_maximum sequences against a simple model, on every store.
+"""Random prepare/fulfill/cancel/revert/set_maximum sequences against a model, on every store.
 
 After every step the store's sums must equal the model's, and equal the sums recomputed from the
 stored transfers by state; the limits must hold for every accepted prepare.
@@ -134,6 +134,23 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.run(self.log.cancel(tid)) is True
             found.state = "cancelled"
             self.sums["ifap" if found.incoming else "ofap"] -= found.amount
+
+    @rule(tid=st.sampled_from(IDS))
+    def revert_fulfillment(self, tid: str) -> None:
+        found = self.transfers.get(tid)
+        if found is None:
+            with pytest.raises(TransferNotFoundError):
+                self.run(self.log.revert_fulfillment(tid))
+        elif not found.incoming or found.state == "prepared":
+            with pytest.raises(NotAcceptedError):
+                self.run(self.log.revert_fulfillment(tid))
+        elif found.state == "cancelled":
+            assert self.run(self.log.revert_fulfillment(tid)) is False
+        else:
+            assert self.run(self.log.revert_fulfillment(tid)) is True
+            found.state = "cancelled"
+            self.sums["if"] -= found.amount
+            self.sums["ifap"] -= found.amount
 
     @rule(value=st.sampled_from([None, 0, 10, 30, 60, 90]))
     def set_maximum(self, value: int | None) -> None:

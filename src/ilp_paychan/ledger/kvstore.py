@@ -182,6 +182,18 @@ class KeyValueStore:
                 await self._settle(key, transfer, totals)
             return changed
 
+    async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
+        async with self._lock:
+            totals = await self._totals(key)
+            transfer = await self._transfer(key, transfer_id)
+            changed = rules.revert_fulfillment(totals, transfer, transfer_id)
+            if changed:
+                assert transfer is not None
+                await self._put_transfer(key, transfer)
+                await self._put_totals(key, totals)
+                await self._set_member(key, "notices", transfer_id, False)
+            return changed
+
     async def _settle(self, key: str, transfer: StoredTransfer, totals: LogTotals) -> None:
         await self._put_transfer(key, transfer)
         await self._put_totals(key, totals)

@@ -76,6 +76,10 @@ class MemoryStore:
         totals, transfers = self._log(key)
         return rules.cancel(totals, transfers.get(transfer_id), transfer_id, notify_peer, notice)
 
+    async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
+        totals, transfers = self._log(key)
+        return rules.revert_fulfillment(totals, transfers.get(transfer_id), transfer_id)
+
     async def set_limit(self, key: str, field: str, value: str) -> None:
         totals, _ = self._log(key)
         if field == "maximum":

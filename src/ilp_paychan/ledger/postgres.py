@@ -13,6 +13,9 @@ round trips, which keeps contention low. The rules are those of `ledger.rules`; 
 suite pins both. Lock order is always log row, then transfer row, so deadlocks cannot arise;
 serialization failures and deadlocks are still retried in case a DBA raises the isolation level.
 
+The one exception is `revert_fulfillment`, rare, which runs as its own short transaction in the
+same lock order.
+
 The URL may carry `?schema=NAME` to keep the tables in their own schema. The schema is created and
 migrated by the library (table `ilp_schema_version`), under an advisory lock.
 """
@@ -552,6 +555,53 @@ class PostgresStore:
         self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
     ) -> bool:
         return await self._settle(key, transfer_id, None, notify_peer, notice)
+
+    async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
+        """One short transaction of its own, not a batched function call: reverts are rare
+        (a sender refused a late Fulfill) and this needs no schema change. It locks in the usual
+        order, log row then transfer row, so it serialises with the batches without deadlock."""
+        for attempt in range(RETRIES):
+            try:
+                return await self._revert_once(key, transfer_id)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in _RETRYABLE or attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _revert_once(self, key: str, transfer_id: str) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetchrow(
+                "SELECT incoming_fulfilled, incoming_fulfilled_and_prepared FROM ilp_lock_log($1)",
+                key,
+            )
+            row = await conn.fetchrow(
+                f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers"
+                " WHERE log_key = $1 AND id = $2 FOR UPDATE",
+                key,
+                transfer_id,
+            )
+            totals = LogTotals(
+                incoming_fulfilled=int(locked[0]),
+                incoming_fulfilled_and_prepared=int(locked[1]),
+            )
+            transfer = None if row is None else _transfer_of(row)
+            if not rules.revert_fulfillment(totals, transfer, transfer_id):
+                return False
+            await conn.execute(
+                "UPDATE ilp_transfers SET state = 'cancelled', fulfillment = NULL,"
+                " notify_peer = false, notice = NULL WHERE log_key = $1 AND id = $2",
+                key,
+                transfer_id,
+            )
+            await conn.execute(
+                "UPDATE ilp_logs SET incoming_fulfilled = $2::numeric,"
+                " incoming_fulfilled_and_prepared = $3::numeric WHERE key = $1",
+                key,
+                str(totals.incoming_fulfilled),
+                str(totals.incoming_fulfilled_and_prepared),
+            )
+            return True
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         await self._apply({"op": "limit", "key": key, "field": field, "value": value})

@@ -12,6 +12,9 @@ Rules (PROTOCOL.md §e.5, §e.6, §g.3, with weaknesses 1, 3, 4 fixed):
   fulfilled is AlreadyFulfilledError.
 - a settling move may record a peer notice (`notify_peer`) with its payload (`notice`); a no-op
   repeat leaves the stored notice alone.
+- revert_fulfillment: an incoming fulfilled -> cancelled (the sender refused our late Fulfill)
+  takes the amount off IF and IFAP and drops the peer notice; cancelled again is a no-op;
+  a prepared or an outgoing transfer is NotAcceptedError.
 - prune_settled forgets settled transfers without a pending notice whose expiry is before a given
   instant; the sums do not change (they already count those transfers).
 Each function checks everything before it mutates its arguments, so a raised error leaves them
@@ -172,4 +175,33 @@ def cancel(
     transfer.state = CANCELLED
     transfer.notify_peer = notify_peer
     transfer.notice = notice if notify_peer else None
+    return True
+
+
+def revert_fulfillment(
+    totals: LogTotals, transfer: StoredTransfer | None, transfer_id: str
+) -> bool:
+    """Move an incoming fulfilled transfer to cancelled; False when it already was cancelled.
+
+    For when the sender answers our Fulfill with "already cancelled": its verdict is final, so
+    the money did not arrive. The fulfillment and the peer notice go with the state.
+    """
+    if transfer is None:
+        raise not_found(transfer_id)
+    if not transfer.is_incoming:
+        raise NotAcceptedError(
+            f"{transfer_id} is outgoing; only an incoming fulfillment can be reverted."
+        )
+    if transfer.state == CANCELLED:
+        return False
+    if transfer.state != FULFILLED:
+        raise NotAcceptedError(
+            f"{transfer_id} is {transfer.state}, not fulfilled; nothing to revert."
+        )
+    totals.incoming_fulfilled -= transfer.amount
+    totals.incoming_fulfilled_and_prepared -= transfer.amount
+    transfer.state = CANCELLED
+    transfer.fulfillment = None
+    transfer.notify_peer = False
+    transfer.notice = None
     return True

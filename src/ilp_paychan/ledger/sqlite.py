@@ -112,6 +112,13 @@ _CANCEL_PREPARED = (
     " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
 )
 
+# `rules.revert_fulfillment`'s one move (incoming fulfilled -> cancelled) as one statement.
+_REVERT_FULFILLED = (
+    "UPDATE ilp_transfers SET state = 'cancelled', fulfillment = NULL, notify_peer = 0,"
+    " notice = NULL WHERE log_key = ? AND id = ? AND state = 'fulfilled' AND is_incoming = 1"
+    " RETURNING amount"
+)
+
 
 def path_of_url(url: str) -> tuple[str, dict[str, str]]:
     """File path and options of `sqlite:///relative.db` or `sqlite:////absolute.db`."""
@@ -432,6 +439,21 @@ class SqliteStore:
                 return True
             settled = _load(batch.conn, key, transfer_id)
             return rules.cancel(totals, settled, transfer_id, notify_peer, kept)
+
+        result: bool = await self._write(key, operation)
+        return result
+
+    async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
+        def operation(batch: _Batch) -> bool:
+            totals = batch.log(key)
+            moved = batch.conn.execute(_REVERT_FULFILLED, (key, transfer_id)).fetchone()
+            if moved is not None:
+                totals.incoming_fulfilled -= int(moved[0])
+                totals.incoming_fulfilled_and_prepared -= int(moved[0])
+                return True
+            # Not an incoming fulfilled transfer: the rules refuse it or report a repeat.
+            settled = _load(batch.conn, key, transfer_id)
+            return rules.revert_fulfillment(totals, settled, transfer_id)
 
         result: bool = await self._write(key, operation)
         return result

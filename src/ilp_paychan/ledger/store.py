@@ -49,6 +49,10 @@ class LedgerStore(Protocol):
         self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
     ) -> bool: ...
 
+    async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
+        """`rules.revert_fulfillment` in one transaction (state, sums and notice together)."""
+        ...
+
     async def set_limit(self, key: str, field: str, value: str) -> None:
         """Store `maximum` or `minimum` (`field`) as text: a decimal or the matching infinity."""
         ...

@@ -161,6 +161,21 @@ class TransferLog:
             self.key, _check_id(transfer_id), bool(notify_peer), _notice(notice)
         )
 
+    async def revert_fulfillment(self, transfer_id: str) -> bool:
+        """Undo our fulfillment of an incoming transfer the sender has cancelled.
+
+        For when the sender answers our Fulfill with "already cancelled" (it cancelled at its
+        expiry before the Fulfill reached it): its decision is final, so the money did not
+        arrive. In one transaction the transfer goes fulfilled -> cancelled, its amount comes off
+        the incoming sums (the balance drops back) and its peer notice is dropped. Returns True
+        when it changed, False when the transfer was already cancelled.
+
+        Raises:
+            TransferNotFoundError: unknown id.
+            NotAcceptedError: the transfer is outgoing, or still prepared.
+        """
+        return await self._store.revert_fulfillment(self.key, _check_id(transfer_id))
+
     async def list_prepared(self, expired_at: datetime | None = None) -> list[dict[str, Any]]:
         """Every prepared transfer, soonest expiry first (a restarted plugin re-arms these).
 
