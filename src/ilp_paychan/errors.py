@@ -124,7 +124,7 @@ def _message_of(data: str) -> str:
     """The `message` of the reference's `{"message": ...}` error data, else the data itself."""
     try:
         parsed: Any = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting too deep for the parser is not JSON either
         return data
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
         return str(parsed["message"])

@@ -33,7 +33,7 @@ def dump_json(value: Any) -> bytes:
     """Compact UTF-8 JSON, byte-identical to `JSON.stringify` for plain data."""
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
         raise InvalidFieldsError(f"invalid custom: not JSON-serialisable ({error})") from None
     return text.encode("utf-8")
 
@@ -75,6 +75,9 @@ def decode_entry(entry: ProtocolData) -> Any:
             return json.loads(entry.data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise InvalidFieldsError(f"invalid {entry.protocol_name}: not JSON") from None
+        except RecursionError:
+            name = entry.protocol_name
+            raise InvalidFieldsError(f"invalid {name}: JSON nested too deeply") from None
     return entry.data
 
 

@@ -105,7 +105,7 @@ def outgoing_reason(error: IlpError) -> dict[str, Any]:
     else:
         try:
             info = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested to parse: keep the text
             info = text
     return {
         "code": error.code,

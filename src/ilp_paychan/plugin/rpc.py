@@ -72,7 +72,7 @@ class CustomRpc:
             raise NotAcceptedError(f"ambiguous response for rpc {method}: {len(answers)} entries")
         try:
             return json.loads(answers[0].data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise NotAcceptedError(f"response for rpc {method} is not JSON") from None
 
     def add_method(self, name: str, handler: RpcHandler) -> None:
@@ -123,7 +123,7 @@ def decode_value(pd: ProtocolData) -> Any:
     if pd.content_type == ContentType.APPLICATION_JSON:
         try:
             return json.loads(pd.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidFieldsError(
                 f"side protocol {pd.protocol_name!r} has content type JSON but invalid JSON data"
             ) from None

@@ -1,0 +1,62 @@
+"""JSON from the peer nested deeper than Python's parser allows is refused like any other bad
+JSON, never with a RecursionError (found by the fuzzer: a `custom` entry of a few thousand
+brackets made the listener answer "internal error" and log a traceback)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ilp_paychan.codec import btp
+from ilp_paychan.codec.btp import Message, ProtocolData
+from ilp_paychan.codec.ilp import IlpError
+from ilp_paychan.errors import InvalidFieldsError, PeerError
+from ilp_paychan.plugin.protocol_data import decode_entry, dump_json
+from ilp_paychan.plugin.reasons import outgoing_reason
+from ilp_paychan.plugin.rpc import decode_value
+
+from .conftest import RawPeer
+
+DEEP = b"[" * 5000 + b"]" * 5000
+DEEP_OBJECT = b'{"a":' * 5000 + b"1" + b"}" * 5000
+
+
+@pytest.mark.parametrize("data", [DEEP, DEEP_OBJECT], ids=["array", "object"])
+def test_decode_entry_refuses_deep_json_naming_the_entry(data: bytes) -> None:
+    with pytest.raises(InvalidFieldsError, match="invalid custom: JSON nested too deeply"):
+        decode_entry(ProtocolData("custom", 2, data))
+
+
+def test_rpc_decode_value_refuses_deep_json() -> None:
+    with pytest.raises(InvalidFieldsError, match="invalid JSON data"):
+        decode_value(ProtocolData("paychan_rpc", 2, DEEP))
+
+
+def test_dump_json_refuses_a_structure_too_deep_to_write() -> None:
+    value: list[object] = []
+    for _ in range(5000):
+        value = [value]
+    with pytest.raises(InvalidFieldsError, match="not JSON-serialisable"):
+        dump_json(value)
+
+
+def test_peer_error_with_deep_json_data_keeps_the_text_as_message() -> None:
+    text = DEEP.decode()
+    error = PeerError.from_btp_error(
+        code="F00", name="NotAcceptedError", data=text, triggered_at=None
+    )
+    assert str(error) == text
+
+
+def test_outgoing_reason_keeps_deep_json_as_text() -> None:
+    error = IlpError("F00", "Bad Request", "g.x", (), datetime.now(UTC), DEEP)
+    assert outgoing_reason(error)["additional_info"] == DEEP.decode()
+
+
+async def test_listener_answers_deep_custom_json_with_invalid_fields(raw: RawPeer) -> None:
+    answer = await raw.request(Message(0, (ProtocolData("custom", 2, DEEP),)))
+    assert isinstance(answer, btp.Error), answer
+    assert (answer.code, answer.name) == ("F01", "InvalidFieldsError")
+    assert "invalid custom: JSON nested too deeply" in answer.data
+    await raw.still_usable()
