@@ -5,7 +5,7 @@
 """
 
 from .client import BtpClient
-from .connection import BtpConnection, ConnectionLostError, RequestHandler
+from .connection import BtpConnection, ConnectionLostError, PendingLimitError, RequestHandler
 from .peer import PeerLink
 from .server import BtpListener
 from .session import BtpSession, SessionClosedError
@@ -19,6 +19,7 @@ __all__ = [
     "BtpUrl",
     "ConnectionLostError",
     "PeerLink",
+    "PendingLimitError",
     "RequestHandler",
     "SessionClosedError",
     "parse_btp_url",

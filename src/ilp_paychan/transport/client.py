@@ -42,6 +42,8 @@ class BtpClient(ActiveLink):
         url: ``btp+ws(s)://USER:TOKEN@host[:port][/path]``; InvalidFieldsError (naming
             ``server``) when malformed.
         ca: PEM file of CA certificates to trust for ``btp+wss`` instead of the system store.
+        cert, key: PEM files of the certificate (and its key, unless the cert file holds it)
+            that this client presents to a listener that verifies clients (mutual TLS).
         request_timeout: default seconds to wait for an answer; also bounds dialling and auth.
         max_frame: largest accepted message in bytes.
         ping_interval, ping_timeout: WebSocket keepalive, None to disable.
@@ -50,7 +52,10 @@ class BtpClient(ActiveLink):
             ``w = min(backoff_max, backoff_initial * 2**(n-1))``; a session that stayed up
             `backoff_max` seconds starts the sequence over.
         backoff: a ready `Backoff` instead of the two numbers above (tests inject one).
-        max_in_flight: the peer's requests handled at once.
+        max_in_flight: the peer's requests handled at once; while that many run, the socket
+            is not read (the peer's further requests wait in its send buffer).
+        max_pending: our requests awaiting the peer's answer; one more waits for a free slot
+            within its own timeout.
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class BtpClient(ActiveLink):
         url: str,
         *,
         ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
         request_timeout: float = 5.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         ping_interval: float | None = 20.0,
@@ -66,11 +73,16 @@ class BtpClient(ActiveLink):
         backoff_max: float = DEFAULT_MAXIMUM,
         backoff: Backoff | None = None,
         max_in_flight: int = 1000,
+        max_pending: int = 1000,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(request_timeout=request_timeout)
         self.url = parse_btp_url(url)
+        if key is not None and cert is None:
+            raise InvalidFieldsError("clientKey is given but clientCert is not")
         self._ca = ca
+        self._cert, self._key = cert, key
+        self._max_pending = max_pending
         self._max_frame = max_frame
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
@@ -85,7 +97,7 @@ class BtpClient(ActiveLink):
         """Dial and authenticate; returns when the link is open. Idempotent.
 
         Raises:
-            InvalidFieldsError: the `ca` file cannot be read.
+            InvalidFieldsError: the `ca`, `cert` or `key` file cannot be read.
             UnreachableError: the peer cannot be reached (nothing is retried).
             NotAcceptedError: the peer refused the credentials (a `PeerError` with its code).
             PeerTimeoutError: the peer did not answer the auth message in time.
@@ -126,12 +138,19 @@ class BtpClient(ActiveLink):
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.url.secure:
             return None
-        if self._ca is None:
-            return ssl.create_default_context()
         try:
-            return ssl.create_default_context(cafile=self._ca)
+            context = ssl.create_default_context(cafile=self._ca)
         except (OSError, ssl.SSLError) as exc:
             raise InvalidFieldsError(f"ca: cannot load {self._ca!r}: {exc}") from exc
+        if self._cert is not None:
+            try:
+                context.load_cert_chain(self._cert, self._key)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidFieldsError(
+                    f"clientCert/clientKey: cannot load the certificate {self._cert!r}"
+                    f" and key {self._key!r}: {exc}"
+                ) from exc
+        return context
 
     async def _dial(self, ssl_context: ssl.SSLContext | None) -> BtpConnection:
         """One connection attempt: WebSocket handshake, then BTP auth."""
@@ -163,6 +182,7 @@ class BtpClient(ActiveLink):
             session,
             get_handler=self._current_handler,
             max_in_flight=self._max_in_flight,
+            max_pending=self._max_pending,
             clock=self._clock,
         )
         connection.start()

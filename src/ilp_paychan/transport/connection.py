@@ -3,7 +3,9 @@
 It only moves bytes and runs callbacks: a reader task feeds frames to the session and acts on the
 events; incoming requests each run as a task (at most `max_in_flight` at once — the reader stops
 reading when that many are running, which pushes back on the peer); outgoing requests wait on a
-future that the reader or the connection's single timer settles. The session decides everything.
+future that the reader or the connection's single timer settles, at most `max_pending` of them
+unanswered at once (one more waits for a slot within its own timeout, and is not sent if none
+frees up: `PendingLimitError`). The session decides everything.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ class ConnectionLostError(PeerTimeoutError):
     """
 
 
+class PendingLimitError(UnreachableError):
+    """`max_pending` requests already awaited the peer's answers for this request's whole
+    timeout. Nothing was sent, so it is as safe to treat as refused as any `UnreachableError`."""
+
+
 class BtpConnection:
     """One WebSocket carrying one BTP session (client or server side).
 
@@ -84,6 +91,7 @@ class BtpConnection:
         auth_check: AuthCheck | None = None,
         on_authenticated: Callable[[BtpConnection], None] | None = None,
         max_in_flight: int = 1000,
+        max_pending: int = 1000,
         handler_grace: float = 2.0,
         write_limit: int = 256 * 1024,
         clock: Callable[[], datetime],
@@ -94,6 +102,8 @@ class BtpConnection:
         self._auth_check = auth_check
         self._on_authenticated = on_authenticated
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_pending = max_pending
+        self._out_slots = asyncio.Semaphore(max_pending)
         self._handler_grace = handler_grace
         self._clock = clock
         self._loop = asyncio.get_running_loop()
@@ -155,29 +165,50 @@ class BtpConnection:
             PeerError: the peer answered with a BTP Error (also an instance of the named class).
             PeerTimeoutError: no answer within `timeout` seconds (`ConnectionLostError` when the
                 socket closed while waiting).
-            UnreachableError: the request could not be written (connection closed).
+            UnreachableError: the request could not be written (connection closed; or
+                `PendingLimitError`, no slot freed up within the timeout).
             CodecError: the packet cannot be encoded.
         """
         if self._ws.protocol.state is not State.OPEN:
             raise SessionClosedError("the socket is closing; request not sent")
         loop = self._loop
-        future: asyncio.Future[Answer] = loop.create_future()
         deadline = loop.time() + timeout
-        request_id = self._session.send_request(packet, deadline=deadline, context=future)
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
+        slots = self._out_slots
+        if slots.locked():
+            await self._wait_for_slot(deadline)
+        else:
+            await slots.acquire()  # free: returns at once
         try:
-            await self._flush()
-            answer = await future
-        except asyncio.CancelledError:
-            self._session.forget(request_id)
-            raise
+            if self._ws.protocol.state is not State.OPEN:
+                raise SessionClosedError("the socket is closing; request not sent")
+            future: asyncio.Future[Answer] = loop.create_future()
+            request_id = self._session.send_request(packet, deadline=deadline, context=future)
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(deadline)
+            try:
+                await self._flush()
+                answer = await future
+            except asyncio.CancelledError:
+                self._session.forget(request_id)
+                raise
+        finally:
+            slots.release()
         if type(answer) is Response:
             return answer
         assert isinstance(answer, Error)
         raise PeerError.from_btp_error(
             code=answer.code, name=answer.name, data=answer.data, triggered_at=answer.triggered_at
         )
+
+    async def _wait_for_slot(self, deadline: float) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._out_slots.acquire()
+        except TimeoutError:
+            raise PendingLimitError(
+                f"{self._max_pending} requests to {self.peer} were awaiting answers for this"
+                " request's whole timeout; it was not sent"
+            ) from None
 
     async def _flush(self) -> None:
         """Write what the session has queued; waits only when the socket's buffer is full."""

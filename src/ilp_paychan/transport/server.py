@@ -1,30 +1,103 @@
-"""`BtpListener`: the server role of the transport (PROTOCOL.md §b.3), on `websockets`.
+"""`BtpListener`: the server role of the transport, on `websockets`.
 
 Improvements over the reference: nothing listens before `start()`, and start-up errors (port in
-use, unreadable TLS files) are raised from it (weakness 18); `ca` is optional (weakness 24); each
-socket has its own auth deadline (weakness 15); one failing socket never affects the others
-(weakness 17); and exactly one authenticated socket is active — a newer one replaces the older,
-which is closed with code 4001 (weakness 14).
+use, unreadable TLS files) are raised from it; `ca` is optional; each socket has its own auth
+deadline, counted from its TCP accept; one failing socket never affects the others; and exactly
+one authenticated socket is active — a newer one replaces the older, which is closed with code
+4001.
+
+Limits, so that nobody who lacks the secret can exhaust the listener: at most
+`max_unauthenticated` sockets wait for authentication (the oldest is dropped when one more
+arrives, see `transport.gate`); until it authenticates, a socket may send no message larger than
+`max_auth_frame` bytes; it has `auth_timeout` seconds from its TCP accept, WebSocket handshake
+included, to authenticate (with TLS the TLS handshake must also end within `auth_timeout`, so at
+worst twice that in all). With `client_ca`, TLS clients must also present a certificate signed
+by one of those CAs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.protocol import Protocol
 
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.transport.auth import AuthCheck, secret_auth_check
 from ilp_paychan.transport.connection import BtpConnection
 from ilp_paychan.transport.events import Answer
+from ilp_paychan.transport.gate import AuthGate
 from ilp_paychan.transport.peer import ActiveLink
 from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
 
+logger = logging.getLogger("ilp_paychan.transport")
+
 DEFAULT_PORT = 4195
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+DEFAULT_AUTH_TIMEOUT = 2.0
+DEFAULT_MAX_UNAUTHENTICATED = 64
+#: The auth Message holds a user name and a token: 64 KiB is far more than it needs.
+DEFAULT_MAX_AUTH_FRAME = 64 * 1024
+DEFAULT_MAX_IN_FLIGHT = 1000
+DEFAULT_MAX_PENDING = 1000
+
+
+def limit_messages(protocol: Protocol, size: int) -> None:
+    """Set the largest message websockets' parser accepts from the next frame on.
+
+    The attribute is `max_message_size` from websockets 16 and `max_size` before; the parser
+    reads it anew for every frame, so the limit can change while the socket is open.
+    """
+    name = "max_message_size" if hasattr(protocol, "max_message_size") else "max_size"
+    setattr(protocol, name, size)
+
+
+def _drop_oldest(gate: AuthGate[ServerConnection], ws: ServerConnection) -> None:
+    """Drop an unauthenticated socket to make room for a newer one."""
+    evicted = gate.evicted
+    if evicted <= 10 or evicted % 1000 == 0:  # a flood must not flood the log too
+        logger.warning(
+            "more than %d sockets waiting to authenticate; dropped the oldest (#%d)",
+            gate.limit,
+            evicted,
+        )
+    ws.transport.abort()
+
+
+class _GuardedConnection(ServerConnection):
+    """A server socket that counts as unauthenticated from its TCP accept on.
+
+    `BtpListener` makes a subclass per listener with `gate` and `auth_frame` filled in.
+    """
+
+    gate: AuthGate[ServerConnection]
+    auth_frame: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # called at the TCP accept, before any TLS handshake
+        limit_messages(self.protocol, self.auth_frame)  # before any byte is parsed
+        self.accepted_at = self.loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # With TLS this comes after the TLS handshake, which has a limit of its own (a socket
+        # that fails it is never counted here).
+        super().connection_made(transport)
+        oldest = self.gate.admit(self)
+        if oldest is not None:
+            _drop_oldest(self.gate, oldest)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gate.leave(self)
+        super().connection_lost(exc)
 
 
 class BtpListener(ActiveLink):
@@ -35,13 +108,21 @@ class BtpListener(ActiveLink):
         host: interface to bind; None binds all, as the reference does.
         cert, key, ca: PEM file paths. `cert` switches TLS on; `key` may be omitted when the
             cert file holds it; `ca` (optional) adds chain certificates to send to clients.
+        client_ca: PEM file of the CAs that sign client certificates: with it, a TLS client
+            must present a certificate signed by one of them (mutual TLS). Needs `cert`.
         incoming_secret: the token the default auth check expects (with an empty username).
         auth_check: replaces the default check; `(username, token) -> bool`, sync or async.
-        auth_timeout: seconds a new socket has to authenticate.
+        auth_timeout: seconds a new socket has, from its TCP accept, to authenticate.
         request_timeout: default seconds to wait for the peer's answer.
         max_frame: largest accepted message in bytes; a larger one closes that socket (1009).
+        max_auth_frame: largest message accepted before the socket authenticated (1009 too).
+        max_unauthenticated: sockets that may wait for authentication at once; one more
+            drops the oldest of them.
         ping_interval, ping_timeout: WebSocket keepalive, None to disable.
-        max_in_flight: the peer's requests handled at once per socket.
+        max_in_flight: the peer's requests handled at once per socket; while that many run,
+            the socket is not read (the peer's further requests wait in its send buffer).
+        max_pending: our requests awaiting the peer's answer per socket; one more waits for
+            a free slot within its own timeout.
     """
 
     def __init__(
@@ -52,14 +133,18 @@ class BtpListener(ActiveLink):
         cert: str | None = None,
         key: str | None = None,
         ca: str | None = None,
+        client_ca: str | None = None,
         incoming_secret: str | None = None,
         auth_check: AuthCheck | None = None,
-        auth_timeout: float = 2.0,
+        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
         request_timeout: float = 5.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        max_auth_frame: int = DEFAULT_MAX_AUTH_FRAME,
+        max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
-        max_in_flight: int = 1000,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_pending: int = DEFAULT_MAX_PENDING,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(request_timeout=request_timeout)
@@ -69,17 +154,22 @@ class BtpListener(ActiveLink):
             raise InvalidFieldsError("listener.key is given but listener.cert is not")
         if ca is not None and cert is None:
             raise InvalidFieldsError("listener.ca is given but listener.cert is not")
+        if client_ca is not None and cert is None:
+            raise InvalidFieldsError("listener.clientCa is given but listener.cert is not")
         self._port = port
         self._host = host
-        self._cert, self._key, self._ca = cert, key, ca
+        self._cert, self._key, self._ca, self._client_ca = cert, key, ca, client_ca
         self._auth_check: AuthCheck = (
             auth_check if auth_check is not None else secret_auth_check(incoming_secret)
         )
         self._auth_timeout = auth_timeout
         self._max_frame = max_frame
+        self._max_auth_frame = min(max_auth_frame, max_frame)
+        self._gate: AuthGate[ServerConnection] = AuthGate(max_unauthenticated)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._max_in_flight = max_in_flight
+        self._max_pending = max_pending
         self._clock = clock
         self._server: Server | None = None
         self._connections: set[BtpConnection] = set()
@@ -110,8 +200,20 @@ class BtpListener(ActiveLink):
             if self._server is None:
                 await self._listen()
 
+    @property
+    def unauthenticated_count(self) -> int:
+        """Sockets accepted that have neither authenticated nor closed yet."""
+        return len(self._gate)
+
     async def _listen(self) -> None:
         ssl_context = self._ssl_context()
+        gate, auth_frame = self._gate, self._max_auth_frame
+
+        class Guarded(_GuardedConnection):
+            pass
+
+        Guarded.gate = gate
+        Guarded.auth_frame = auth_frame
         try:
             self._server = await serve(
                 self._handle,
@@ -123,6 +225,8 @@ class BtpListener(ActiveLink):
                 ping_timeout=self._ping_timeout,
                 compression=None,
                 close_timeout=1.0,
+                open_timeout=self._auth_timeout,
+                create_connection=Guarded,
             )
         except OSError as exc:
             where = f"{self._host or '*'}:{self._port}"
@@ -138,20 +242,60 @@ class BtpListener(ActiveLink):
         if self._cert is None:
             return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if self._client_ca is None:
+            self._load_cert_chain(context, self._cert)
+            if self._ca is not None:
+                # OpenSSL builds the chain it sends from this store; no client certs are asked.
+                try:
+                    context.load_verify_locations(cafile=self._ca)
+                except (OSError, ssl.SSLError) as exc:
+                    raise InvalidFieldsError(
+                        f"listener.ca: cannot load {self._ca!r}: {exc}"
+                    ) from exc
+            return context
+        # Mutual TLS: the verify store must hold the client CAs only (a CA in it would vouch for
+        # client certificates), so chain certificates from `ca` travel in the chain file.
+        if self._ca is None:
+            self._load_cert_chain(context, self._cert)
+        else:
+            self._load_with_chain(context, self._cert, self._ca)
         try:
-            context.load_cert_chain(self._cert, self._key)
+            context.load_verify_locations(cafile=self._client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidFieldsError(
+                f"listener.clientCa: cannot load {self._client_ca!r}: {exc}"
+            ) from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def _load_cert_chain(self, context: ssl.SSLContext, certfile: str) -> None:
+        try:
+            context.load_cert_chain(certfile, self._key)
         except (OSError, ssl.SSLError) as exc:
             raise InvalidFieldsError(
                 f"listener.cert/listener.key: cannot load the certificate {self._cert!r}"
                 f" and key {self._key!r}: {exc}"
             ) from exc
-        if self._ca is not None:
-            # OpenSSL builds the chain it sends from this store; clients are not asked for certs.
-            try:
-                context.load_verify_locations(cafile=self._ca)
-            except (OSError, ssl.SSLError) as exc:
-                raise InvalidFieldsError(f"listener.ca: cannot load {self._ca!r}: {exc}") from exc
-        return context
+
+    def _load_with_chain(self, context: ssl.SSLContext, cert: str, ca: str) -> None:
+        """Load the certificate followed by the `ca` chain certificates (a private temp file,
+        since `ssl` reads chains from files only)."""
+        try:
+            chain = Path(ca).read_bytes()
+        except OSError as exc:
+            raise InvalidFieldsError(f"listener.ca: cannot load {ca!r}: {exc}") from exc
+        try:
+            leaf = Path(cert).read_bytes()
+        except OSError:
+            leaf = b""  # let load_cert_chain report it, naming the fields
+        fd, combined = tempfile.mkstemp(suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(leaf + b"\n" + chain)
+            self._load_cert_chain(context, combined if leaf else cert)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(combined)
 
     async def stop(self) -> None:
         """Close every socket (code 1000) and stop listening; `start()` works again after."""
@@ -181,17 +325,24 @@ class BtpListener(ActiveLink):
         if self._server is None:  # arrived while stopping
             await ws.close(1001, "listener stopping")
             return
-        loop = asyncio.get_running_loop()
+        accepted_at = getattr(ws, "accepted_at", asyncio.get_running_loop().time())
         session: BtpSession[asyncio.Future[Answer]] = BtpSession.server(
-            now=loop.time(), auth_timeout=self._auth_timeout, clock=self._clock
+            now=accepted_at, auth_timeout=self._auth_timeout, clock=self._clock
         )
+
+        def authenticated(connection: BtpConnection) -> None:
+            self._gate.leave(ws)
+            limit_messages(ws.protocol, self._max_frame)
+            self._promote(connection)
+
         connection = BtpConnection(
             ws,
             session,
             get_handler=self._current_handler,
             auth_check=self._auth_check,
-            on_authenticated=self._promote,
+            on_authenticated=authenticated,
             max_in_flight=self._max_in_flight,
+            max_pending=self._max_pending,
             clock=self._clock,
         )
         self._connections.add(connection)
