@@ -43,18 +43,22 @@ _SNAKE_TO_CAMEL = {
     "request_timeout": "requestTimeout",
     "shutdown_timeout": "shutdownTimeout",
     "settled_retention": "settledRetention",
+    "client_cert": "clientCert",
+    "client_key": "clientKey",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
-    """Where the listener binds and, for TLS, the PEM file paths (read in `connect()`)."""
+    """Where the listener binds and, for TLS, the PEM file paths (read in `connect()`);
+    `client_ca` (option `listener.clientCa`) makes clients present a certificate it signed."""
 
     port: int = DEFAULT_LISTENER_PORT
     host: str | None = None
     cert: str | None = None
     key: str | None = None
     ca: str | None = None
+    client_ca: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,9 @@ class PluginSettings:
     store: Any
     store_key: str
     ca: str | None
+    #: The client's own certificate and key for a listener that verifies clients (mutual TLS).
+    client_cert: str | None
+    client_key: str | None
     request_timeout: float
     shutdown_timeout: float
     #: Forget settled transfers this many seconds after their expiry (None: keep them): the
@@ -163,6 +170,10 @@ def parse_settings(options: Mapping[str, Any], *, requires_store: bool = False) 
     incoming_secret = _optional_str(options, "incomingSecret")
     token = _optional_str(options, "token")
     ca = _optional_str(options, "ca")
+    client_cert = _optional_str(options, "clientCert")
+    client_key = _optional_str(options, "clientKey")
+    if client_key is not None and client_cert is None:
+        raise InvalidFieldsError('invalid "clientKey": given without "clientCert"')
     store_key = options.get("storeKey", "")
     if not isinstance(store_key, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", store_key):
         raise InvalidFieldsError(
@@ -188,6 +199,8 @@ def parse_settings(options: Mapping[str, Any], *, requires_store: bool = False) 
         store=store,
         store_key=store_key,
         ca=ca,
+        client_cert=client_cert,
+        client_key=client_key,
         request_timeout=_seconds(options, "requestTimeout", DEFAULT_REQUEST_TIMEOUT),
         shutdown_timeout=_seconds(options, "shutdownTimeout", DEFAULT_SHUTDOWN_TIMEOUT),
         settled_retention=_retention(options, store),
@@ -219,11 +232,16 @@ def _listener(value: Any) -> ListenerSettings | None:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidFieldsError(f'invalid "listener.port": expected 0..65535; got {port!r}')
     parts: dict[str, str | None] = {}
-    for name in ("host", "cert", "key", "ca"):
-        part = value.get(name)
+    options = {"host": "host", "cert": "cert", "key": "key", "ca": "ca", "client_ca": "clientCa"}
+    for name, option in options.items():
+        part = value.get(option)
         if part is not None and not isinstance(part, str):
-            raise InvalidFieldsError(f'invalid "listener.{name}": expected a string; got {part!r}')
+            raise InvalidFieldsError(
+                f'invalid "listener.{option}": expected a string; got {part!r}'
+            )
         parts[name] = part
+    if parts["client_ca"] is not None and parts["cert"] is None:
+        raise InvalidFieldsError('invalid "listener.clientCa": needs "listener.cert" (TLS)')
     return ListenerSettings(port=port, **parts)
 
 
