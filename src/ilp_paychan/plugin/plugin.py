@@ -185,6 +185,7 @@ class Plugin:
                 cert=listener.cert,
                 key=listener.key,
                 ca=listener.ca,
+                client_ca=listener.client_ca,
                 incoming_secret=settings.incoming_secret,
                 auth_check=settings.auth_check,
                 request_timeout=settings.request_timeout,
@@ -193,7 +194,11 @@ class Plugin:
             from ilp_paychan.transport.client import BtpClient
 
             return BtpClient(
-                settings.server, ca=settings.ca, request_timeout=settings.request_timeout
+                settings.server,
+                ca=settings.ca,
+                cert=settings.client_cert,
+                key=settings.client_key,
+                request_timeout=settings.request_timeout,
             )
         raise InvalidFieldsError('invalid options: need "listener" or "server" to reach a peer')
 
