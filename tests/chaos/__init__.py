@@ -1,0 +1,1 @@
+"""Chaos and fault tests: real processes, real sockets, durable stores, crashes and cut links."""
