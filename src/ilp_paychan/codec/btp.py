@@ -80,6 +80,8 @@ class ProtocolData:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """The answer to a request that succeeded; may carry side-protocol data (e.g. a claim)."""
+
     request_id: int
     protocol_data: tuple[ProtocolData, ...] = ()
 
@@ -110,6 +112,8 @@ class Prepare:
 
 @dataclass(frozen=True, slots=True)
 class Fulfill:
+    """Fulfils a prepared transfer: ``fulfillment`` is the 32-byte preimage of its condition."""
+
     request_id: int
     transfer_id: str
     fulfillment: bytes
@@ -118,6 +122,8 @@ class Fulfill:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """Rejects a prepared transfer; the reason travels as an ILP error in the ``ilp`` entry."""
+
     request_id: int
     transfer_id: str
     protocol_data: tuple[ProtocolData, ...] = ()
@@ -125,6 +131,8 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A request with side-protocol data only (info, balance, limit, ILP messages, rpc)."""
+
     request_id: int
     protocol_data: tuple[ProtocolData, ...] = ()
 

@@ -48,6 +48,8 @@ LIQUIDITY_POINT_SIZE: Final = 16
 
 @dataclass(frozen=True, slots=True)
 class IlpPayment:
+    """ILP v1 payment: the ``amount`` to deliver to ``account``, with opaque ``data``."""
+
     amount: int
     account: str
     data: bytes = b""
@@ -55,6 +57,8 @@ class IlpPayment:
 
 @dataclass(frozen=True, slots=True)
 class IlpError:
+    """ILP v1 error: why a payment failed, who triggered it and who forwarded it."""
+
     code: str
     name: str
     triggered_by: str
@@ -65,6 +69,8 @@ class IlpError:
 
 @dataclass(frozen=True, slots=True)
 class IlqpLiquidityRequest:
+    """ILQP: ask for the liquidity curve towards ``destination_account``."""
+
     destination_account: str
     destination_hold_duration: int
 
@@ -81,6 +87,8 @@ class IlqpLiquidityResponse:
 
 @dataclass(frozen=True, slots=True)
 class IlqpBySourceRequest:
+    """ILQP: how much arrives at ``destination_account`` for ``source_amount``."""
+
     destination_account: str
     source_amount: int
     destination_hold_duration: int
@@ -88,12 +96,16 @@ class IlqpBySourceRequest:
 
 @dataclass(frozen=True, slots=True)
 class IlqpBySourceResponse:
+    """ILQP: the answer to a by-source quote request."""
+
     destination_amount: int
     source_hold_duration: int
 
 
 @dataclass(frozen=True, slots=True)
 class IlqpByDestinationRequest:
+    """ILQP: how much must be sent for ``destination_amount`` to arrive."""
+
     destination_account: str
     destination_amount: int
     destination_hold_duration: int
@@ -101,6 +113,8 @@ class IlqpByDestinationRequest:
 
 @dataclass(frozen=True, slots=True)
 class IlqpByDestinationResponse:
+    """ILQP: the answer to a by-destination quote request."""
+
     source_amount: int
     source_hold_duration: int
 

@@ -143,9 +143,11 @@ class Reader:
         self.end = len(buf) if end is None else end
 
     def remaining(self) -> int:
+        """Bytes left before the end of the window."""
         return self.end - self.pos
 
     def read(self, n: int, field: str) -> bytes:
+        """The next `n` bytes as they are."""
         pos = self.pos
         if n > self.end - pos:
             raise CodecError(f"needs {n} bytes, {self.end - pos} left", field=field)
@@ -153,6 +155,7 @@ class Reader:
         return self.buf[pos : pos + n]
 
     def read_uint8(self, field: str) -> int:
+        """One unsigned byte."""
         pos = self.pos
         if pos >= self.end:
             raise CodecError("needs 1 byte, 0 left", field=field)
@@ -160,6 +163,7 @@ class Reader:
         return self.buf[pos]
 
     def read_uint32(self, field: str) -> int:
+        """A big-endian UInt32 (a BTP request id)."""
         pos = self.pos
         if self.end - pos < 4:
             raise CodecError(f"needs 4 bytes, {self.end - pos} left", field=field)
@@ -168,6 +172,7 @@ class Reader:
         return value
 
     def read_uint64(self, field: str) -> int:
+        """A big-endian UInt64 (an amount)."""
         pos = self.pos
         if self.end - pos < 8:
             raise CodecError(f"needs 8 bytes, {self.end - pos} left", field=field)
@@ -176,10 +181,12 @@ class Reader:
         return value
 
     def read_length(self, field: str) -> int:
+        """An OER length determinant (short or long form)."""
         n, self.pos = read_length(self.buf, self.pos, self.end, field)
         return n
 
     def read_var_octets(self, field: str) -> bytes:
+        """A length-prefixed octet string."""
         n, pos = read_length(self.buf, self.pos, self.end, field)
         if n > self.end - pos:
             raise CodecError(f"claims {n} bytes, {self.end - pos} left", field=field)
@@ -187,6 +194,7 @@ class Reader:
         return self.buf[pos : pos + n]
 
     def read_ia5(self, field: str) -> str:
+        """A length-prefixed ASCII string."""
         return ascii_text(self.read_var_octets(field))
 
     def read_var_uint(self, field: str) -> int:
@@ -215,39 +223,49 @@ class Writer:
         self.parts: list[bytes] = []
 
     def write(self, data: bytes) -> None:
+        """Raw bytes, already encoded."""
         self.parts.append(data)
 
     def write_uint8(self, value: int, field: str) -> None:
+        """One unsigned byte; `CodecError` naming `field` if out of range."""
         self.parts.append(_pack(_U8, value, field))
 
     def write_uint32(self, value: int, field: str) -> None:
+        """A big-endian UInt32; `CodecError` naming `field` if out of range."""
         self.parts.append(_pack(_U32, value, field))
 
     def write_uint64(self, value: int, field: str) -> None:
+        """A big-endian UInt64; `CodecError` naming `field` if out of range."""
         self.parts.append(_pack(_U64, value, field))
 
     def write_fixed(self, data: bytes, size: int, field: str) -> None:
+        """Exactly `size` bytes (a condition, a UUID); `CodecError` otherwise."""
         if len(data) != size:
             raise CodecError(f"must be {size} bytes, got {len(data)}", field=field)
         self.parts.append(bytes(data))
 
     def write_var_octets(self, data: bytes) -> None:
+        """A length determinant, then the bytes."""
         self.parts.append(encode_length(len(data)))
         self.parts.append(bytes(data))
 
     def write_ia5(self, text: str, field: str) -> None:
+        """A length-prefixed ASCII string; `CodecError` naming `field` if not ASCII."""
         self.write_var_octets(ascii_bytes(text, field))
 
     def write_var_uint(self, value: int, field: str) -> None:
+        """An ILP var-uint in its minimal form."""
         try:
             self.parts.append(encode_var_uint(value))
         except CodecError as exc:
             raise CodecError(exc.reason, field=field) from None
 
     def write_timestamp(self, dt: datetime, field: str) -> None:
+        """A GeneralizedTime with its length byte, always with milliseconds and `Z`."""
         self.parts.append(b"\x13" + encode_timestamp(dt, field))
 
     def getvalue(self) -> bytes:
+        """Everything written so far, joined."""
         return b"".join(self.parts)
 
 

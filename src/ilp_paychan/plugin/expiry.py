@@ -28,6 +28,8 @@ MAX_SLEEP = 60.0
 
 
 class ExpiryScheduler:
+    """Calls `on_expired(ids)` when armed transfers reach their expiry; see the module rules."""
+
     def __init__(
         self, on_expired: Callable[[list[str]], None], clock: Callable[[], float] = time.time
     ) -> None:
@@ -55,6 +57,7 @@ class ExpiryScheduler:
             self._reschedule()
 
     def disarm(self, transfer_id: str) -> None:
+        """Forget `transfer_id` (it was settled); unknown ids are ignored."""
         self._due.pop(transfer_id, None)
         if not self._due:
             self._heap.clear()

@@ -27,6 +27,7 @@ class SettlementHooks:
         return None
 
     def get_peer_account(self) -> str | None:
+        """The peer's ILP address, or None for the same default rule seen from the other side."""
         return None
 
     def get_auth_token(self) -> str | None:

@@ -84,6 +84,7 @@ class ModuleSpec:
 
     @property
     def class_name(self) -> str:
+        """The name of the plugin class made for this module (see `plugin_class_name`)."""
         return plugin_class_name(self.plugin_name)
 
 

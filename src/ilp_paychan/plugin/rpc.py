@@ -89,6 +89,7 @@ class CustomRpc:
         self._methods[name] = handler
 
     def has_method(self, name: str) -> bool:
+        """Whether the peer's calls of `name` are answered here."""
         return name in self._methods
 
     async def handle(self, message: Message) -> Response:

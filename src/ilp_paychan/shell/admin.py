@@ -73,18 +73,22 @@ class AdminServer:
 
     @property
     def address(self) -> tuple[str, int]:
+        """(host, port) actually bound; the port is the real one when 0 was asked for."""
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
     @property
     def url(self) -> str:
+        """The base URL to print in logs (IPv6 hosts in brackets)."""
         host, port = self.address
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def start(self) -> None:
+        """Serve requests from a daemon thread, so a slow scrape never blocks the event loop."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket; waits up to 5 s for the thread."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -18,6 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `ilp-paychan` command line: `serve`, `status` and `demo` with their flags."""
     parser = argparse.ArgumentParser(
         prog="ilp-paychan",
         description="Interledger payment-channel framework ledger plugin: BTP trustlines.",

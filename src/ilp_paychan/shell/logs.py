@@ -55,6 +55,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`TIME LEVEL LOGGER: message`, with UTC times to the millisecond (as the JSON lines)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 

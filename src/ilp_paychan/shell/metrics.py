@@ -142,6 +142,7 @@ class Metrics:
         return state
 
     def link_changed(self, state: LedgerState, up: bool) -> None:
+        """Record that a ledger's peer link came up or went down; a comeback counts a reconnect."""
         if up == state.link_up:
             return
         state.link_up = up
@@ -170,9 +171,11 @@ class Metrics:
         return out
 
     def exposition(self) -> bytes:
+        """The registry in Prometheus text format, for `GET /metrics`."""
         return bytes(generate_latest(self.registry))
 
     def sample(self, metric: str, labels: dict[str, str]) -> float | None:
+        """One sample's current value from the registry, or None if it was never set."""
         return self.registry.get_sample_value(metric, labels)
 
 

@@ -26,6 +26,7 @@ def fetch_status(address: str, timeout: float = TIMEOUT) -> dict[str, Any]:
 
 
 def status_main(args: argparse.Namespace) -> int:
+    """`ilp-paychan status`: a running `serve`'s /status as tables (or JSON); the exit code."""
     try:
         document = fetch_status(args.admin)
     except (OSError, ValueError) as exc:
