@@ -53,6 +53,8 @@ _OPTION_KEYS = frozenset(
         "_store",
         "storeKey",
         "ca",
+        "clientCert",
+        "clientKey",
         "requestTimeout",
         "receiverSecret",
     }
@@ -132,12 +134,15 @@ class ListenerOptions(_Strict):
     cert: str | None = None
     key: str | None = None
     ca: str | None = None
+    clientCa: str | None = None
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ListenerOptions:
         if (self.cert is None) != (self.key is None):
             missing = "key" if self.key is None else "cert"
             raise ValueError(f"{missing}: required when the other of cert/key is given (TLS)")
+        if self.clientCa is not None and self.cert is None:
+            raise ValueError("clientCa: needs cert and key (client certificates need TLS)")
         return self
 
 
@@ -172,6 +177,8 @@ class PluginOptions(BaseModel):
     store_alias: str | None = Field(None, alias="_store", repr=False)
     storeKey: str | None = None
     ca: str | None = None
+    clientCert: str | None = None
+    clientKey: str | None = None
     requestTimeout: float | None = Field(None, gt=0, le=3600)
     receiverSecret: SecretStr | None = None
 
@@ -227,6 +234,9 @@ class PluginOptions(BaseModel):
     def _role(self) -> PluginOptions:
         if self.listener is None and self.server is None:
             raise ValueError('expected "listener" (server role) or "server" (client role)')
+        if (self.clientCert is None) != (self.clientKey is None):
+            missing = "clientKey" if self.clientKey is None else "clientCert"
+            raise ValueError(f"{missing}: required when the other of clientCert/clientKey is given")
         return self
 
 
@@ -274,6 +284,8 @@ class LedgerSettings:
             listener = self.options["listener"]
             out["listen"] = f"{listener.get('host') or '0.0.0.0'}:{listener.get('port', 4195)}"
             out["tls"] = "cert" in listener
+            if "clientCa" in listener:
+                out["client_certificates"] = "required"
         if "server" in self.options:
             out["server"] = redact_url(self.options["server"])
         out["store"] = redact_url(self.store_url) if self.store_url else "stateless"
@@ -376,14 +388,15 @@ def _ledger_from_options(
     options: dict[str, Any] = dict(raw)
     if opts.listener is not None:
         listener = dict(options["listener"])
-        for key in ("cert", "key", "ca"):
+        for key in ("cert", "key", "ca", "clientCa"):
             if getattr(opts.listener, key) is not None:
                 listener[key] = _tls_file(
                     base_dir, getattr(opts.listener, key), name, f"{where}listener.{key}"
                 )
         options["listener"] = listener
-    if opts.ca is not None:
-        options["ca"] = _tls_file(base_dir, opts.ca, name, f"{where}ca")
+    for key in ("ca", "clientCert", "clientKey"):
+        if getattr(opts, key) is not None:
+            options[key] = _tls_file(base_dir, getattr(opts, key), name, f"{where}{key}")
     if entry is not None:
         if opts.prefix is not None and opts.prefix != name:
             raise ConfigError(
