@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ilp_paychan.ledger import PrepareOutcome, open_backend
+from ilp_paychan.ledger import PrepareOutcome, StoreOpenError, open_backend
 from ilp_paychan.ledger.sqlite import SCHEMA_VERSION
 
 TID = "5857d460-2a46-4545-8311-5539d99e78c0"
@@ -107,7 +107,7 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     await backend.close()
     with sqlite3.connect(tmp_path / "a.db") as conn:
         conn.execute("INSERT INTO ilp_schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreOpenError, match=r"a\.db\): the store's schema version \d+ is newer"):
         await open_backend(f"sqlite:///{tmp_path}/a.db")
 
 

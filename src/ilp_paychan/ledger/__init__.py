@@ -5,6 +5,7 @@ user key/value store. Every operation is one atomic transaction; nothing here kn
 from ilp_paychan.ledger.backend import Backend, open_backend
 from ilp_paychan.ledger.max_value import MaxValueTracker
 from ilp_paychan.ledger.memory import MemoryStore
+from ilp_paychan.ledger.opening import StoreOpenError, StoreUnreachableError
 from ilp_paychan.ledger.records import PrepareOutcome
 from ilp_paychan.ledger.store import LedgerStore
 from ilp_paychan.ledger.transfer_log import TransferLog
@@ -15,6 +16,8 @@ __all__ = [
     "MaxValueTracker",
     "MemoryStore",
     "PrepareOutcome",
+    "StoreOpenError",
+    "StoreUnreachableError",
     "TransferLog",
     "open_backend",
 ]

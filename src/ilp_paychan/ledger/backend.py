@@ -14,7 +14,7 @@ from typing import Any
 
 from ilp_paychan.ledger.inputs import check_key, parse_limit
 from ilp_paychan.ledger.max_value import MaxValueTracker
-from ilp_paychan.ledger.memory import MemoryStore
+from ilp_paychan.ledger.opening import open_store_url
 from ilp_paychan.ledger.store import LedgerStore
 from ilp_paychan.ledger.transfer_log import TransferLog
 
@@ -80,14 +80,16 @@ async def open_backend(url_or_store: object = "memory:") -> Backend:
     `get(key)`, `put(key, value)`, `delete(key)` (sync or async; single process only).
 
     Raises:
-        ValueError: an unknown URL scheme or an object that is no store.
+        ValueError: an unknown URL scheme, a malformed URL, or an object that is no store.
+        StoreOpenError: the store cannot be opened; the message names the store (password
+            masked), its file or database, and the cause.
     """
     if isinstance(url_or_store, Backend):
         return url_or_store
     if isinstance(url_or_store, Path):
         url_or_store = "sqlite:///" + str(url_or_store)
     if isinstance(url_or_store, str):
-        return Backend(await _open_url(url_or_store))
+        return Backend(await open_store_url(url_or_store))
     if _is_ledger_store(url_or_store):
         return Backend(url_or_store)  # type: ignore[arg-type]
     if all(callable(getattr(url_or_store, name, None)) for name in ("get", "put")):
@@ -98,20 +100,6 @@ async def open_backend(url_or_store: object = "memory:") -> Backend:
         "store must be a URL (memory:, sqlite:///..., postgresql://...) or an object with "
         f"get/put/delete, got {type(url_or_store).__name__}"
     )
-
-
-async def _open_url(url: str) -> LedgerStore:
-    if url in ("memory:", "memory://", "memory"):
-        return MemoryStore()
-    if url.startswith("sqlite:"):
-        from ilp_paychan.ledger.sqlite import open_sqlite_store
-
-        return await open_sqlite_store(url)
-    if url.startswith(("postgresql:", "postgres:")):
-        from ilp_paychan.ledger.postgres import open_postgres_store
-
-        return await open_postgres_store(url)
-    raise ValueError(f"unknown store URL scheme: {url.split(':', 1)[0]!r}")
 
 
 def _is_ledger_store(candidate: object) -> bool:

@@ -80,10 +80,13 @@ def format_limit(value: int | None, field: str) -> str:
     return str(value)
 
 
-def parse_expiry(value: object) -> datetime | None:
-    """The UTC expiry of a transfer's `expiresAt` (ISO 8601); naive times are taken as UTC."""
-    if value is None:
-        return None
+def parse_timestamp(value: object, field: str = "expiresAt") -> datetime:
+    """A UTC datetime from a timezone-aware `datetime` or an ISO 8601 string with a zone.
+
+    A time without a zone is refused, not guessed: JavaScript (the reference) reads
+    "2017-01-01T00:00:00" as the local time of whichever host parses it, so the same record
+    would name different instants on different machines, and an expiry could move by hours.
+    """
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
@@ -91,15 +94,29 @@ def parse_expiry(value: object) -> datetime | None:
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidFieldsError(
-                f"expiresAt must be an ISO 8601 timestamp, got {value!r}"
+                f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}"
             ) from None
     else:
         raise InvalidFieldsError(
-            f"expiresAt must be an ISO 8601 string, got {type(value).__name__}"
+            f"invalid {field}: expected an ISO 8601 timestamp; got {type(value).__name__}"
         )
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
+    if moment.utcoffset() is None:
+        raise InvalidFieldsError(
+            f"invalid {field}: the timestamp has no time zone, so its instant depends on the "
+            f"host (add Z for UTC or an offset such as +01:00); got {_shown(value)}"
+        )
     return moment.astimezone(UTC)
+
+
+def parse_expiry(value: object) -> datetime | None:
+    """The UTC instant of a transfer's `expiresAt` (None when absent); see `parse_timestamp`."""
+    if value is None:
+        return None
+    return parse_timestamp(value, "expiresAt")
+
+
+def _shown(value: object) -> str:
+    return repr(value.isoformat()) if isinstance(value, datetime) else repr(value)
 
 
 def expiry_sort_key(moment: datetime) -> str:
@@ -127,7 +144,7 @@ def normalise_transfer(transfer: object) -> tuple[str, dict[str, Any], int]:
     normal["amount"] = str(amount)
     expires = normal.get("expiresAt")
     if isinstance(expires, datetime):
-        normal["expiresAt"] = expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        normal["expiresAt"] = parse_timestamp(expires).isoformat().replace("+00:00", "Z")
     return transfer_id, normal, amount
 
 

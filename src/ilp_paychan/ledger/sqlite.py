@@ -136,14 +136,20 @@ def path_of_url(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-async def open_sqlite_store(url: str) -> SqliteStore:
-    """Open (creating or migrating) the SQLite file named by `url`."""
+def sqlite_settings(url: str) -> tuple[str, str]:
+    """(file path, synchronous mode) of an SQLite URL; ValueError for a URL we cannot open."""
     path, options = path_of_url(url)
     synchronous = options.pop("synchronous", "FULL").upper()
     if synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
     if options:
         raise ValueError(f"unknown SQLite URL options: {', '.join(sorted(options))}")
+    return path, synchronous
+
+
+async def open_sqlite_store(url: str) -> SqliteStore:
+    """Open (creating or migrating) the SQLite file named by `url`."""
+    path, synchronous = sqlite_settings(url)
     store = SqliteStore(path, synchronous)
     try:
         await store.start()

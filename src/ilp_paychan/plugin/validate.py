@@ -29,6 +29,7 @@ from typing import Any
 
 from ilp_paychan.codec.condition import b64url_encode
 from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.ledger.inputs import parse_timestamp as ledger_timestamp
 
 MAX_UINT64 = 2**64 - 1
 
@@ -97,22 +98,9 @@ def parse_base64(value: Any, field: str = "ilp") -> bytes:
 
 
 def parse_timestamp(value: Any, field: str = "expiresAt") -> datetime:
-    """A timezone-aware UTC datetime, truncated to milliseconds."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidFieldsError(
-                f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}"
-            ) from None
-    else:
-        raise InvalidFieldsError(f"invalid {field}: expected an ISO 8601 timestamp; got {value!r}")
-    if moment.tzinfo is None:
-        raise InvalidFieldsError(f"invalid {field}: the timestamp needs a time zone; got {value!r}")
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
+    """A UTC datetime truncated to milliseconds (the wire's precision); the ledger's rule for
+    what a timestamp is (a zone is required)."""
+    moment = ledger_timestamp(value, field)
     extra = moment.microsecond % 1000
     return moment.replace(microsecond=moment.microsecond - extra) if extra else moment
 
