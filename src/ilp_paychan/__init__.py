@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Plugin", "__version__", "errors", "make_payment_channel_plugin", "open_backend"]
+__all__ = [
+    "FulfillmentPendingError",
+    "Plugin",
+    "__version__",
+    "errors",
+    "make_payment_channel_plugin",
+    "open_backend",
+]
 
 if TYPE_CHECKING:
     from ilp_paychan import errors
+    from ilp_paychan.errors import FulfillmentPendingError
     from ilp_paychan.ledger import open_backend
     from ilp_paychan.plugin.paychan import make_payment_channel_plugin
     from ilp_paychan.plugin.plugin import Plugin
@@ -23,6 +31,7 @@ _LAZY = {
     "make_payment_channel_plugin": ("ilp_paychan.plugin.paychan", "make_payment_channel_plugin"),
     "open_backend": ("ilp_paychan.ledger", "open_backend"),
     "errors": ("ilp_paychan.errors", None),
+    "FulfillmentPendingError": ("ilp_paychan.errors", "FulfillmentPendingError"),
 }
 
 

@@ -74,6 +74,26 @@ class PeerTimeoutError(PluginError):
     ilp_code = "T00"
 
 
+class FulfillmentPendingError(PluginError):
+    """Our fulfilment is committed, but the sender has not answered the Fulfill in time.
+
+    Not a failure of the fulfilment: it stays stored and is delivered again until the sender
+    answers. Until then the money is not final (a sender that cancelled at its expiry refuses
+    it). The `incoming_fulfill_confirmed` event (paid) or `incoming_fulfill_reverted` (not
+    paid; the transfer is cancelled) reports the outcome. Only ever raised locally.
+    """
+
+    ilp_code = "T00"
+
+    def __init__(self, transfer_id: str) -> None:
+        super().__init__(
+            f"the fulfillment of {transfer_id} is stored, but the peer has not acknowledged it;"
+            " it will be delivered until the peer answers, and the incoming_fulfill_confirmed"
+            " or incoming_fulfill_reverted event will report the outcome"
+        )
+        self.transfer_id = transfer_id
+
+
 class PeerError(PluginError):
     """The peer answered a request with a BTP Error.
 

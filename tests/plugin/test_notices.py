@@ -11,7 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ilp_paychan import Plugin
+import pytest
+
+from ilp_paychan import FulfillmentPendingError, Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Fulfill, Reject
 from ilp_paychan.codec.ilp import IlpError, decode_ilp
@@ -61,6 +63,10 @@ async def _no_notices(plugin: Plugin) -> bool:
     return await plugin.transfer_log.list_peer_notices() == []
 
 
+async def _notices(plugin: Plugin, count: int) -> bool:
+    return len(await plugin.transfer_log.list_peer_notices()) == count
+
+
 async def _settle_while_client_away_then_restart(
     tmp_path: Path, settle: str, extra: dict[str, Any]
 ) -> tuple[Plugin, Plugin, Recorder, dict[str, Any], str]:
@@ -81,14 +87,22 @@ async def _settle_while_client_away_then_restart(
     watcher = LinkWatcher()
     server.add_observer(watcher)
     await wait_until(lambda: not server._link_is_open(), "the server sees the client gone")
-    async with asyncio.timeout(WAIT):
-        if settle == "reject":
+    if settle == "reject":
+        async with asyncio.timeout(WAIT):
             await server.reject_incoming_transfer(transfer["id"], extra)
-        else:
-            await server.fulfill_condition(transfer["id"], fulfillment, **extra)
-    assert watcher.sent == []  # nothing was sent: there is nobody to send it to
-    assert len(await server.transfer_log.list_peer_notices()) == 1
-    await server.disconnect()
+        assert watcher.sent == []  # nothing was sent: there is nobody to send it to
+        assert len(await server.transfer_log.list_peer_notices()) == 1
+        await server.disconnect()
+    else:
+        # It waits for the peer's answer; stopping the plugin ends the wait as pending.
+        fulfilling = asyncio.ensure_future(
+            server.fulfill_condition(transfer["id"], fulfillment, **extra)
+        )
+        await wait_until(lambda: _notices(server, 1), "the fulfilment is committed")
+        await server.disconnect()
+        with pytest.raises(FulfillmentPendingError):
+            async with asyncio.timeout(WAIT):
+                await fulfilling
 
     again = durable_server(tmp_path, port)
     await again.connect()
@@ -151,22 +165,35 @@ async def _prepared_then_peer_gone(listener: Plugin) -> tuple[btp.Prepare, bytes
     return packet, preimage, watcher
 
 
-async def test_fulfill_without_a_peer_returns_at_once_and_delivers_later(tmp_path: Path) -> None:
+async def test_fulfill_without_a_peer_waits_for_it_and_returns_once_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """No peer: the fulfilment is committed at once, but the call returns only when the peer,
+    back within requestTimeout, has acknowledged the Fulfill (only then is it paid)."""
     listener = durable_server(tmp_path)
+    events = Recorder(listener, "incoming_fulfill", "incoming_fulfill_confirmed")
     await listener.connect()
     try:
         packet, preimage, watcher = await _prepared_then_peer_gone(listener)
-        async with asyncio.timeout(WAIT):
-            await listener.fulfill_condition(packet.transfer_id, b64url(preimage))
+        fulfilling = asyncio.ensure_future(
+            listener.fulfill_condition(packet.transfer_id, b64url(preimage))
+        )
+        await events.wait("incoming_fulfill")
+        assert await listener.get_balance() == "3"  # committed locally...
+        assert not fulfilling.done()  # ...but not reported as paid
+        assert events["incoming_fulfill_confirmed"] == []
         assert "fulfill" not in watcher.sent
-        assert await listener.get_balance() == "3"
         assert listener.listener_port is not None
         peer = await RawPeer.open(listener.listener_port)
         fulfill = await peer.next_request()
         assert isinstance(fulfill, Fulfill)
         assert fulfill.fulfillment == preimage
+        assert not fulfilling.done()
         await peer.answer(fulfill)
-        await wait_until(lambda: _no_notices(listener))
+        async with asyncio.timeout(WAIT):
+            await fulfilling
+        await events.wait("incoming_fulfill_confirmed")
+        assert await _no_notices(listener)
         await peer.close()
     finally:
         await listener.disconnect()

@@ -17,7 +17,13 @@ from ilp_paychan import Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Fulfill, Message, ProtocolData, Reject
 from ilp_paychan.codec.ilp import IlpError, decode_ilp
-from ilp_paychan.errors import InvalidFieldsError, NotAcceptedError, PeerError, UnreachableError
+from ilp_paychan.errors import (
+    FulfillmentPendingError,
+    InvalidFieldsError,
+    NotAcceptedError,
+    PeerError,
+    UnreachableError,
+)
 
 from .conftest import (
     Pair,
@@ -38,18 +44,19 @@ def b64(raw: bytes) -> str:
 
 async def test_unanswered_fulfill_is_kept_and_redelivered_until_acknowledged() -> None:
     """Probe transferlog-keys: the reference fulfilled locally and never retried (weakness 5).
-    Here fulfill_condition returns (the money is ours), the notice survives and the Fulfill is
-    re-sent until the peer acknowledges it."""
+    Here fulfill_condition says the fulfilment is pending (committed, not yet acknowledged), the
+    notice survives and the Fulfill is re-sent until the peer acknowledges it, which the
+    incoming_fulfill_confirmed event reports."""
     plugin = Plugin(server_options(requestTimeout=0.2))
+    events = Recorder(plugin, "incoming_fulfill_confirmed")
     await plugin.connect()
     assert plugin.listener_port is not None
     peer = await RawPeer.open(plugin.listener_port)
     try:
         packet, preimage = prepare_packet(amount=4)
         assert isinstance(await peer.request(packet), btp.Response)
-        await plugin.fulfill_condition(
-            packet.transfer_id, b64(preimage)
-        )  # first Fulfill unanswered
+        with pytest.raises(FulfillmentPendingError, match="incoming_fulfill_confirmed"):
+            await plugin.fulfill_condition(packet.transfer_id, b64(preimage))
         first = await peer.next_request()
         assert isinstance(first, Fulfill)
         assert len(await plugin.transfer_log.list_peer_notices()) == 1
@@ -59,6 +66,8 @@ async def test_unanswered_fulfill_is_kept_and_redelivered_until_acknowledged() -
         await peer.answer(again)
         await wait_until(lambda: _notices(plugin, 0))
         assert await plugin.get_balance() == "4"
+        ((record, fulfillment),) = await events.wait("incoming_fulfill_confirmed")
+        assert (record["id"], fulfillment) == (packet.transfer_id, b64(preimage))
     finally:
         await peer.close()
         await plugin.disconnect()

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ilp_paychan import Plugin
+import pytest
+
+from ilp_paychan import FulfillmentPendingError, Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Fulfill, Reject
 from ilp_paychan.codec.ilp import IlpError, decode_ilp
@@ -146,7 +148,8 @@ async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Pat
     async with first_run(tmp_path, requestTimeout=0.2) as (first, peer, port):
         packet, preimage = prepare_packet(amount=8)
         assert isinstance(await peer.request(packet), btp.Response)
-        await first.fulfill_condition(packet.transfer_id, b64url(preimage))
+        with pytest.raises(FulfillmentPendingError):
+            await first.fulfill_condition(packet.transfer_id, b64url(preimage))
 
     async with second_run(tmp_path, port) as (second, _):
         peer = await RawPeer.open(port)

@@ -31,6 +31,10 @@ TRANSFER_EVENTS = (
     "outgoing_reject",
     "incoming_cancel",
     "outgoing_cancel",
+    # The sender's answer to our Fulfill: acknowledged (paid), or refused as already cancelled
+    # (the fulfilment was rolled back: not paid).
+    "incoming_fulfill_confirmed",
+    "incoming_fulfill_reverted",
 )
 
 EVENT_NAMES = frozenset(

@@ -179,7 +179,15 @@ class IncomingRequests:
         book = plugin._book
         assert book is not None
         tid = packet.transfer_id
-        entry, changed = await book.fulfill_outgoing(tid, packet.fulfillment, time.time())
+        try:
+            entry, changed = await book.fulfill_outgoing(tid, packet.fulfillment, time.time())
+        except AlreadyRolledBackError:
+            late = book.prepared.get(tid)
+            if late is not None:
+                # Past its expiry by our clock, not cancelled yet: the F05 we answer says it is
+                # cancelled, so cancel it now rather than when the timer gets to it.
+                plugin._scheduler.arm(tid, late.expires_at)
+            raise
         if changed:
             plugin._scheduler.disarm(tid)
             events = plugin._events

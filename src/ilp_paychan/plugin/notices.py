@@ -1,39 +1,62 @@
-"""Telling the peer about settled transfers until it acknowledges (weakness 5).
+"""Telling the peer about settled transfers until it answers, and acting on its answer.
 
 What this module is for: after we fulfil or reject an incoming transfer, the ledger holds a durable
 *peer notice* (recorded in the same transaction as the state change). `PeerNotices` sends the
-Fulfill or Reject, clears the notice when the peer answers, and otherwise re-sends it from one
-background task with exponential backoff while the plugin is connected — also for notices left by
-an earlier process (after a restart). It never changes a transfer's state.
+Fulfill or Reject, and re-sends it from one background task with exponential backoff while the
+plugin is connected — also for notices left by an earlier process (after a restart). The sender
+decides whether a Fulfill counts, so its answer settles the notice:
 
-Rules:
-- A Response clears the notice. A BTP Error is an answer too (the peer heard us and refused,
-  e.g. it already expired the transfer): the notice is cleared and, for a first Fulfill whose
-  caller asked for it, the PeerError is raised.
-- A timeout or a lost connection keeps the notice and wakes the background task. While the link
-  is down nothing is sent (and nobody waits): the link's coming up wakes the task.
-- A Fulfill notice is given up once the transfer's expiry has passed (the peer refuses it then);
-  a Reject notice one hour after it.
-- The payload is stored with the notice (`Entry.notice`, the ledger's `notice`): the Reject's
-  encoded ILP error, the Fulfill's `ilp` data; so a notice re-sent after a restart carries the
-  original reason or data. A notice without one (an expiry) goes as the R00 expiry Reject.
+- A Response: acknowledged. The notice is cleared; for a Fulfill `incoming_fulfill_confirmed`
+  fires (the money is final).
+- A BTP Error F05 (AlreadyRolledBackError) to a Fulfill: the sender had already cancelled the
+  transfer (at its expiry, before our Fulfill reached it), and a fulfilment that reaches the
+  sender after the expiry does not count. The fulfilment is rolled back
+  (`TransferLog.revert_fulfillment`: state, sums and notice in one transaction) and
+  `incoming_fulfill_reverted` fires. Exception: the JavaScript reference also answers F05 to a
+  repeated Fulfill of a transfer it *fulfilled* once that is past its expiry; its message then
+  carries its record with `"state":"fulfilled"`, which counts as acknowledged.
+- Any other BTP Error: the peer heard us and did not cancel; the notice is cleared, nothing is
+  reverted, a warning is logged.
+- A timeout or a lost connection: no answer; the notice stays and is sent again. While the link
+  is down nothing is sent by the background task: the link's coming up wakes it.
+
+A Fulfill notice is re-sent, after the transfer's expiry too, until the sender answers: that is
+what makes both sides agree in the end. A Reject notice is given up an hour after the expiry (a
+sender that never hears it cancels at its own expiry anyway).
+
+The payload is stored with the notice (`Entry.notice`, the ledger's `notice`): the Reject's
+encoded ILP error, the Fulfill's `ilp` data; so a notice re-sent after a restart carries the
+original reason or data. A notice without one (an expiry) goes as the R00 expiry Reject.
+It changes a transfer's state only to revert a fulfilment the sender refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
 
 from ilp_paychan.codec.btp import ContentType, Fulfill, Packet, ProtocolData, Reject, Response
 from ilp_paychan.codec.ilp import encode_ilp
-from ilp_paychan.errors import NotConnectedError, PeerError, PeerTimeoutError, UnreachableError
+from ilp_paychan.errors import (
+    AlreadyRolledBackError,
+    NotConnectedError,
+    PeerError,
+    PeerTimeoutError,
+    PluginError,
+    UnreachableError,
+)
 from ilp_paychan.ledger import TransferLog
+from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.protocol_data import decode_entry, entries_by_name
-from ilp_paychan.plugin.reasons import expiry_error
-from ilp_paychan.plugin.transfers import FULFILLED, Entry
+from ilp_paychan.plugin.reasons import expiry_error, reverted_reason
+from ilp_paychan.plugin.transfers import CANCELLED, FULFILLED, Entry
 from ilp_paychan.plugin.validate import parse_hash32
 
 log = logging.getLogger("ilp_paychan.plugin")
@@ -45,12 +68,64 @@ NOTICE_GRACE = 3600.0
 #: Longest wait between re-delivery rounds.
 NOTICE_BACKOFF_MAX = 30.0
 NOTICE_BACKOFF_MIN = 0.25
+#: Pause between two tries within one `deliver_until` wait (after a dropped connection).
+RETRY_PAUSE = 0.1
 
-Requester = Callable[[Packet, str], Awaitable[Response]]
+_ALREADY_CANCELLED = AlreadyRolledBackError.ilp_code  # F05, from us and from the reference
+
+
+class Requester(Protocol):
+    """Sends a packet to the peer (the Plugin's request, timed as `kind`)."""
+
+    def __call__(
+        self, packet: Packet, kind: str, timeout: float | None = None
+    ) -> Awaitable[Response]: ...
+
+
+class Outcome(Enum):
+    """What became of one delivery of a notice."""
+
+    #: The peer answered with a Response (for a Fulfill: paid, final).
+    ACKNOWLEDGED = "acknowledged"
+    #: The sender refused the Fulfill as already cancelled; our fulfilment was rolled back.
+    REVERTED = "reverted"
+    #: The peer answered with another BTP Error; the notice is cleared, nothing reverted.
+    REFUSED = "refused"
+    #: Not sent, or no answer; the notice stays and is sent again.
+    UNANSWERED = "unanswered"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    outcome: Outcome
+    #: The peer's BTP Error, for REVERTED and REFUSED.
+    error: PeerError | None = None
+
+
+_UNANSWERED = Answer(Outcome.UNANSWERED)
+_ACKNOWLEDGED = Answer(Outcome.ACKNOWLEDGED)
+
+
+def sender_record_state(error: PeerError) -> str | None:
+    """The state in the transfer record the reference appends to a refusal, if there is one.
+
+    The JavaScript reference words its F05 as "<id> has already expired: <record as JSON>"
+    (or "... cancelled: ..."); the record says whether the transfer is fulfilled on its side.
+    """
+    message = str(error)
+    start = message.find("{")
+    if start < 0:
+        return None
+    try:
+        record: Any = json.loads(message[start:])
+    except ValueError:
+        return None
+    state = record.get("state") if isinstance(record, dict) else None
+    return state if isinstance(state, str) else None
 
 
 class PeerNotices:
-    """Delivery of Fulfills and Rejects the peer has not acknowledged yet."""
+    """Delivery of Fulfills and Rejects the peer has not answered yet."""
 
     def __init__(
         self,
@@ -58,18 +133,51 @@ class PeerNotices:
         *,
         transfer_log: Callable[[], TransferLog | None],
         account: Callable[[], str],
+        peer_account: Callable[[], str],
         active: Callable[[], bool],
         link_open: Callable[[], bool],
         on_claim: Callable[[Any], Awaitable[None]],
+        events: EventEmitter,
     ) -> None:
         self._request = request
         self._transfer_log = transfer_log
         self._account = account
+        self._peer_account = peer_account
         self._active = active
         self._link_open = link_open
         self._on_claim = on_claim
-        self._delivering: set[str] = set()
+        self._events = events
+        #: Notices being sent, or held by a caller delivering them itself: id -> holders.
+        self._delivering: dict[str, int] = {}
         self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ holding
+
+    @contextlib.contextmanager
+    def holding(self, transfer_id: str) -> Iterator[None]:
+        """The background task leaves this notice alone meanwhile (its caller delivers it)."""
+        held = self._delivering
+        held[transfer_id] = held.get(transfer_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = held[transfer_id] - 1
+            if left:
+                held[transfer_id] = left
+            else:
+                del held[transfer_id]
+
+    async def stored(self, transfer_id: str) -> Entry | None:
+        """The pending notice of a transfer, with its payload; None when there is none."""
+        transfer_log = self._transfer_log()
+        if transfer_log is None:
+            return None
+        for stored in await transfer_log.list_peer_notices():
+            if stored["transfer"]["id"] == transfer_id:
+                return Entry.from_stored(stored)
+        return None
+
+    # ------------------------------------------------------------------ delivering
 
     def _packet(self, entry: Entry, preimage: bytes | None) -> tuple[Packet, str]:
         if entry.fulfillment is not None and entry.state == FULFILLED:
@@ -83,42 +191,104 @@ class PeerNotices:
             reason = encode_ilp(expiry_error(self._account()))
         return Reject(0, entry.id, (ProtocolData("ilp", _OCTETS, reason),)), "reject"
 
-    async def deliver(
-        self, entry: Entry, *, raise_refusal: bool = False, preimage: bytes | None = None
-    ) -> bool:
-        """Send a settled transfer's Fulfill/Reject once; True when the peer answered.
-
-        With no open link it sends nothing and returns False at once: the notice is stored and
-        the link's coming up starts the re-delivery.
-        """
+    async def deliver(self, entry: Entry) -> Answer:
+        """Send a settled transfer's Fulfill/Reject once, if the link is open, and act on the
+        answer. With no open link it sends nothing: the link's coming up starts re-delivery."""
         if not self._link_open():
-            return False
-        tid = entry.id
-        packet, kind = self._packet(entry, preimage)
-        self._delivering.add(tid)
-        try:
-            response = await self._request(packet, kind)
-        except PeerError as error:
-            log.warning("peer refused our %s of %s: %s %s", kind, tid, error.code, error.name)
-            await self._clear(tid)
-            if raise_refusal and kind == "fulfill":
-                raise
-            return True
-        except (PeerTimeoutError, UnreachableError, NotConnectedError) as error:
-            log.info("%s of %s not acknowledged (%s); will retry", kind, tid, type(error).__name__)
+            return _UNANSWERED
+        with self.holding(entry.id):
+            answer = await self._send(entry, None, None)
+        if answer.outcome is Outcome.UNANSWERED:
             self.kick()
-            return False
-        finally:
-            self._delivering.discard(tid)
-        await self._clear(tid)
-        if kind == "fulfill" and response.protocol_data:
+        return answer
+
+    async def deliver_until(
+        self, entry: Entry, deadline: float, preimage: bytes | None = None
+    ) -> Answer:
+        """Send the Fulfill/Reject and wait for the peer's answer until `deadline` (event-loop
+        time), waiting for the link when it is down and trying again when it drops; the caller
+        holds the notice (`holding`). UNANSWERED when the time is up or the plugin stops."""
+        loop = asyncio.get_running_loop()
+        while self._active():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            answer = await self._send(entry, preimage, remaining)
+            if answer.outcome is not Outcome.UNANSWERED:
+                return answer
+            await asyncio.sleep(min(RETRY_PAUSE, max(deadline - loop.time(), 0.0)))
+        return _UNANSWERED
+
+    async def _send(self, entry: Entry, preimage: bytes | None, wait: float | None) -> Answer:
+        """One request (`wait`: its deadline in seconds, None for `requestTimeout`)."""
+        packet, kind = self._packet(entry, preimage)
+        try:
+            response = await self._request(packet, kind, wait)
+        except PeerError as error:
+            return await self._refused(entry, kind, error)
+        except (PeerTimeoutError, UnreachableError, NotConnectedError) as error:
+            log.info("%s of %s not acknowledged (%s)", kind, entry.id, type(error).__name__)
+            return _UNANSWERED
+        await self._acknowledged(entry, kind, response)
+        return _ACKNOWLEDGED
+
+    async def _acknowledged(self, entry: Entry, kind: str, response: Response | None) -> None:
+        await self._clear(entry.id)
+        if kind != "fulfill":
+            return
+        if response is not None and response.protocol_data:
             claim = entries_by_name(response.protocol_data).get("claim")
             if claim is not None:
                 try:
                     await self._on_claim(decode_entry(claim))
                 except Exception:
-                    log.exception("handle_incoming_claim failed for %s", tid)
-        return True
+                    log.exception("handle_incoming_claim failed for %s", entry.id)
+        events = self._events
+        if events.has_listeners("incoming_fulfill_confirmed"):
+            events.emit("incoming_fulfill_confirmed", entry.record, entry.fulfillment)
+
+    async def _refused(self, entry: Entry, kind: str, error: PeerError) -> Answer:
+        tid = entry.id
+        if kind == "fulfill" and error.code == _ALREADY_CANCELLED:
+            if sender_record_state(error) == FULFILLED:
+                log.info("peer answered F05 to our fulfill of %s, yet holds it fulfilled", tid)
+                await self._acknowledged(entry, kind, None)
+                return _ACKNOWLEDGED
+            return await self._revert(entry, error)
+        log.warning("peer refused our %s of %s: %s %s", kind, tid, error.code, error.name)
+        await self._clear(tid)
+        return Answer(Outcome.REFUSED, error)
+
+    async def _revert(self, entry: Entry, error: PeerError) -> Answer:
+        """The sender cancelled the transfer before our Fulfill reached it: roll ours back."""
+        tid = entry.id
+        transfer_log = self._transfer_log()
+        if transfer_log is None:
+            return _UNANSWERED
+        try:
+            changed = await transfer_log.revert_fulfillment(tid)
+        except PluginError as refusal:
+            log.error("cannot revert the fulfillment of %s: %s; notice dropped", tid, refusal)
+            await self._clear(tid)
+            return Answer(Outcome.REFUSED, error)
+        except Exception:
+            log.exception("reverting the fulfillment of %s failed; will retry", tid)
+            return _UNANSWERED
+        log.warning(
+            "the peer had already cancelled %s (it answered %s %s): our fulfillment is reverted",
+            tid,
+            error.code,
+            error.name,
+        )
+        entry.state = CANCELLED
+        entry.fulfillment = None
+        events = self._events
+        if changed and events.has_listeners("incoming_fulfill_reverted"):
+            reason = reverted_reason(
+                self._peer_account(), error.code, error.name, str(error), error.triggered_at
+            )
+            events.emit("incoming_fulfill_reverted", entry.record, reason)
+        return Answer(Outcome.REVERTED, error)
 
     async def _clear(self, transfer_id: str) -> None:
         transfer_log = self._transfer_log()
@@ -127,6 +297,8 @@ class PeerNotices:
                 await transfer_log.clear_peer_notice(transfer_id)
             except Exception:
                 log.exception("could not clear the peer notice of %s", transfer_id)
+
+    # ------------------------------------------------------------------ re-delivery
 
     def kick(self) -> None:
         """Start the background re-delivery of stored notices, if not running."""
@@ -174,13 +346,16 @@ class PeerNotices:
                 log.error("stored notice %r cannot be read; dropped", stored.get("transfer"))
                 await self._clear(str(stored.get("transfer", {}).get("id", "")))
                 continue
-            grace = 0.0 if entry.state == FULFILLED else NOTICE_GRACE
-            if time.time() > entry.expires_at + grace:
-                log.warning(
-                    "giving up telling the peer about %s %s: expired", entry.state, entry.id
-                )
+            if entry.id in self._delivering:
+                continue  # a caller is delivering it right now
+            if entry.state != FULFILLED and time.time() > entry.expires_at + NOTICE_GRACE:
+                log.warning("giving up telling the peer about cancelled %s: expired", entry.id)
                 await self._clear(entry.id)
                 continue
-            if not self._link_open() or not await self.deliver(entry):
+            if not self._link_open():
+                return False
+            with self.holding(entry.id):
+                answer = await self._send(entry, None, None)
+            if answer.outcome is Outcome.UNANSWERED:
                 return False
         return True

@@ -32,6 +32,7 @@ from ilp_paychan.codec.ilp import encode_ilp
 from ilp_paychan.codec.int64 import decode_int64
 from ilp_paychan.errors import (
     AlreadyRolledBackError,
+    FulfillmentPendingError,
     InvalidFieldsError,
     NotAcceptedError,
     NotConnectedError,
@@ -44,7 +45,7 @@ from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.expiry import ExpiryScheduler
 from ilp_paychan.plugin.hooks import SettlementHooks
 from ilp_paychan.plugin.incoming import IncomingRequests
-from ilp_paychan.plugin.notices import PeerNotices
+from ilp_paychan.plugin.notices import Outcome, PeerNotices
 from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
 from ilp_paychan.plugin.protocol_data import (
     decode_entry,
@@ -155,9 +156,11 @@ class Plugin:
             self._request,
             transfer_log=lambda: self._log,
             account=self.get_account,
+            peer_account=self.get_peer_account,
             active=self.is_connected,
             link_open=self._link_is_open,
             on_claim=self._hooks.handle_incoming_claim,
+            events=self._events,
         )
         self._has_claims = (
             type(self._hooks).create_outgoing_claim is not SettlementHooks.create_outgoing_claim
@@ -483,15 +486,22 @@ class Plugin:
 
     # ------------------------------------------------------------------ outgoing requests
 
-    async def _request(self, packet: Packet, kind: str) -> Response:
+    async def _request(
+        self,
+        packet: Packet,
+        kind: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - the link's own deadline
+    ) -> Response:
         link = self._link
         if link is None:
             raise NotConnectedError("the plugin is not connected")
+        if timeout is None:
+            timeout = self._settings.request_timeout
         if not self._observers:
-            return await link.request(packet, self._settings.request_timeout)
+            return await link.request(packet, timeout)
         started = time.perf_counter()
         try:
-            return await link.request(packet, self._settings.request_timeout)
+            return await link.request(packet, timeout)
         finally:
             elapsed = time.perf_counter() - started
             for observer in self._observers:
@@ -615,34 +625,63 @@ class Plugin:
     async def fulfill_condition(
         self, transfer_id: str, fulfillment: str, ilp: str | None = None
     ) -> None:
-        """Fulfil an incoming transfer and tell the peer.
+        """Fulfil an incoming transfer; returns once the sender acknowledged it (paid, final).
 
-        The fulfilment is committed (with a durable "tell the peer" notice) before anything is
-        sent; then the Fulfill goes out. If the peer answers, this returns (or raises its
-        PeerError, e.g. when it already expired the transfer). If it does not answer in time,
-        this still returns — the money is ours; with no peer connected it returns at once,
-        sending nothing. The Fulfill (with its `ilp`, stored with the notice) is re-sent in the
-        background until acknowledged, also after a reconnect or restart (weakness 5).
-        A repeated call with the same fulfillment succeeds without a second event.
+        The fulfilment is committed (with a durable "tell the peer" notice carrying `ilp`)
+        before anything is sent, and `incoming_fulfill` fires. Then the Fulfill goes out and
+        this waits for the sender's answer, at most `requestTimeout` seconds from the call:
+        while the link is down it waits for it, and it sends again if the link drops. The
+        sender decides (a fulfilment that reaches it after the expiry does not count):
+
+        - it acknowledges: this returns (and `incoming_fulfill_confirmed` fires);
+        - it had already cancelled the transfer: the fulfilment is reverted here (the transfer
+          ends cancelled, the balance drops back, `incoming_fulfill_reverted` fires) and this
+          raises AlreadyRolledBackError;
+        - it refuses otherwise: its PeerError is raised (nothing reverted);
+        - no answer in time: FulfillmentPendingError. The Fulfill is re-sent in the background
+          until the sender answers (after the expiry too, after reconnects and restarts), and
+          one of the two events reports the outcome.
+
+        A repeated call with the same fulfillment raises no second `incoming_fulfill`: it
+        returns at once if the sender acknowledged already, else it waits as above.
 
         Raises:
-            InvalidFieldsError, TransferNotFoundError, AlreadyRolledBackError (cancelled or
-            expired), NotAcceptedError (outgoing transfer, or the fulfillment does not match).
+            InvalidFieldsError, TransferNotFoundError, AlreadyRolledBackError (cancelled,
+            expired, or refused by the sender as cancelled), NotAcceptedError (outgoing
+            transfer, or the fulfillment does not match), PeerError, FulfillmentPendingError.
         """
         self._require_connected("fulfill_condition")
         assert self._book is not None
         tid = canonical_id(transfer_id)
         preimage = parse_hash32(fulfillment, "fulfillment")
         ilp_bytes = parse_base64(ilp) if ilp not in (None, "") else None
-        entry, changed = await self._book.fulfill_incoming(tid, preimage, _now(), ilp_bytes)
-        if not changed:
+        notices = self._notices
+        deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
+        with notices.holding(tid):  # this call delivers it, not the background task
+            entry, changed = await self._book.fulfill_incoming(tid, preimage, _now(), ilp_bytes)
+            if changed:
+                self._scheduler.disarm(tid)
+                text = entry.fulfillment or fulfillment
+                ilp_text = b64url(ilp_bytes) if ilp_bytes else None
+                self._events.emit("incoming_fulfill", entry.record, text, ilp_text)
+            else:
+                pending = await notices.stored(tid)
+                if pending is None:
+                    return  # acknowledged before
+                entry = pending
+            answer = await notices.deliver_until(entry, deadline, preimage)
+        outcome = answer.outcome
+        if outcome is Outcome.ACKNOWLEDGED:
             return
-        self._scheduler.disarm(tid)
-        text = entry.fulfillment or fulfillment
-        self._events.emit(
-            "incoming_fulfill", entry.record, text, b64url(ilp_bytes) if ilp_bytes else None
-        )
-        await self._notices.deliver(entry, raise_refusal=True, preimage=preimage)
+        if outcome is Outcome.REVERTED:
+            raise AlreadyRolledBackError(
+                f"transfer {tid}: the sender had already cancelled it ({answer.error}); "
+                "the fulfillment is reverted"
+            )
+        if answer.error is not None:
+            raise answer.error
+        notices.kick()
+        raise FulfillmentPendingError(tid)
 
     async def reject_incoming_transfer(
         self, transfer_id: str, reason: Mapping[str, Any] | None = None

@@ -33,6 +33,28 @@ def expiry_error(account: str, now: datetime | None = None) -> IlpError:
     return IlpError("R00", "Transfer Timed Out", account, (), now or datetime.now(UTC), b"expired")
 
 
+def reverted_reason(
+    peer_account: str, code: str, name: str, message: str, triggered_at: datetime | None
+) -> dict[str, Any]:
+    """The reason `incoming_fulfill_reverted` reports: the sender had cancelled the transfer.
+
+    It reads as the expiry it almost always is (R00, triggered by the sender), with the sender's
+    BTP answer in `additional_info`.
+    """
+    return {
+        "code": "R00",
+        "name": "Transfer Timed Out",
+        "triggered_by": peer_account,
+        "forwarded_by": [],
+        "triggered_at": triggered_at or datetime.now(UTC),
+        "additional_info": {
+            "message": f"the sender refused the fulfillment: {code} {name}: {message}",
+            "code": code,
+            "name": name,
+        },
+    }
+
+
 def _ascii(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.isascii():
         raise InvalidFieldsError(f"invalid reason.{field}: expected an ASCII string; got {value!r}")
