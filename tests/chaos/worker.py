@@ -58,6 +58,7 @@ JOURNALLED_EVENTS = (
     "incoming_reject",
     "incoming_cancel",
     "incoming_fulfill_reverted",
+    "incoming_fulfill_confirmed",
 )
 
 
