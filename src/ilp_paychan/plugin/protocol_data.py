@@ -35,7 +35,9 @@ def dump_json(value: Any) -> bytes:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise InvalidFieldsError(f"invalid custom: not JSON-serialisable ({error})") from None
-    return text.encode("utf-8")
+    # A lone surrogate (which JSON text may carry as an escape) goes back out as that escape,
+    # as JSON.stringify writes it; strict UTF-8 would refuse it.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def side_protocol_entry(name: str, value: Any) -> ProtocolData:

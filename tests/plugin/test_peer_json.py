@@ -1,6 +1,10 @@
-"""JSON from the peer nested deeper than Python's parser allows is refused like any other bad
-JSON, never with a RecursionError (found by the fuzzer: a `custom` entry of a few thousand
-brackets made the listener answer "internal error" and log a traceback)."""
+"""JSON from the peer that Python reads in its own way, found by the fuzzer (each made the listener
+answer "internal error" and log a traceback):
+
+- nested deeper than the parser allows: refused like any other bad JSON, never RecursionError;
+- a lone surrogate escape (``"\\ud800"``, valid JSON text): written back as that escape, as
+  JSON.stringify does, not refused by strict UTF-8.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ilp_paychan import Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Message, ProtocolData
 from ilp_paychan.codec.ilp import IlpError
 from ilp_paychan.errors import InvalidFieldsError, PeerError
-from ilp_paychan.plugin.protocol_data import decode_entry, dump_json
+from ilp_paychan.plugin.protocol_data import decode_entry, dump_json, to_protocol_data
 from ilp_paychan.plugin.reasons import outgoing_reason
 from ilp_paychan.plugin.rpc import decode_value
 
@@ -60,3 +65,23 @@ async def test_listener_answers_deep_custom_json_with_invalid_fields(raw: RawPee
     assert (answer.code, answer.name) == ("F01", "InvalidFieldsError")
     assert "invalid custom: JSON nested too deeply" in answer.data
     await raw.still_usable()
+
+
+LONE_SURROGATE = b'{"a":"x\\ud800y","b":"\xc3\xa9"}'
+
+
+def test_lone_surrogate_json_round_trips_as_its_escape() -> None:
+    value = decode_entry(ProtocolData("custom", 2, LONE_SURROGATE))
+    assert value == {"a": "x\ud800y", "b": "\u00e9"}
+    assert dump_json(value) == LONE_SURROGATE
+    (entry,) = to_protocol_data(custom=value)
+    assert decode_entry(entry) == value
+
+
+async def test_request_handler_echoing_a_lone_surrogate_is_answered(
+    listener: Plugin, raw: RawPeer
+) -> None:
+    listener.register_request_handler(lambda m: {"to": m["from"], "custom": m["custom"]})
+    answer = await raw.request(Message(0, (ProtocolData("custom", 2, LONE_SURROGATE),)))
+    assert isinstance(answer, btp.Response), answer
+    assert answer.protocol_data == (ProtocolData("custom", 2, LONE_SURROGATE),)
