@@ -64,6 +64,7 @@ from ilp_paychan.plugin.validate import (
     Validator,
     b64url,
     canonical_id,
+    check_prefix,
     parse_base64,
     parse_hash32,
 )
@@ -387,7 +388,10 @@ class Plugin:
         if self._prefix is None:
             if not isinstance(remote_prefix, str):
                 raise NotAcceptedError("the peer's info has no prefix")
-            self._prefix = remote_prefix
+            try:  # it becomes part of every account and record: check what the peer sent
+                self._prefix = check_prefix(remote_prefix, "info.prefix from the peer")
+            except InvalidFieldsError as exc:
+                raise NotAcceptedError(str(exc)) from None
         self._info = info
 
     async def _recover_prepared(self) -> None:

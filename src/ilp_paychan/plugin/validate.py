@@ -15,6 +15,9 @@ Rules:
 - `ilp`: base64url or standard base64, with or without padding; returned as bytes.
 - accounts: `to`/`from` prefix rules exactly as the reference's validator (startsWith), including
   its escape for records that carry an `account` field.
+- a ledger prefix learnt from the peer: 2 to 1023 printable ASCII characters without spaces,
+  ending with "." (the rule the shell applies to configured prefixes, with the length cap of
+  RFC 15's ILP addresses), so a peer cannot give us an empty, multi-line or huge prefix.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _B64URL_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _B64URL_32_LOOSE = re.compile(r"[A-Za-z0-9_-]{43}")
 _BASE64_ANY = re.compile(r"[A-Za-z0-9_+/-]*={0,2}")
+_PREFIX = re.compile(r"[!-~]{1,1022}\.")
 
 
 def canonical_id(value: Any, field: str = "id") -> str:
@@ -46,6 +50,20 @@ def canonical_id(value: Any, field: str = "id") -> str:
     if not isinstance(value, str) or not _UUID.fullmatch(value):
         raise InvalidFieldsError(f"invalid {field}: expected a dashed UUID string; got {value!r}")
     return value.lower()
+
+
+def check_prefix(value: Any, field: str = "prefix") -> str:
+    """A ledger prefix: printable ASCII without spaces, ending with ".", at most 1023 long."""
+    if not isinstance(value, str) or not _PREFIX.fullmatch(value):
+        if isinstance(value, str):
+            shown = repr(value) if len(value) <= 80 else f"a string of {len(value)} characters"
+        else:
+            shown = type(value).__name__
+        raise InvalidFieldsError(
+            f"invalid {field}: expected an ILP prefix ending with '.' (printable ASCII, no"
+            f" spaces, at most 1023 characters); got {shown}"
+        )
+    return value
 
 
 def parse_amount(value: Any, field: str = "amount") -> int:
