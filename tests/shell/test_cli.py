@@ -76,7 +76,7 @@ def test_demo_end_to_end_json(tmp_path: Path) -> None:
     balances = summary["balances"]
     assert balances["agree"] is True
     assert int(balances["server"]) == -int(balances["client"])
-    assert balances["server"] == balances["expected_server"]
+    assert balances["server"] == balances["server_change"] == balances["expected_server_change"]
     assert summary["prepared_left"] == {"server": 0, "client": 0}
     for direction in summary["directions"].values():
         outcomes = direction["outcomes"]
