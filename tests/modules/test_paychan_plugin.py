@@ -19,9 +19,9 @@ from ilp_paychan import Plugin, make_payment_channel_plugin
 from ilp_paychan.errors import (
     InvalidFieldsError,
     NotAcceptedError,
-    NotConnectedError,
     PeerError,
 )
+from ilp_paychan.ledger.on_demand import OnDemandStore
 from ilp_paychan.plugin.module_hooks import PluginContext
 
 from .helpers import (
@@ -294,8 +294,8 @@ def test_a_hook_timeout_the_peer_would_not_wait_for_is_refused() -> None:
 
 
 async def test_ledger_objects_from_the_constructor_follow_the_store(tmp_path: Any) -> None:
-    """A durable store opens in connect(); handles taken in the constructor work from then on,
-    also after disconnect() and connect() reopened it."""
+    """Handles taken in the constructor work before connect() (the durable store opens on their
+    first call), while connected, and after disconnect() and connect() reopened the store."""
     module = Dummy()
     handles: dict[str, Any] = {}
     constructor = module.constructor
@@ -309,21 +309,49 @@ async def test_ledger_objects_from_the_constructor_follow_the_store(tmp_path: An
     plugin = make_payment_channel_plugin(module)(
         server_options(me="a", peer="b", store=f"sqlite:///{tmp_path / 'a.db'}")
     )
-    with pytest.raises(NotConnectedError):
-        await handles["tracker"].get_max()
-    with pytest.raises(NotConnectedError):
-        await module.ctx.transfer_log.get_balance()  # type: ignore[union-attr]
+    assert (await handles["tracker"].get_max())["value"] == "0"
+    await handles["tracker"].set_if_max({"value": "3", "data": None})
+    assert await module.ctx.transfer_log.get_balance() == "0"  # type: ignore[union-attr]
     await plugin.connect()
+    assert (await handles["tracker"].get_max())["value"] == "3"
     await handles["tracker"].set_if_max({"value": "7", "data": None})
     await handles["log"].prepare({"id": "x", "amount": "10"}, True)
     with pytest.raises(NotAcceptedError):
         await handles["log"].prepare({"id": "y", "amount": "1"}, True)
     await plugin.disconnect()
+    assert await handles["log"].get_incoming_fulfilled_and_prepared() == "10"
     await plugin.connect()
     assert (await handles["tracker"].get_max())["value"] == "7"
     assert await handles["log"].get_incoming_fulfilled_and_prepared() == "10"
     assert await module.ctx.transfer_log.get_balance() == "0"  # type: ignore[union-attr]
     await plugin.disconnect()
+
+
+async def test_ctx_backend_works_in_a_module_that_never_connects(tmp_path: Any) -> None:
+    """The module's ledger objects read and write before connect(); the durable store opened by
+    that first use stays open until disconnect(), which closes it without a connect()."""
+    module = Dummy()
+    plugin = make_payment_channel_plugin(module)(
+        server_options(me="a", peer="b", store=f"sqlite:///{tmp_path / 'a.db'}")
+    )
+    ctx = module.ctx
+    assert ctx is not None
+    store = plugin.backend.store
+    assert isinstance(store, OnDemandStore)
+    assert not store.is_open
+    side = ctx.backend.get_transfer_log("side")
+    await side.prepare({"id": "x", "amount": "4"}, True)
+    await ctx.backend.get_max_value_tracker("best").set_if_max({"value": "9", "data": None})
+    assert await ctx.transfer_log.get_balance() == "0"
+    assert store.is_open
+    await plugin.disconnect()
+    assert not store.is_open
+    assert module.calls == []  # the module's disconnect hook runs only after a connect()
+    assert await side.get_incoming_fulfilled_and_prepared() == "4"
+    tracker = ctx.backend.get_max_value_tracker("best")
+    assert (await tracker.get_max())["value"] == "9"
+    await plugin.disconnect()
+    assert not store.is_open
 
 
 async def test_a_failing_disconnect_hook_fails_disconnect_after_closing() -> None:

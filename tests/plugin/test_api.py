@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from ilp_paychan import Plugin
 from ilp_paychan.codec import btp
-from ilp_paychan.errors import NotConnectedError, TransferNotFoundError
+from ilp_paychan.errors import TransferNotFoundError
 
-from .conftest import Pair, RawPeer, make_transfer, prepare_packet, server_options
+from .conftest import Pair, RawPeer, make_transfer, prepare_packet
 
 
 async def test_fulfill_of_an_unknown_id_raises_transfer_not_found(pair: Pair) -> None:
@@ -20,18 +19,6 @@ async def test_fulfill_of_an_unknown_id_raises_transfer_not_found(pair: Pair) ->
         await pair.server.fulfill_condition("5709e97e-ffb5-5454-5c53-cfaa5a0cd4c1", fulfillment)
     with pytest.raises(TransferNotFoundError):
         await pair.server.reject_incoming_transfer("5709e97e-ffb5-5454-5c53-cfaa5a0cd4c1", {})
-
-
-async def test_transfer_log_of_a_durable_store_opens_in_connect(tmp_path: Path) -> None:
-    plugin = Plugin(server_options(store=f"sqlite:///{tmp_path}/x.db"))
-    with pytest.raises(NotConnectedError):
-        _ = plugin.transfer_log
-    await plugin.connect()
-    try:
-        assert await plugin.transfer_log.get_balance() == "0"
-        assert await plugin.transfer_log.get_maximum() == "1000"
-    finally:
-        await plugin.disconnect()
 
 
 def test_stateless_plugins_have_an_in_memory_transfer_log_at_once() -> None:

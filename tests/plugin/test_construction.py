@@ -65,8 +65,8 @@ async def test_methods_need_connect_first() -> None:
     plugin = Plugin(CLIENT)
     with pytest.raises(NotConnectedError, match="Must be connected before send_transfer"):
         await plugin.send_transfer({})
-    with pytest.raises(NotConnectedError):
-        await plugin.get_balance()
+    with pytest.raises(NotConnectedError, match=r"get_limit can be called\. It asks the peer"):
+        await plugin.get_limit()
 
 
 async def test_listener_port_in_use_makes_connect_raise_and_a_retry_works() -> None:

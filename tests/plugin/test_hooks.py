@@ -3,7 +3,6 @@ hand-written hooks object: refusal of an incoming prepare, the claim round trip,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from ilp_paychan import Plugin
 from ilp_paychan.codec.btp import Message, ProtocolData, Response
 from ilp_paychan.errors import DuplicateIdError, NotAcceptedError, PeerError
 from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.services import HookServices
 
 from .conftest import client_options, make_transfer, server_options
 
@@ -43,7 +43,7 @@ class Recording(SettlementHooks):
 
 def with_hooks(hooks: SettlementHooks) -> type[Plugin]:
     class HookedPlugin(Plugin):
-        def _create_hooks(self, options: Mapping[str, Any]) -> SettlementHooks:
+        def _create_hooks(self, services: HookServices) -> SettlementHooks:
             return hooks
 
     return HookedPlugin

@@ -7,18 +7,21 @@ handler, or offered to the settlement hooks' side protocols. Any failure becomes
 carrying the right ILP code. It also counts the requests being handled, so that `disconnect()`
 can let them finish.
 
-It works on its Plugin's state (book, validator, hooks, scheduler, events) and owns none of it.
+It owns none of the Plugin's state and never sees the Plugin: it is built with the few
+collaborators it uses (the events, the expiry scheduler, the settlement hooks, the peer notices'
+kick, the Plugin's `Lifecycle` flags and its account/info getters), and `bind()` hands it the
+TransferBook and Validator of each connection. Everything is bound once, so a request costs no
+lookups through the Plugin.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ilp_paychan.codec.btp import (
     ContentType,
@@ -44,6 +47,10 @@ from ilp_paychan.errors import (
     ilp_code_for,
 )
 from ilp_paychan.ledger import PrepareOutcome
+from ilp_paychan.plugin.events import EventEmitter
+from ilp_paychan.plugin.expiry import ExpiryScheduler
+from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.lifecycle import Lifecycle
 from ilp_paychan.plugin.protocol_data import (
     dump_json,
     entries_by_name,
@@ -52,11 +59,9 @@ from ilp_paychan.plugin.protocol_data import (
     to_protocol_data,
 )
 from ilp_paychan.plugin.reasons import outgoing_reason
-from ilp_paychan.plugin.transfers import Entry
-from ilp_paychan.plugin.validate import b64url, format_timestamp
-
-if TYPE_CHECKING:
-    from ilp_paychan.plugin.plugin import Plugin
+from ilp_paychan.plugin.transfers import Entry, TransferBook
+from ilp_paychan.plugin.validate import Validator, b64url, format_timestamp
+from ilp_paychan.transport.session import error_data
 
 log = logging.getLogger("ilp_paychan.plugin")
 
@@ -65,10 +70,8 @@ _TEXT = int(ContentType.TEXT_PLAIN_UTF8)
 _JSON = int(ContentType.APPLICATION_JSON)
 _EMPTY_RESPONSE_PD: tuple[ProtocolData, ...] = ()
 
-
-def error_data(message: str) -> str:
-    """The JSON `data` of a BTP Error or ILP error, as the reference writes it."""
-    return json.dumps({"message": message}, separators=(",", ":"), ensure_ascii=False)
+#: A message handler as `Plugin.register_request_handler` takes it (sync or async).
+RequestHandlerFn = Callable[[dict[str, Any]], Any]
 
 
 def error_packet(request_id: int, error: BaseException) -> Error:
@@ -80,15 +83,61 @@ def error_packet(request_id: int, error: BaseException) -> Error:
 class IncomingRequests:
     """Handles one Plugin's incoming requests; `handle` is the link's request handler."""
 
-    def __init__(self, plugin: Plugin) -> None:
-        self._plugin = plugin
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        events: EventEmitter,
+        scheduler: ExpiryScheduler,
+        hooks: SettlementHooks,
+        kick_notices: Callable[[], None],
+        request_handler: Callable[[], RequestHandlerFn | None],
+        info: Callable[[], dict[str, Any] | None],
+        account: Callable[[], str],
+        peer_account: Callable[[], str],
+        request_timeout: float,
+    ) -> None:
+        """`request_handler` returns the handler registered now; `info`, `account` and
+        `peer_account` answer as the Plugin's getters; `request_timeout` bounds how long a
+        request that arrives during connect() is held."""
+        self._lifecycle = lifecycle
+        self._emit = events.emit
+        self._has_listeners = events.has_listeners
+        self._arm = scheduler.arm
+        self._disarm = scheduler.disarm
+        hooks_class = type(hooks)
+        # A hook the hooks object does not override is skipped rather than awaited for nothing.
+        self._prepare_hook = (
+            hooks.handle_incoming_prepare
+            if hooks_class.handle_incoming_prepare is not SettlementHooks.handle_incoming_prepare
+            else None
+        )
+        self._claim_hook = (
+            hooks.create_outgoing_claim
+            if hooks_class.create_outgoing_claim is not SettlementHooks.create_outgoing_claim
+            else None
+        )
+        self._side_protocols = hooks.handle_side_protocols
+        self._kick_notices = kick_notices
+        self._request_handler = request_handler
+        self._info = info
+        self._account = account
+        self._peer_account = peer_account
+        self._request_timeout = request_timeout
+        self._book: TransferBook | None = None
+        self._validator: Validator | None = None
         self.running = 0
         self.idle = asyncio.Event()
         self.idle.set()
 
+    def bind(self, book: TransferBook, validator: Validator) -> None:
+        """Use this connection's book and validator (called by connect() before it is done)."""
+        self._book = book
+        self._validator = validator
+
     async def handle(self, packet: Prepare | Fulfill | Reject | Message) -> Response | Error:
-        plugin = self._plugin
-        if not plugin._connected and not await self._wait_ready():
+        """Answer one request of the peer; never raises (a failure becomes a BTP Error)."""
+        if not self._lifecycle.connected and not await self._wait_ready():
             return error_packet(packet.request_id, UnreachableError("the plugin is not connected"))
         self.running += 1
         self.idle.clear()
@@ -115,21 +164,21 @@ class IncomingRequests:
                 self.idle.set()
 
     async def _wait_ready(self) -> bool:
-        """Hold a request that arrived during connect() until ready (weakness 20), bounded."""
-        plugin = self._plugin
-        if plugin._closing or plugin._connect_task is None:
+        """Hold a request that arrived during connect() until ready, bounded by the request
+        timeout (the reference answered such a request with an error)."""
+        lifecycle = self._lifecycle
+        if lifecycle.closing or not lifecycle.connecting:
             return False
         try:
-            await asyncio.wait_for(plugin._ready.wait(), plugin._settings.request_timeout)
+            await asyncio.wait_for(lifecycle.ready.wait(), self._request_timeout)
         except TimeoutError:
             return False
-        return plugin._connected
+        return lifecycle.connected
 
     async def _on_prepare(self, packet: Prepare) -> Response:
-        plugin = self._plugin
-        if plugin._closing:
+        if self._lifecycle.closing:
             raise UnreachableError("the plugin is disconnecting")
-        book = plugin._book
+        book = self._book
         assert book is not None
         if packet.expires_at is None:
             raise InvalidFieldsError("invalid expiresAt: not a valid timestamp")
@@ -141,7 +190,7 @@ class IncomingRequests:
                 f"invalid expiresAt: {format_timestamp(packet.expires_at)} is in the past"
             )
         tid = packet.transfer_id
-        validator = plugin._validator
+        validator = self._validator
         assert validator is not None
         record: dict[str, Any] = {
             "id": tid,
@@ -150,33 +199,33 @@ class IncomingRequests:
             "expiresAt": format_timestamp(packet.expires_at),
             "to": validator.account,
             "from": validator.peer_account,
-            "ledger": plugin._prefix,
+            "ledger": validator.prefix,
         }
         if packet.protocol_data:
             record.update(lpi_fields(entries_by_name(packet.protocol_data)))
         entry = Entry(tid, record, True, packet.amount, packet.execution_condition, expires_at)
         outcome = await book.prepare(entry)
         if outcome is PrepareOutcome.NEW:
-            if plugin._has_prepare_hook:
+            prepare_hook = self._prepare_hook
+            if prepare_hook is not None:
                 try:
-                    await plugin._hooks.handle_incoming_prepare(record)
+                    await prepare_hook(record)
                 except Exception as error:
                     await book.cancel_refused(tid)
                     log.info("transfer %s refused by the settlement hook: %s", tid, error)
                     if isinstance(error, PluginError):
                         raise
                     raise NotAcceptedError(str(error)) from error
-            plugin._scheduler.arm(tid, expires_at)
-            plugin._events.emit("incoming_prepare", record)
+            self._arm(tid, expires_at)
+            self._emit("incoming_prepare", record)
         elif outcome is PrepareOutcome.REPEAT_CANCELLED:
             raise AlreadyRolledBackError(f"transfer {tid} has already been cancelled.")
         elif outcome is PrepareOutcome.REPEAT_FULFILLED:
-            plugin._notices.kick()
+            self._kick_notices()
         return Response(packet.request_id, _EMPTY_RESPONSE_PD)
 
     async def _on_fulfill(self, packet: Fulfill) -> Response:
-        plugin = self._plugin
-        book = plugin._book
+        book = self._book
         assert book is not None
         tid = packet.transfer_id
         try:
@@ -186,24 +235,22 @@ class IncomingRequests:
             if late is not None:
                 # Past its expiry by our clock, not cancelled yet: the F05 we answer says it is
                 # cancelled, so cancel it now rather than when the timer gets to it.
-                plugin._scheduler.arm(tid, late.expires_at)
+                self._arm(tid, late.expires_at)
             raise
         if changed:
-            plugin._scheduler.disarm(tid)
-            events = plugin._events
-            if events.has_listeners("outgoing_fulfill"):
+            self._disarm(tid)
+            if self._has_listeners("outgoing_fulfill"):
                 fields = (
                     lpi_fields(entries_by_name(packet.protocol_data))
                     if packet.protocol_data
                     else {}
                 )
-                events.emit("outgoing_fulfill", entry.record, entry.fulfillment, fields.get("ilp"))
-        if not plugin._has_claims:
+                self._emit("outgoing_fulfill", entry.record, entry.fulfillment, fields.get("ilp"))
+        claim_hook = self._claim_hook
+        if claim_hook is None:
             return Response(packet.request_id, _EMPTY_RESPONSE_PD)
         try:
-            claim = await plugin._hooks.create_outgoing_claim(
-                await plugin.transfer_log.get_outgoing_fulfilled()
-            )
+            claim = await claim_hook(await book.log.get_outgoing_fulfilled())
         except Exception:
             log.exception("create_outgoing_claim failed for %s", tid)
             claim = None
@@ -211,8 +258,7 @@ class IncomingRequests:
         return Response(packet.request_id, pd)
 
     async def _on_reject(self, packet: Reject) -> Response:
-        plugin = self._plugin
-        book = plugin._book
+        book = self._book
         assert book is not None
         entry_pd = entries_by_name(packet.protocol_data).get("ilp")
         if entry_pd is None or not entry_pd.data:
@@ -226,16 +272,15 @@ class IncomingRequests:
         tid = packet.transfer_id
         entry, changed = await book.reject_by_peer(tid, time.time())
         if changed:
-            plugin._scheduler.disarm(tid)
+            self._disarm(tid)
             reason = outgoing_reason(error)
             if entry.is_incoming:
-                plugin._events.emit("incoming_cancel", entry.record, reason)
+                self._emit("incoming_cancel", entry.record, reason)
             else:
-                plugin._events.emit("outgoing_reject", entry.record, reason)
+                self._emit("outgoing_reject", entry.record, reason)
         return Response(packet.request_id, _EMPTY_RESPONSE_PD)
 
     async def _on_message(self, packet: Message) -> Response:
-        plugin = self._plugin
         by_name = entries_by_name(packet.protocol_data)
         ilp = by_name.get("ilp")
         if ilp is not None and ilp.data:
@@ -244,22 +289,26 @@ class IncomingRequests:
         if info is not None:
             if info.content_type not in (_TEXT, _JSON) and info.data[:1] == b"\x02":
                 return Response(
-                    packet.request_id, (ProtocolData("info", _JSON, dump_json(plugin.get_info())),)
+                    packet.request_id, (ProtocolData("info", _JSON, dump_json(self._info())),)
                 )
             return Response(
-                packet.request_id, (ProtocolData("info", _TEXT, plugin.get_account().encode()),)
+                packet.request_id, (ProtocolData("info", _TEXT, self._account().encode()),)
             )
         if "balance" in by_name:
-            balance = int(await plugin.transfer_log.get_balance())
+            book = self._book
+            assert book is not None
+            balance = int(await book.log.get_balance())
             return Response(
                 packet.request_id, (ProtocolData("balance", _OCTETS, encode_int64(balance)),)
             )
         if "limit" in by_name:
-            maximum = await plugin.transfer_log.get_maximum()
+            book = self._book
+            assert book is not None
+            maximum = await book.log.get_maximum()
             return Response(packet.request_id, (ProtocolData("limit", _JSON, dump_json(maximum)),))
         if "custom" in by_name:
             return await self._on_handler_request(packet.request_id, by_name)
-        answer = await plugin._hooks.handle_side_protocols(packet)
+        answer = await self._side_protocols(packet)
         if answer is None:
             names = ", ".join(sorted(by_name)) or "(none)"
             raise NotAcceptedError(f"Unsupported side protocol(s): {names}")
@@ -268,16 +317,17 @@ class IncomingRequests:
     async def _on_handler_request(
         self, request_id: int, by_name: Mapping[str, ProtocolData]
     ) -> Response:
-        plugin = self._plugin
+        validator = self._validator
+        assert validator is not None
         message: dict[str, Any] = {
             "id": request_id,
-            "to": plugin.get_account(),
-            "from": plugin.get_peer_account(),
-            "ledger": plugin._prefix,
+            "to": self._account(),
+            "from": self._peer_account(),
+            "ledger": validator.prefix,
         }
         message.update(lpi_fields(by_name))
-        plugin._events.emit("incoming_request", message)
-        handler = plugin._request_handler
+        self._emit("incoming_request", message)
+        handler = self._request_handler()
         if handler is None:
             raise NotAcceptedError("no request handler registered")
         try:
@@ -289,22 +339,21 @@ class IncomingRequests:
             ilp_error = IlpError(
                 "F00",
                 "Bad Request",
-                plugin.get_account(),
+                self._account(),
                 (),
                 datetime.now(UTC),
                 error_data(str(error)).encode("utf-8"),
             )
             encoded = encode_ilp(ilp_error)
-            plugin._events.emit(
+            self._emit(
                 "outgoing_response",
                 {
-                    "to": plugin.get_peer_account(),
-                    "from": plugin.get_account(),
+                    "to": self._peer_account(),
+                    "from": self._account(),
                     "ilp": b64url(encoded),
                 },
             )
             return Response(request_id, (ProtocolData("ilp", _OCTETS, encoded),))
-        assert plugin._validator is not None
-        checked = plugin._validator.outgoing_message(result)
-        plugin._events.emit("outgoing_response", result)
+        checked = validator.outgoing_message(result)
+        self._emit("outgoing_response", result)
         return Response(request_id, to_protocol_data(checked.ilp, checked.custom))

@@ -1,10 +1,11 @@
-"""The ledger objects a module's `ctx` hands out before the store is open.
+"""The ledger objects a module's `ctx` hands out, usable from the module's constructor on.
 
 A module's `constructor` runs inside the plugin's constructor and asks `ctx.backend` for its
-TransferLogs and MaxValueTrackers there, synchronously; but a durable store only opens in
-`connect()` (and is closed and reopened by `disconnect()`/`connect()`). So `ctx.backend` gives out
-stand-ins that check the key at once and find the real object on every call, raising
-NotConnectedError while the store is closed. They never cache data, only the handle.
+TransferLogs and MaxValueTrackers there, synchronously; but the plugin's Backend changes: before
+connect() it is a stand-in whose durable store opens on first use, while connected it is bound to
+the open store, and disconnect() closes it. So `ctx.backend` gives out handles that check the key
+at once and find the real object of the plugin's current Backend on every call. They never cache
+data, only the handle.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ilp_paychan.errors import NotConnectedError
 from ilp_paychan.ledger import Backend, MaxValueTracker, TransferLog
 from ilp_paychan.ledger.inputs import check_key, parse_limit
 
@@ -57,16 +57,11 @@ class DeferredMaxValueTracker(_Deferred):
 class ModuleBackend:
     """`ctx.backend`: `get_transfer_log` / `get_max_value_tracker` usable before `connect()`."""
 
-    __slots__ = ("_current",)
+    __slots__ = ("_backend",)
 
-    def __init__(self, current: Callable[[], Backend | None]) -> None:
-        self._current = current
-
-    def _backend(self) -> Backend:
-        backend = self._current()
-        if backend is None:
-            raise NotConnectedError("the plugin's store opens in connect(); call connect() first")
-        return backend
+    def __init__(self, current: Callable[[], Backend]) -> None:
+        """`current` returns the plugin's Backend now."""
+        self._backend = current
 
     def get_transfer_log(
         self,
@@ -114,7 +109,7 @@ class ModuleBackend:
         return DeferredMaxValueTracker(resolve, _TRACKER_METHODS, checked)
 
 
-def plugin_transfer_log(plugin: Any) -> DeferredTransferLog:
-    """`ctx.transfer_log`: the plugin's own TransferLog, whichever store is open now."""
-    key = getattr(getattr(plugin, "settings", None), "store_key", "")
-    return DeferredTransferLog(lambda: plugin.transfer_log, _TRANSFER_LOG_METHODS, key)
+def own_transfer_log(current: Callable[[], TransferLog], key: str) -> DeferredTransferLog:
+    """`ctx.transfer_log`: the plugin's own TransferLog (at `key`), whichever one `current`
+    returns at call time."""
+    return DeferredTransferLog(current, _TRANSFER_LOG_METHODS, key)

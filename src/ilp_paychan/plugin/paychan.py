@@ -1,21 +1,19 @@
 """`make_payment_channel_plugin(module)`: a Plugin class whose settlement is a user's module.
 
 The class subclasses the trustline `Plugin` and changes one thing: `_create_hooks` returns a
-`ModuleHooks` around the module, with the module's `PluginContext`. Everything else (transfer
-state machine, store, link) is the plugin's; the module only sees `ctx` (API.md "Payment-channel
-modules").
+`ModuleHooks` around the module, with the module's `PluginContext` made from the `HookServices`
+the plugin lends (its rpc, store and options) and the plugin itself as `ctx.plugin`. Everything
+else (transfer state machine, store, link) is the plugin's; the module only sees `ctx`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
 
 from ilp_paychan.codec.btp import Message, Response
 from ilp_paychan.errors import InvalidFieldsError, NotConnectedError
 from ilp_paychan.plugin.hooks import SettlementHooks
-from ilp_paychan.plugin.module_context import ModuleBackend, plugin_transfer_log
+from ilp_paychan.plugin.module_context import ModuleBackend, own_transfer_log
 from ilp_paychan.plugin.module_hooks import (
     DEFAULT_HOOK_TIMEOUT,
     DEFAULT_LIFECYCLE_TIMEOUT,
@@ -27,6 +25,7 @@ from ilp_paychan.plugin.module_hooks import (
 )
 from ilp_paychan.plugin.plugin import Plugin
 from ilp_paychan.plugin.rpc import CustomRpc
+from ilp_paychan.plugin.services import HookServices
 
 __all__ = ["PluginContext", "make_payment_channel_plugin"]
 
@@ -34,9 +33,11 @@ __all__ = ["PluginContext", "make_payment_channel_plugin"]
 def make_payment_channel_plugin(module: object) -> type[Plugin]:
     """A Plugin class (named `Plugin` + capitalised `plugin_name`) settling through `module`.
 
-    `module` is any object or mapping with the hooks of API.md. Options of the class besides the
-    plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc methods, default 2 or
-    half of `requestTimeout` if that is less; must be below `requestTimeout`) and
+    `module` is any object or mapping with the module hooks (`plugin_name`, `constructor`,
+    `connect`, `handle_incoming_prepare`, ...; see `module_hooks.load_module`). Options of the
+    class besides the plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc
+    methods, default 2 or half of `requestTimeout` if that is less; must be below
+    `requestTimeout`) and
     `lifecycleHookTimeout` (seconds for `connect`/`disconnect`, default 30).
 
     Raises:
@@ -44,8 +45,8 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
     """
     spec = load_module(module)
 
-    def _create_hooks(self: Plugin, options: Mapping[str, Any]) -> SettlementHooks:
-        return _module_hooks(self, spec, options)
+    def _create_hooks(self: Plugin, services: HookServices) -> SettlementHooks:
+        return _module_hooks(self, spec, services)
 
     namespace = {
         "_create_hooks": _create_hooks,
@@ -58,8 +59,9 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
     return cls
 
 
-def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) -> ModuleHooks:
+def _module_hooks(plugin: Plugin, spec: ModuleSpec, services: HookServices) -> ModuleHooks:
     """Build `ctx` and the hooks, then run the module's constructor (inside the plugin's)."""
+    options = services.options
     if not plugin.settings.stateful:
         raise InvalidFieldsError(
             'invalid "store": if the plugin is stateless, then a payment channel backend '
@@ -69,7 +71,7 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
     lifecycle_timeout = hook_timeout_option(
         options, "lifecycleHookTimeout", DEFAULT_LIFECYCLE_TIMEOUT
     )
-    request_timeout = plugin.settings.request_timeout
+    request_timeout = services.settings.request_timeout
     if "hookTimeout" not in options and "hook_timeout" not in options:
         hook_timeout = min(hook_timeout, request_timeout / 2)
     elif hook_timeout >= request_timeout:
@@ -81,20 +83,19 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, options: Mapping[str, Any]) 
     async def send(message: Message) -> Response:
         # Fail at once while no peer is connected (a listener before its client dials in),
         # rather than waiting out the request timeout.
-        link = plugin._link
-        if link is None or not link.is_open():
+        if not services.link_open():
             raise NotConnectedError("no peer is connected; the rpc call was not sent")
-        return await plugin._request(message, "message")
+        return await services.request(message, "message")
 
     ctx = PluginContext(
         state=SimpleNamespace(),
         rpc=CustomRpc(send),
-        backend=ModuleBackend(lambda: plugin.backend),
-        transfer_log=plugin_transfer_log(plugin),
+        backend=ModuleBackend(services.backend),
+        transfer_log=own_transfer_log(services.transfer_log, services.settings.store_key),
         plugin=plugin,
     )
     hooks = ModuleHooks(
         spec, ctx, hook_timeout=hook_timeout, lifecycle_timeout=lifecycle_timeout
     )
-    hooks.construct(plugin._options_as_given)
+    hooks.construct(services.options_as_given)
     return hooks

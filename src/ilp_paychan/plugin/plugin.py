@@ -5,12 +5,13 @@ machine's transitions (`transfers.py`), the ledger's commits and the events, in 
 fixes: a BTP Response to a Prepare, Fulfill or Reject goes out only after the ledger change it
 acknowledges is committed, and events fire after that commit. It never decides a transfer's fate
 itself and never touches sockets directly (only `PeerLink`). The peer's requests are answered by
-`incoming.py`, which works on this Plugin's state.
+`incoming.py`, which gets the few collaborators it uses, not the Plugin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -40,11 +41,13 @@ from ilp_paychan.errors import (
     RequestHandlerAlreadyRegisteredError,
     UnreachableError,
 )
-from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog, open_backend
+from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog
+from ilp_paychan.ledger.on_demand import OnDemandStore
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.expiry import ExpiryScheduler
 from ilp_paychan.plugin.hooks import SettlementHooks
-from ilp_paychan.plugin.incoming import IncomingRequests
+from ilp_paychan.plugin.incoming import IncomingRequests, RequestHandlerFn
+from ilp_paychan.plugin.lifecycle import Lifecycle
 from ilp_paychan.plugin.notices import Outcome, PeerNotices
 from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
 from ilp_paychan.plugin.protocol_data import (
@@ -59,6 +62,7 @@ from ilp_paychan.plugin.reasons import (
     rejection_error,
 )
 from ilp_paychan.plugin.retention import prune_settled_periodically
+from ilp_paychan.plugin.services import HookServices
 from ilp_paychan.plugin.transfers import Entry, TransferBook
 from ilp_paychan.plugin.validate import (
     Validator,
@@ -77,8 +81,6 @@ _INFO_REQUEST = (ProtocolData("info", _OCTETS, b"\x02"),)
 _BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
 _LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
 
-RequestHandlerFn = Callable[[dict[str, Any]], Any]
-
 
 def _now() -> float:
     return time.time()
@@ -87,8 +89,19 @@ def _now() -> float:
 class Plugin:
     """The ILP ledger plugin (LPI v1) of a bilateral trustline with pluggable settlement.
 
-    Construct it with the ILP Kit options mapping or snake_case keywords (see API.md and
-    `options.py`); nothing opens a socket or a store before `connect()`.
+    Construct it with the ILP Kit options mapping or snake_case keywords (see `options.py`);
+    nothing opens a socket before `connect()`.
+
+    Before `connect()` (and after `disconnect()`), as in the reference, the sync getters work
+    (`get_info`, `get_account`, `get_peer_account`, `is_authorized`, `is_connected`), and so do
+    `on`/`off` and `register_request_handler`. Reads of the plugin's own ledger work too:
+    `transfer_log` (every method), `backend` (a module's `ctx.backend` and `ctx.transfer_log`)
+    and, for a stateful plugin, `get_balance()`. A durable store opens on the first such use and
+    stays open until `disconnect()`, which closes it even if the plugin never connected.
+    Everything that needs the peer raises NotConnectedError until `connect()` is done:
+    `send_transfer`, `fulfill_condition`, `reject_incoming_transfer`, `send_request`,
+    `get_limit` and `get_peer_balance` (they ask the peer), and a stateless plugin's
+    `get_balance` (it asks the peer too).
 
     Observability for operators: `add_observer(obs)` registers an object that may implement
     `round_trip(kind, seconds)` — called after every BTP request this plugin makes, `kind` being
@@ -97,7 +110,7 @@ class Plugin:
     plugin's own `connect`/`disconnect` events fire only for the plugin-level calls, as in the
     reference). `in_flight_count()` is the number of prepared transfers this plugin is tracking.
 
-    Subclasses (payment-channel modules) override `_create_hooks(options)`; tests may override
+    Subclasses (payment-channel modules) override `_create_hooks(services)`; tests may override
     `_create_link()` to inject a PeerLink.
     """
 
@@ -112,19 +125,19 @@ class Plugin:
         self._settings: PluginSettings = parse_settings(raw)
         self._events = EventEmitter()
         self._observers: list[Any] = []
+        # The open store's Backend, TransferLog and TransferBook (bound by connect() for a
+        # durable store); `_idle_backend`/`_idle_log` serve reads while they are unbound.
         self._backend: Backend | None = None
         self._owns_backend = False
         self._log: TransferLog | None = None
         self._book: TransferBook | None = None
+        self._on_demand: OnDemandStore | None = None
         self._link: PeerLink | None = None
         self._validator: Validator | None = None
         self._scheduler = ExpiryScheduler(self._on_expired)
         self._request_handler: RequestHandlerFn | None = None
-        self._connected = False
-        self._closing = False
-        self._ready = asyncio.Event()
+        self._lifecycle = Lifecycle()
         self._connect_task: asyncio.Task[None] | None = None
-        self._incoming = IncomingRequests(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bound_port: int | None = None
         self._prefix: str | None = self._settings.prefix
@@ -142,7 +155,22 @@ class Plugin:
 
             self._backend = Backend(MemoryStore())
             self._open_log()
-        self._hooks = self._create_hooks(raw)
+            self._idle_backend = self._backend
+        else:
+            self._on_demand = OnDemandStore(self._settings.store)
+            self._idle_backend = Backend(self._on_demand)
+        self._idle_log = self._log_over(self._idle_backend)
+        self._hooks = self._create_hooks(
+            HookServices(
+                settings=self._settings,
+                options=raw,
+                options_as_given=self._options_as_given,
+                request=self._request,
+                link_open=self._link_is_open,
+                backend=lambda: self.backend,
+                transfer_log=lambda: self.transfer_log,
+            )
+        )
         if self._hooks.requires_store and not self._settings.stateful:
             raise InvalidFieldsError(
                 'invalid "store": if the plugin is stateless, then a payment channel backend '
@@ -163,17 +191,23 @@ class Plugin:
             on_claim=self._hooks.handle_incoming_claim,
             events=self._events,
         )
-        self._has_claims = (
-            type(self._hooks).create_outgoing_claim is not SettlementHooks.create_outgoing_claim
-        )
-        self._has_prepare_hook = (
-            type(self._hooks).handle_incoming_prepare is not SettlementHooks.handle_incoming_prepare
+        self._incoming = IncomingRequests(
+            lifecycle=self._lifecycle,
+            events=self._events,
+            scheduler=self._scheduler,
+            hooks=self._hooks,
+            kick_notices=self._notices.kick,
+            request_handler=lambda: self._request_handler,
+            info=self.get_info,
+            account=self.get_account,
+            peer_account=self.get_peer_account,
+            request_timeout=self._settings.request_timeout,
         )
 
     # ------------------------------------------------------------------ extension points
 
-    def _create_hooks(self, options: Mapping[str, Any]) -> SettlementHooks:
-        """The settlement hooks; trustline mode has none."""
+    def _create_hooks(self, services: HookServices) -> SettlementHooks:
+        """The settlement hooks, built with what the plugin lends them; trustline mode has none."""
         return SettlementHooks()
 
     def _create_link(self) -> PeerLink:
@@ -210,34 +244,40 @@ class Plugin:
     def _is_memory_url(store: Any) -> bool:
         return isinstance(store, str) and store in ("memory:", "memory://", "memory")
 
-    def _open_log(self) -> None:
-        assert self._backend is not None
+    def _log_over(self, backend: Backend) -> TransferLog:
         settings = self._settings
-        self._log = self._backend.get_transfer_log(
+        return backend.get_transfer_log(
             settings.store_key, settings.max_balance, settings.min_balance
         )
+
+    def _open_log(self) -> None:
+        assert self._backend is not None
+        self._log = self._log_over(self._backend)
         self._book = TransferBook(self._log)
 
     # ------------------------------------------------------------------ metadata
 
     @property
     def transfer_log(self) -> TransferLog:
-        """The plugin's own TransferLog (key `storeKey`); a durable store opens in connect()."""
-        if self._log is None:
-            raise NotConnectedError("the store opens in connect(); call connect() first")
-        return self._log
+        """The plugin's own TransferLog (key `storeKey`), usable before connect() too: a
+        durable store opens on its first call and stays open until disconnect()."""
+        log_ = self._log
+        return self._idle_log if log_ is None else log_
 
     @property
-    def backend(self) -> Backend | None:
-        """The ledger backend (None before connect() for a durable store)."""
-        return self._backend
+    def backend(self) -> Backend:
+        """The ledger backend; before connect() its store opens on first use, as above."""
+        backend = self._backend
+        return self._idle_backend if backend is None else backend
 
     @property
     def options(self) -> Mapping[str, Any]:
+        """The options as camelCase keys (keywords merged in), as the plugin read them."""
         return self._options
 
     @property
     def settings(self) -> PluginSettings:
+        """The validated options."""
         return self._settings
 
     @property
@@ -247,7 +287,8 @@ class Plugin:
         return port if isinstance(port, int) else None
 
     def is_connected(self) -> bool:
-        return self._connected
+        """True between a finished connect() and the start of disconnect()."""
+        return self._lifecycle.connected
 
     def get_info(self) -> dict[str, Any] | None:
         """A deep copy of the ledger info (None for a client before connect() fetched it)."""
@@ -257,18 +298,22 @@ class Plugin:
         return None if info is None else json.loads(json.dumps(info))
 
     def get_account(self) -> str:
+        """Own ILP address: the module's answer, else `<prefix>server` (stateful) or
+        `<prefix>client` (stateless), as the reference names the two sides."""
         account = self._hooks.get_account()
         if account is not None:
             return account
         return (self._prefix or "") + ("server" if self._settings.stateful else "client")
 
     def get_peer_account(self) -> str:
+        """The peer's ILP address, by the same rule as `get_account` from the other side."""
         account = self._hooks.get_peer_account()
         if account is not None:
             return account
         return (self._prefix or "") + ("client" if self._settings.stateful else "server")
 
     def is_authorized(self, token: str) -> bool:
+        """Whether `token` equals the module's auth token, else the `token` option."""
         expected = self._hooks.get_auth_token()
         if expected is None:
             expected = self._settings.token
@@ -279,18 +324,22 @@ class Plugin:
         return 0 if self._book is None else len(self._book.prepared)
 
     def add_observer(self, observer: Any) -> None:
+        """Register an observer (see the class docstring for the methods it may have)."""
         self._observers.append(observer)
 
     def remove_observer(self, observer: Any) -> None:
+        """Forget an observer; an unknown one is ignored."""
         if observer in self._observers:
             self._observers.remove(observer)
 
     # ------------------------------------------------------------------ events
 
     def on(self, name: str, callback: Callable[..., Any]) -> None:
+        """Call `callback` (sync or async) on every `name` event."""
         self._events.on(name, callback)
 
     def off(self, name: str, callback: Callable[..., Any]) -> None:
+        """Remove one registration of `callback` for `name`."""
         self._events.off(name, callback)
 
     # ------------------------------------------------------------------ connect / disconnect
@@ -313,30 +362,34 @@ class Plugin:
         Concurrent calls share one attempt; a failed attempt leaves the plugin disconnected so
         a later call tries again (weakness 19).
         """
-        if self._connected:
+        if self._lifecycle.connected:
             return
         task = self._connect_task
         if task is None:
             task = asyncio.get_running_loop().create_task(self._connect())
             self._connect_task = task
+            self._lifecycle.connecting = True
             task.add_done_callback(self._connect_done)
         await asyncio.shield(task)
 
     def _connect_done(self, task: asyncio.Task[None]) -> None:
         if self._connect_task is task:
             self._connect_task = None
+            self._lifecycle.connecting = False
         if not task.cancelled():
             task.exception()  # retrieved here; the awaiting caller re-raises it
 
     async def _connect(self) -> None:
-        self._closing = False
-        settings = self._settings
+        self._lifecycle.closing = False
         link: PeerLink | None = None
         opened_backend = False
         try:
-            if self._backend is None:
-                self._backend = await open_backend(settings.store)
-                self._owns_backend = opened_backend = True
+            on_demand = self._on_demand
+            if self._backend is None and on_demand is not None:
+                opened_backend = not on_demand.is_open
+                # Bound to the open store itself, so the transfer path skips the stand-in.
+                self._backend = Backend(await on_demand.open())
+                self._owns_backend = True
                 self._open_log()
             link = self._create_link()
             link.set_request_handler(self._incoming.handle)
@@ -362,11 +415,15 @@ class Plugin:
                     await link.stop()
                 except Exception:
                     log.exception("stopping the link after a failed connect() raised")
-            if opened_backend and self._backend is not None:
-                await self._close_backend()
+            if self._owns_backend:
+                # A store that was open before this attempt (read before connect()) stays open.
+                await self._close_backend(close_store=opened_backend)
             raise
-        self._connected = True
-        self._ready.set()
+        assert self._book is not None
+        assert self._validator is not None
+        self._incoming.bind(self._book, self._validator)
+        self._lifecycle.connected = True
+        self._lifecycle.ready.set()
         log.info("connected as %s (peer %s)", self.get_account(), self.get_peer_account())
         self._events.emit("connect")
         self._notices.kick()
@@ -419,15 +476,19 @@ class Plugin:
         """Stop taking new work, let in-flight requests finish (bounded), close link and store."""
         task = self._connect_task
         if task is not None:
-            try:
+            # A failed connect() raises to its own caller; here it just means "not connected".
+            with contextlib.suppress(Exception):
                 await asyncio.shield(task)
-            except Exception:
-                return
-        if not self._connected:
+        lifecycle = self._lifecycle
+        if not lifecycle.connected:
+            # Never connected (or the attempt failed), or already disconnected: only a store
+            # opened by a read is left to close.
+            if self._on_demand is not None:
+                await self._on_demand.close()
             return
-        self._connected = False
-        self._closing = True
-        self._ready.clear()
+        lifecycle.connected = False
+        lifecycle.closing = True
+        lifecycle.ready.clear()
         timeout = self._settings.shutdown_timeout
         incoming = self._incoming
         if incoming.running:
@@ -460,13 +521,14 @@ class Plugin:
         if hook_error is not None:
             raise hook_error
 
-    async def _close_backend(self) -> None:
-        backend, self._backend = self._backend, None
+    async def _close_backend(self, *, close_store: bool = True) -> None:
+        """Unbind the durable store's open objects and (unless told not to) close the store."""
+        self._backend = None
         self._log = None
         self._book = None
         self._owns_backend = False
-        if backend is not None:
-            await backend.close()
+        if close_store and self._on_demand is not None:
+            await self._on_demand.close()
 
     def _on_link_state(self, up: bool) -> None:
         log.info("link to peer %s", "up" if up else "down")
@@ -477,16 +539,17 @@ class Plugin:
                     callback(up)
                 except Exception:
                     log.exception("observer link_changed raised")
-        if up and self._connected:
+        if up and self._lifecycle.connected:
             self._notices.kick()
 
     def _link_is_open(self) -> bool:
         link = self._link
         return link is not None and link.is_open()
 
-    def _require_connected(self, method: str) -> None:
-        if not self._connected:
-            raise NotConnectedError(f"Must be connected before {method} can be called.")
+    def _require_connected(self, method: str, why: str = "") -> None:
+        """Raise the reference's NotConnectedError text, with `why` the call needs the peer."""
+        if not self._lifecycle.connected:
+            raise NotConnectedError(f"Must be connected before {method} can be called.{why}")
 
     # ------------------------------------------------------------------ outgoing requests
 
@@ -530,15 +593,21 @@ class Plugin:
     # ------------------------------------------------------------------ balances
 
     async def get_balance(self) -> str:
-        """IF − OF; a stateless plugin asks the peer and negates its answer."""
-        self._require_connected("get_balance")
+        """IF − OF; a stateless plugin asks the peer and negates its answer.
+
+        A stateful plugin answers from its own store, also before connect() (the reference
+        refuses that; the answer needs no peer). A stateless one needs the connection.
+        """
         if self._settings.stateful:
             return str(int(await self.transfer_log.get_balance()))
+        self._require_connected(
+            "get_balance", " A plugin without a store asks its peer for the balance."
+        )
         return str(-await self._peer_balance())
 
     async def get_peer_balance(self) -> str:
         """The peer's balance with us, negated (as the reference); "0", never "-0"."""
-        self._require_connected("get_peer_balance")
+        self._require_connected("get_peer_balance", " It asks the peer.")
         return str(-await self._peer_balance())
 
     async def _peer_balance(self) -> int:
@@ -553,7 +622,7 @@ class Plugin:
 
     async def get_limit(self) -> str:
         """The peer's maximum, negated: how far our balance may fall ("-Infinity" unlimited)."""
-        self._require_connected("get_limit")
+        self._require_connected("get_limit", " It asks the peer for its limit.")
         response = await self._request(Message(0, _LIMIT_REQUEST), "limit")
         entry = entries_by_name(response.protocol_data).get("limit")
         if entry is None:
@@ -712,7 +781,7 @@ class Plugin:
     # ------------------------------------------------------------------ expiry
 
     def _on_expired(self, transfer_ids: list[str]) -> None:
-        if self._connected:
+        if self._lifecycle.connected:
             self._spawn(self._expire(transfer_ids))
 
     async def _expire(self, transfer_ids: list[str]) -> None:
@@ -742,6 +811,7 @@ class Plugin:
     # ------------------------------------------------------------------ messages
 
     def register_request_handler(self, handler: RequestHandlerFn) -> None:
+        """Set the one handler answering the peer's messages (works before connect() too)."""
         if not callable(handler):
             raise InvalidFieldsError("requestHandler must be a function")
         if self._request_handler is not None:
@@ -749,6 +819,7 @@ class Plugin:
         self._request_handler = handler
 
     def deregister_request_handler(self) -> None:
+        """Remove the handler; the peer's messages are then refused."""
         self._request_handler = None
 
     async def send_request(self, message: Mapping[str, Any]) -> dict[str, Any]:
