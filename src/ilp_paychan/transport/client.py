@@ -166,7 +166,7 @@ class BtpClient(ActiveLink):
                 compression=None,
                 close_timeout=1.0,
             )
-        except (OSError, TimeoutError, WebSocketException) as exc:
+        except (OSError, TimeoutError, EOFError, WebSocketException) as exc:  # EOF: websockets < 15
             reason = str(exc) or type(exc).__name__
             raise UnreachableError(f"cannot reach {self.url.redacted()}: {reason}") from exc
         loop = asyncio.get_running_loop()
