@@ -10,8 +10,12 @@ second client login replacing the first.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+
+from testkit.waiting import wait_until as poll_until
 
 from .conftest import SERVER_MAX, SERVER_MIN, Pair, SideFactory, client_url, py_server_options
 from .sides import JsSide, PySide, Side, SideError, iso_in, make_transfer, new_fulfillment, pay
@@ -72,7 +76,8 @@ async def test_py_client_reconnects_to_js_server(sides: SideFactory) -> None:
 
 
 async def test_fulfill_redelivered_after_js_client_returns(sides: SideFactory) -> None:
-    # fulfil_condition waits up to requestTimeout for the peer to come back before returning
+    # fulfill_condition waits up to requestTimeout for the peer to come back, then says the
+    # fulfilment is pending (committed, not yet acknowledged)
     server = await sides.py_server("sqlite", requestTimeout=1)
     client = await sides.js_client(server.port)
     fulfillment, condition = new_fulfillment()
@@ -81,15 +86,79 @@ async def test_fulfill_redelivered_after_js_client_returns(sides: SideFactory) -
     await server.wait_transfer_event("incoming_prepare", transfer["id"])
 
     await client.disconnect()  # the socket is gone when the server fulfils
-    await server.fulfill(transfer["id"], fulfillment)  # ours commits and keeps a notice
+    with pytest.raises(SideError, match="FulfillmentPendingError"):
+        await server.fulfill(transfer["id"], fulfillment)  # ours commits and keeps a notice
     assert await server.balance() == "7"
     assert not client.transfer_events("outgoing_fulfill", transfer["id"])
 
     await client.connect()
     await client.balance()  # dials again; the server re-sends the Fulfill on the new socket
     await client.wait_transfer_event("outgoing_fulfill", transfer["id"])
+    await server.wait_transfer_event("incoming_fulfill_confirmed", transfer["id"])
     assert int(await client.balance()) == -7
     assert int(await server.peer_balance()) == 7
+
+
+async def _fulfil_while_the_js_sender_is_away(
+    sides: SideFactory, *, stateful: bool
+) -> tuple[PySide, JsSide, dict[str, Any]]:
+    """The reference sends us 7 expiring in 1.5 s and goes away; we fulfil (pending: nobody
+    answers); after the expiry it comes back and dials, and our notice re-sends the Fulfill."""
+    server = await sides.py_server("sqlite", requestTimeout=1)
+    client = await sides.js_client(server.port, stateful=stateful)
+    fulfillment, condition = new_fulfillment()
+    transfer = make_transfer(client.peer_account, "7", condition, expires_in=1.5)
+    await client.send_transfer(transfer)
+    await server.wait_transfer_event("incoming_prepare", transfer["id"])
+    await client.disconnect()  # the socket is gone when we fulfil
+    with pytest.raises(SideError, match="FulfillmentPendingError"):
+        await server.fulfill(transfer["id"], fulfillment)
+    await asyncio.sleep(max(_seconds_until(transfer["expiresAt"]) + 0.3, 0.0))
+    await client.connect()
+    await client.peer_balance()  # dials again
+    return server, client, transfer
+
+
+def _seconds_until(iso: str) -> float:
+    return (datetime.fromisoformat(iso.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+
+
+async def test_a_fulfill_reaching_the_js_sender_after_its_expiry_is_reverted(
+    sides: SideFactory,
+) -> None:
+    """Our receiver, the reference as a stateless sender (it keeps the transfer prepared: it
+    has no expiry timer): it answers our late Fulfill F05 "has already expired", and we roll our
+    fulfilment back. Its balance is ours negated, so both say 0."""
+    server, client, transfer = await _fulfil_while_the_js_sender_is_away(sides, stateful=False)
+    _, reason = await server.wait_transfer_event("incoming_fulfill_reverted", transfer["id"])
+    assert reason["code"] == "R00"
+    assert reason["additional_info"]["code"] == "F05"
+    assert await server.transfer_state(transfer["id"]) == "cancelled"
+    assert await server.balance() == "0"
+    assert int(await client.balance()) == 0
+    assert not client.transfer_events("outgoing_fulfill", transfer["id"])
+
+
+async def test_a_late_fulfill_to_a_js_sender_that_expired_it_gets_no_usable_answer(
+    sides: SideFactory,
+) -> None:
+    """A known disagreement of mixed pairs: the stateful reference cancels at its expiry, and
+    then answers any Fulfill of that transfer F00 TypeError (its settled record reads back as a
+    JSON string), the same answer as for a transfer it fulfilled. That says nothing about the
+    outcome, so we keep our fulfilment (a warning is logged) while it holds the transfer
+    cancelled; only the reference could tell."""
+    server, client, transfer = await _fulfil_while_the_js_sender_is_away(sides, stateful=True)
+    await client.wait_transfer_event("outgoing_cancel", transfer["id"])
+
+    async def notice_answered() -> bool:
+        return await server.plugin.transfer_log.list_peer_notices() == []
+
+    await poll_until(notice_answered, "the reference's answer to our Fulfill", 10.0)
+    assert not server.events_named("incoming_fulfill_reverted")
+    assert await server.transfer_state(transfer["id"]) == "fulfilled"
+    assert await server.balance() == "7"
+    assert await client.transfer_state(transfer["id"]) == "cancelled"
+    assert int(await client.balance()) == 0
 
 
 async def test_py_server_restart_keeps_balances_and_prepared_transfers(
