@@ -588,15 +588,15 @@ def demo_main(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="ilp-paychan-demo-") as tmp:
             store_dir = Path(args.store_dir) if kept else Path(tmp)
             outcome = _run(args, store_dir)
-    except KeyboardInterrupt:  # CTRL-C before or after the event loop ran
+        if isinstance(outcome, DemoResult):
+            if args.json:
+                print(json.dumps(summary(outcome)))
+            else:
+                print_report(outcome)
+            sys.stdout.flush()
+            return 0 if outcome.balanced and outcome.all_settled else 1
+    except KeyboardInterrupt:  # CTRL-C outside the event loop's own handling
         outcome = DemoInterrupted(signal.SIGINT)
-    if isinstance(outcome, DemoResult):
-        if args.json:
-            print(json.dumps(summary(outcome)))
-        else:
-            print_report(outcome)
-        sys.stdout.flush()
-        return 0 if outcome.balanced and outcome.all_settled else 1
     if isinstance(outcome, DemoInterrupted):
         stores = f"the stores are kept in {args.store_dir}" if kept else "temporary stores removed"
         print(f"ilp-paychan demo: stopped by {outcome}; {stores}", file=sys.stderr)
@@ -649,5 +649,9 @@ def _run(args: argparse.Namespace, store_dir: Path) -> DemoResult | Exception:
         return run_on_loop(main)
     except (DemoInterrupted, TimeoutError, OSError, RuntimeError) as exc:
         return exc
+    except asyncio.CancelledError:
+        # CTRL-C while the loop was starting, before `stoppable` took SIGINT over: asyncio's
+        # own handler cancelled the main task (and, in a narrow window, says so this way)
+        return DemoInterrupted(signal.SIGINT)
     finally:
         main.close()  # never started if CTRL-C came first: no "never awaited" warning
