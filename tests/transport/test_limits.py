@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,8 +22,8 @@ from ilp_paychan.codec.btp import (
     decode,
     encode,
 )
-from ilp_paychan.transport import BtpClient, BtpListener
-from ilp_paychan.transport.connection import PendingLimitError
+from ilp_paychan.transport import BtpClient, BtpListener, connection
+from ilp_paychan.transport.connection import LogBudget, PendingLimitError
 from ilp_paychan.transport.events import Request
 from ilp_paychan.transport.gate import AuthGate
 
@@ -63,6 +64,17 @@ def test_the_gate_drops_the_oldest_when_full() -> None:
     assert "a" not in gate
     with pytest.raises(ValueError, match=">= 1"):
         AuthGate(0)
+
+
+def test_the_log_budget_lets_a_few_lines_a_minute_through_and_counts_the_rest() -> None:
+    now = [0.0]
+    budget = LogBudget(limit=3, window=60.0, clock=lambda: now[0])
+    assert [budget.allow() for _ in range(5)] == ["", "", "", None, None]
+    now[0] = 59.0
+    assert budget.allow() is None
+    now[0] = 60.0
+    assert budget.allow() == " (3 similar lines left out before this one)"
+    assert budget.allow() == ""
 
 
 # ---------------------------------------------------------------- frame sizes
@@ -228,8 +240,13 @@ async def guarded() -> AsyncIterator[BtpListener]:
 
 
 async def test_a_flood_of_idle_and_bad_auth_sockets_does_not_starve_the_peer(
-    guarded: BtpListener, clients: ClientFactory
+    guarded: BtpListener,
+    clients: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ilp_paychan.transport")
+    monkeypatch.setattr(connection, "STRANGER_LOGS", LogBudget())  # none used up by other tests
     port = guarded.port
     idle = [conn for conn in await asyncio.gather(*(open_idle(port) for _ in range(200))) if conn]
     outcomes = await asyncio.gather(*(bad_auth(port, n) for n in range(200)))
@@ -252,6 +269,10 @@ async def test_a_flood_of_idle_and_bad_auth_sockets_does_not_starve_the_peer(
         writer.close()
     await eventually(lambda: guarded.unauthenticated_count == 0, "every idle socket gone")
     assert client.is_open()
+    # hundreds of strangers, a bounded log: 20 lines a minute for refusals and timeouts, 10 for
+    # drops (then every 1000th)
+    strangers = [r for r in caplog.records if "auth" in r.getMessage()]
+    assert 0 < len(strangers) <= 20 + 10, [r.getMessage() for r in strangers]
 
 
 async def test_the_auth_deadline_closes_idle_sockets_from_their_tcp_accept() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
@@ -68,6 +69,40 @@ class ConnectionLostError(PeerTimeoutError):
     Like a timeout, the outcome is unknown (the peer may have acted on it), hence the subclass.
     A request that was never written fails with `UnreachableError` instead.
     """
+
+
+class LogBudget:
+    """At most `limit` log lines per `window` seconds for lines that anybody who reaches the
+    port can trigger (a refused or timed-out auth, a text frame before auth), so that a flood of
+    sockets cannot flood the log too. The first line let through after some were left out says
+    how many."""
+
+    def __init__(
+        self, limit: int = 20, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._window_start = -window
+        self._used = 0
+        self._skipped = 0
+
+    def allow(self) -> str | None:
+        """None: leave this line out. Else a suffix for it ("" or a note of lines left out)."""
+        now = self._clock()
+        if now - self._window_start >= self.window:
+            self._window_start = now
+            self._used = 0
+        if self._used >= self.limit:
+            self._skipped += 1
+            return None
+        self._used += 1
+        skipped, self._skipped = self._skipped, 0
+        return f" ({skipped} similar lines left out before this one)" if skipped else ""
+
+
+#: Shared by every connection of the process: the budget is per process, not per socket.
+STRANGER_LOGS = LogBudget()
 
 
 class PendingLimitError(UnreachableError):
@@ -277,7 +312,9 @@ class BtpConnection:
                         )
                     )
             elif isinstance(event, AuthTimedOut):
-                logger.info("BTP auth with %s timed out; closing the socket", self.peer)
+                note = STRANGER_LOGS.allow()
+                if note is not None:
+                    logger.info("BTP auth with %s timed out; closing the socket%s", self.peer, note)
                 self._settle_auth(PeerTimeoutError("no answer to the BTP auth message in time"))
                 self._spawn(self._ws.close(CLOSE_POLICY_VIOLATION, "authentication timed out"))
         following = self._session.next_deadline()
@@ -308,8 +345,10 @@ class BtpConnection:
             message = await ws.recv()
             if type(message) is not bytes:
                 if isinstance(message, str):
+                    note = "" if session.is_open else STRANGER_LOGS.allow()
                     violation = session.receive_text()
-                    logger.warning("%s sent a text frame; closing with 1003", self.peer)
+                    if note is not None:
+                        logger.warning("%s sent a text frame; closing with 1003%s", self.peer, note)
                     await ws.close(violation.close_code, violation.reason)
                     return
                 message = bytes(message)
@@ -373,7 +412,9 @@ class BtpConnection:
     async def _refused(self, event: AuthRefused) -> None:
         error = event.error
         if self._session.role is Role.SERVER:
-            logger.info("refused BTP auth from %s: %s", self.peer, error.data)
+            note = STRANGER_LOGS.allow()
+            if note is not None:
+                logger.info("refused BTP auth from %s: %s%s", self.peer, error.data, note)
             await self._flush()
             self._settle_auth(UnreachableError("peer failed to authenticate"))
         else:
