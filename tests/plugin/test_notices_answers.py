@@ -165,8 +165,8 @@ async def test_f05_reverts_the_fulfilment_in_the_ledger() -> None:
 
 
 async def test_f05_from_a_sender_that_holds_the_transfer_fulfilled_confirms_it() -> None:
-    """The JavaScript reference answers F05 to a repeated Fulfill of a transfer it fulfilled,
-    once it is past its expiry, quoting its record: that is an acknowledgement."""
+    """An F05 worded as the JavaScript reference words it ("<id> has already expired: <record>")
+    whose record says fulfilled: the sender holds it fulfilled, so that is an acknowledgement."""
     setup = Setup(ScriptedPeer(Response(0)))
     entry, _ = await setup.settled(7)
     record = {"transfer": {"id": entry.id}, "isIncoming": False, "state": "fulfilled"}

@@ -12,11 +12,12 @@ decides whether a Fulfill counts, so its answer settles the notice:
   transfer (at its expiry, before our Fulfill reached it), and a fulfilment that reaches the
   sender after the expiry does not count. The fulfilment is rolled back
   (`TransferLog.revert_fulfillment`: state, sums and notice in one transaction) and
-  `incoming_fulfill_reverted` fires. Exception: the JavaScript reference also answers F05 to a
-  repeated Fulfill of a transfer it *fulfilled* once that is past its expiry; its message then
-  carries its record with `"state":"fulfilled"`, which counts as acknowledged.
-- Any other BTP Error: the peer heard us and did not cancel; the notice is cleared, nothing is
-  reverted, a warning is logged.
+  `incoming_fulfill_reverted` fires. The JavaScript reference words its F05 as "<id> has
+  already expired: <its record as JSON>"; should a quoted record say `fulfilled`, the peer holds
+  the transfer fulfilled, and that counts as acknowledged instead.
+- Any other BTP Error: the peer heard us but says nothing about a cancel; the notice is cleared,
+  nothing is reverted, a warning is logged. (The reference answers F00 TypeError to a Fulfill of
+  any transfer it has settled, fulfilled or cancelled alike, so that answer cannot decide.)
 - A timeout or a lost connection: no answer; the notice stays and is sent again. While the link
   is down nothing is sent by the background task: the link's coming up wakes it.
 
@@ -52,11 +53,11 @@ from ilp_paychan.errors import (
     PluginError,
     UnreachableError,
 )
-from ilp_paychan.ledger import TransferLog
+from ilp_paychan.ledger import CANCELLED, FULFILLED, TransferLog
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.protocol_data import decode_entry, entries_by_name
 from ilp_paychan.plugin.reasons import expiry_error, reverted_reason
-from ilp_paychan.plugin.transfers import CANCELLED, FULFILLED, Entry
+from ilp_paychan.plugin.transfers import Entry
 from ilp_paychan.plugin.validate import parse_hash32
 
 log = logging.getLogger("ilp_paychan.plugin")
@@ -107,10 +108,10 @@ _ACKNOWLEDGED = Answer(Outcome.ACKNOWLEDGED)
 
 
 def sender_record_state(error: PeerError) -> str | None:
-    """The state in the transfer record the reference appends to a refusal, if there is one.
+    """The state in the transfer record a refusal quotes, if it quotes one.
 
     The JavaScript reference words its F05 as "<id> has already expired: <record as JSON>"
-    (or "... cancelled: ..."); the record says whether the transfer is fulfilled on its side.
+    (or "... cancelled: ..."); the record says what the transfer is on the sender's side.
     """
     message = str(error)
     start = message.find("{")
