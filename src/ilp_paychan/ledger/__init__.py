@@ -6,11 +6,14 @@ from ilp_paychan.ledger.backend import Backend, open_backend
 from ilp_paychan.ledger.max_value import MaxValueTracker
 from ilp_paychan.ledger.memory import MemoryStore
 from ilp_paychan.ledger.opening import StoreOpenError, StoreUnreachableError
-from ilp_paychan.ledger.records import PrepareOutcome
+from ilp_paychan.ledger.records import CANCELLED, FULFILLED, PREPARED, PrepareOutcome
 from ilp_paychan.ledger.store import LedgerStore
 from ilp_paychan.ledger.transfer_log import TransferLog
 
 __all__ = [
+    "CANCELLED",
+    "FULFILLED",
+    "PREPARED",
     "Backend",
     "LedgerStore",
     "MaxValueTracker",

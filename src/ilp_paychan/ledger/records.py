@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+#: A stored transfer's state, as `TransferLog.get` reports it (the plugin's state machine uses
+#: these same names; they are defined only here).
 PREPARED = "prepared"
 FULFILLED = "fulfilled"
 CANCELLED = "cancelled"

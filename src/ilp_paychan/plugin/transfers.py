@@ -43,12 +43,8 @@ from ilp_paychan.errors import (
     NotAcceptedError,
     TransferNotFoundError,
 )
-from ilp_paychan.ledger import PrepareOutcome, TransferLog
+from ilp_paychan.ledger import CANCELLED, FULFILLED, PREPARED, PrepareOutcome, TransferLog
 from ilp_paychan.plugin.validate import b64url
-
-PREPARED = "prepared"
-FULFILLED = "fulfilled"
-CANCELLED = "cancelled"
 
 
 class FulfillmentMismatchError(NotAcceptedError, InvalidFulfillmentError):
