@@ -30,9 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 #: xfail below instead of failing the suite, and this set is emptied once they have them.
 AWAITING_DOCSTRINGS: frozenset[str] = frozenset(
     {
-        "src/ilp_paychan/plugin/plugin.py",
-        "src/ilp_paychan/plugin/incoming.py",
-        "src/ilp_paychan/plugin/paychan.py",
         "src/ilp_paychan/plugin/notices.py",
         "src/ilp_paychan/plugin/transfers.py",
         "src/ilp_paychan/plugin/options.py",
