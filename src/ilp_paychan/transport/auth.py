@@ -1,8 +1,9 @@
-"""Deciding whether the credentials of an auth Message are good (PROTOCOL.md §c.9, check 5).
+"""Deciding whether the credentials of an auth Message are good (the last check of the auth).
 
 The default rule is the reference's (empty username, token equal to `incomingSecret`) with the
-token compared in constant time (weakness 23). A user's check may be sync or async; its result
-must be the boolean True to accept — an awaitable or any other truthy object never is.
+token compared in constant time, so the time taken says nothing about how much of it matched.
+A user's check may be sync or async; its result must be the boolean True to accept — an
+awaitable or any other truthy object never is.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Answer = Response | Error
 
 @dataclass(frozen=True, slots=True)
 class AuthRequested:
-    """Server side: the first packet passed checks 1-4 of §c.9; the shell must now run the
-    auth check (it may be asynchronous) and call `accept_auth()` or `refuse_auth()`."""
+    """Server side: the first packet passed the auth message's shape checks; the shell must now
+    run the auth check (it may be asynchronous) and call `accept_auth()` or `refuse_auth()`."""
 
     request_id: int
     username: str
@@ -69,7 +69,7 @@ class AnswerReceived(Generic[C]):
 @dataclass(frozen=True, slots=True)
 class UnmatchedAnswer:
     """A Response or Error with an id we are not waiting for (unknown, or late after a timeout).
-    Dropped without answer, as the reference and RFC 23 do (§c.6)."""
+    Dropped without answer, as the reference and RFC 23 do."""
 
     packet: Answer
 
@@ -84,7 +84,8 @@ class RequestTimedOut(Generic[C]):
 
 @dataclass(frozen=True, slots=True)
 class UndecodableFrame:
-    """A binary frame the codec refused. Dropped without answer (§c.12); reported for logging."""
+    """A binary frame the codec refused. Dropped without answer (no request id can be trusted
+    in it); reported for logging."""
 
     error: CodecError
     size: int

@@ -1,7 +1,8 @@
 """`PeerLink`: all the plugin knows of the transport (docs/architecture.md, "transport").
 
 `BtpListener` and `BtpClient` implement it on top of `ActiveLink`, which holds the single
-active authenticated connection: requests go to it and only to it (weakness 14), and callers that
+active authenticated connection: requests go to it and only to it (never to a socket a newer one
+replaced, whose answers nobody would wait for), and callers that
 find no link wait for one up to their timeout instead of failing at once during a reconnect.
 """
 

@@ -1,15 +1,15 @@
 """The BTP session as a sans-I/O state machine: bytes in, events and bytes out, no sockets.
 
 Rules this module keeps (everything that decides what a frame means lives here):
-- The server side checks the first packet exactly as the reference does (PROTOCOL.md §c.9: the
-  same order, error codes, names and message texts), then waits for the shell's verdict on the
+- The server side checks the first packet exactly as the reference does (the same order, error
+  codes, names and message texts), then waits for the shell's verdict on the
   credentials, because a user's `auth_check` may be asynchronous.
 - The client side writes the auth Message first; requests made before the answer are queued and
-  never overtake it (weakness 13).
-- Every session has its own auth deadline (weakness 15) and every pending request its own
+  never overtake it (a request sent before the auth would be refused as unauthenticated).
+- Every session has its own auth deadline and every pending request its own
   deadline; `next_deadline()` and `expire(now)` let the shell run one timer for all of them.
 - Answers are matched by request id only; unknown or late answers are reported and dropped, and
-  undecodable frames are reported and never answered (§c.6, §c.12, RFC 23).
+  undecodable frames are reported and never answered (as RFC 23 and the reference do).
 - Times are the caller's monotonic clock readings (floats, seconds); only `triggeredAt` of the
   Error packets uses the injected wall clock.
 """
@@ -90,7 +90,7 @@ def error_data(message: str) -> str:
 
 
 def with_request_id(frame: bytes, request_id: int) -> bytes:
-    """The frame with another request id: it sits in bytes 1-4 of every BTP envelope (§c.3), so
+    """The frame with another request id: it sits in bytes 1-4 of every BTP envelope, so
     a packet is encoded once whatever id it is finally sent under."""
     return b"".join((frame[:1], request_id.to_bytes(4, "big"), frame[5:]))
 
@@ -105,7 +105,7 @@ class _Pending(Generic[C]):
         self.sent = sent
 
 
-# §c.9 refusals: (code, name, message), in the order the reference checks them.
+# Auth refusals: (code, name, message), in the order the reference checks them.
 _NOT_A_MESSAGE = ("F01", "InvalidFieldsError", "invalid method on unauthenticated socket")
 _AUTH_NOT_PRIMARY = (
     "F01",
@@ -124,7 +124,7 @@ class BtpSession(Generic[C]):
     shell writes `data_to_send()` to the socket in order. `C` is whatever the shell attaches to
     a pending request (an asyncio future, say); the session hands it back in events.
 
-    Request ids are random 32-bit numbers (as the reference's `crypto.randomBytes(4)`, §c.6),
+    Request ids are random 32-bit numbers (as the reference's `crypto.randomBytes(4)`),
     redrawn when they collide with a pending request, so two requests in flight never share one.
     """
 
@@ -173,7 +173,7 @@ class BtpSession(Generic[C]):
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
     ) -> BtpSession[C]:
-        """A dialler's session; the auth Message (§c.9) is already in `data_to_send()`."""
+        """A dialler's session; the auth Message is already in `data_to_send()`."""
         session: BtpSession[C] = cls(
             Role.CLIENT, now=now, auth_timeout=auth_timeout, clock=clock, rng=rng
         )
@@ -282,7 +282,7 @@ class BtpSession(Generic[C]):
         return UnexpectedPacket(packet, "received on a closed session")
 
     def receive_text(self) -> ProtocolViolation:
-        """A text WebSocket message: BTP is binary only, so the session ends (weakness 17)."""
+        """A text WebSocket message: BTP is binary only, so the session ends."""
         self._close()
         return ProtocolViolation("text frames are not BTP", CLOSE_UNSUPPORTED_DATA)
 
@@ -330,7 +330,7 @@ class BtpSession(Generic[C]):
         return Authenticated(username)
 
     def refuse_auth(self) -> AuthRefused | None:
-        """The credentials are wrong: answer the §c.9 check-5 Error, then close."""
+        """The credentials are wrong: answer the reference's NotAcceptedError, then close."""
         if self.state is not SessionState.AUTH_PENDING:
             if self.state is SessionState.CLOSED:
                 return None

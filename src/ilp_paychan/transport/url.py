@@ -1,8 +1,8 @@
-"""Client URLs of the form ``btp+ws(s)://USER:TOKEN@host[:port][/path][?query]`` (PROTOCOL.md §b.2).
+"""Client URLs of the form ``btp+ws(s)://USER:TOKEN@host[:port][/path][?query]``.
 
 The credentials are percent-decoded and split off; what remains, with ``btp+`` cut from the scheme,
 is the WebSocket URL dialled verbatim. The token is a secret: it is kept out of `repr()` and
-`redacted()` gives the form to log (weakness 37).
+`redacted()` gives the form to log (``btp+ws://USER:***@host...``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 @dataclass(frozen=True, slots=True)
 class BtpUrl:
-    """A parsed client URL: where to dial, and the credentials of the auth handshake (§c.9)."""
+    """A parsed client URL: where to dial, and the credentials of the auth handshake."""
 
     ws_url: str
     username: str
