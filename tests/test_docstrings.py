@@ -38,7 +38,6 @@ AWAITING_DOCSTRINGS: frozenset[str] = frozenset(
         "src/ilp_paychan/shell/serve.py",
         "src/ilp_paychan/shell/demo.py",
         "src/ilp_paychan/errors.py",
-        "src/ilp_paychan/plugin/validate.py",
     }
 )
 #: Whole folders under the same rule.

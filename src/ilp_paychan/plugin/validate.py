@@ -145,6 +145,8 @@ class CheckedTransfer:
 
 @dataclass(frozen=True, slots=True)
 class CheckedMessage:
+    """A validated outgoing message: its `ilp` bytes and `custom` value to send, and the record."""
+
     ilp: bytes | None
     custom: Any
     record: dict[str, Any]
