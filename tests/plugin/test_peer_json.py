@@ -8,16 +8,27 @@ answer "internal error" and log a traceback):
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ilp_paychan import Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.btp import Message, ProtocolData
 from ilp_paychan.codec.ilp import IlpError
 from ilp_paychan.errors import InvalidFieldsError, PeerError
-from ilp_paychan.plugin.protocol_data import decode_entry, dump_json, to_protocol_data
+from ilp_paychan.plugin.protocol_data import (
+    decode_entry,
+    dump_json,
+    entries_by_name,
+    from_protocol_data,
+    lpi_fields,
+    to_protocol_data,
+)
 from ilp_paychan.plugin.reasons import outgoing_reason
 from ilp_paychan.plugin.rpc import decode_value
 
@@ -85,3 +96,43 @@ async def test_request_handler_echoing_a_lone_surrogate_is_answered(
     answer = await raw.request(Message(0, (ProtocolData("custom", 2, LONE_SURROGATE),)))
     assert isinstance(answer, btp.Response), answer
     assert answer.protocol_data == (ProtocolData("custom", 2, LONE_SURROGATE),)
+
+
+json_like = st.one_of(
+    st.binary(max_size=64),
+    st.builds(lambda depth: b"[" * depth + b"]" * depth, st.integers(0, 3000)),
+    st.text(max_size=40).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=8,
+    ).map(lambda v: json.dumps(v).encode()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            ProtocolData,
+            st.sampled_from(("ilp", "custom", "info", "x", "")),
+            st.sampled_from((0, 1, 2, 3, 255)),
+            json_like,
+        ),
+        max_size=4,
+    )
+)
+def test_protocol_data_decoders_raise_only_invalid_fields(entries: list[ProtocolData]) -> None:
+    """The plugin's readers of peer side-protocol data refuse bad data only with
+    InvalidFieldsError (tests/fuzzkit runs the same readers on mutated frames, long)."""
+    for entry in entries:
+        with contextlib.suppress(InvalidFieldsError):
+            decode_entry(entry)
+        with contextlib.suppress(InvalidFieldsError):
+            decode_value(entry)
+    with contextlib.suppress(InvalidFieldsError):
+        from_protocol_data(entries)
+    with contextlib.suppress(InvalidFieldsError):
+        fields = lpi_fields(entries_by_name(entries))
+        if "custom" in fields:
+            dump_json(fields["custom"])
