@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ilp_paychan.codec.btp import Fulfill, Packet, Reject, Response
-from ilp_paychan.errors import PeerError, PeerTimeoutError
+from ilp_paychan.errors import PeerError, PeerTimeoutError, PluginError
 from ilp_paychan.ledger import Backend, MemoryStore, TransferLog
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.notices import NOTICE_GRACE, Outcome, PeerNotices
@@ -29,6 +29,13 @@ from .conftest import WAIT, b64url
 
 ACCOUNT = "example.red.client"
 PEER = "example.red.server"
+
+
+class StoreDownError(PluginError, ConnectionError):
+    """A temporary store failure, as a store reports one (a PluginError, T00)."""
+
+    ilp_code = "T00"
+
 
 Script = Callable[[Packet], Response]
 
@@ -162,6 +169,32 @@ async def test_f05_reverts_the_fulfilment_in_the_ledger() -> None:
     assert (info["code"], info["name"]) == ("F05", "AlreadyRolledBackError")
     assert "expired" in info["message"]
     assert "incoming_fulfill_confirmed" not in setup.seen
+
+
+async def test_a_store_failing_during_the_revert_keeps_the_notice_for_a_later_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store outage must not lose the sender's verdict: nothing changes, the notice stays, and
+    the next delivery (same F05) reverts."""
+    setup = Setup(ScriptedPeer(peer_error("F05", "AlreadyRolledBackError", "expired")))
+    entry, _ = await setup.settled(7)
+    setup.notices._active = lambda: False  # no background re-delivery in this test
+    store = setup.log._store
+
+    async def store_down(key: str, transfer_id: str) -> bool:
+        raise StoreDownError("the store is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "revert_fulfillment", store_down)
+        assert (await setup.notices.deliver(entry)).outcome is Outcome.UNANSWERED
+    assert await setup.notice_ids() == [entry.id]
+    assert (await setup.log.get(entry.id))["state"] == "fulfilled"
+    assert "incoming_fulfill_reverted" not in setup.seen
+
+    assert (await setup.notices.deliver(entry)).outcome is Outcome.REVERTED
+    assert (await setup.log.get(entry.id))["state"] == "cancelled"
+    assert await setup.notice_ids() == []
+    assert len(setup.seen["incoming_fulfill_reverted"]) == 1
 
 
 async def test_f05_from_a_sender_that_holds_the_transfer_fulfilled_confirms_it() -> None:

@@ -47,10 +47,11 @@ from ilp_paychan.codec.btp import ContentType, Fulfill, Packet, ProtocolData, Re
 from ilp_paychan.codec.ilp import encode_ilp
 from ilp_paychan.errors import (
     AlreadyRolledBackError,
+    NotAcceptedError,
     NotConnectedError,
     PeerError,
     PeerTimeoutError,
-    PluginError,
+    TransferNotFoundError,
     UnreachableError,
 )
 from ilp_paychan.ledger import CANCELLED, FULFILLED, TransferLog
@@ -268,11 +269,14 @@ class PeerNotices:
             return _UNANSWERED
         try:
             changed = await transfer_log.revert_fulfillment(tid)
-        except PluginError as refusal:
+        except (NotAcceptedError, TransferNotFoundError) as refusal:
+            # The ledger's own refusal (not an incoming fulfilled transfer): trying again
+            # cannot help.
             log.error("cannot revert the fulfillment of %s: %s; notice dropped", tid, refusal)
             await self._clear(tid)
             return Answer(Outcome.REFUSED, error)
         except Exception:
+            # The store failed (it may be down for a while): keep the notice, ask again later.
             log.exception("reverting the fulfillment of %s failed; will retry", tid)
             return _UNANSWERED
         log.warning(
