@@ -260,9 +260,16 @@ async def test_f05_to_a_reject_reverts_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    "error", [PeerTimeoutError("slow"), ConnectionLostError("dropped")], ids=["timeout", "lost"]
+    "error",
+    [
+        PeerTimeoutError("slow"),
+        ConnectionLostError("dropped"),
+        peer_error("T00", "UnreachableError", "the plugin is not connected"),
+    ],
+    ids=["timeout", "lost", "temporary-error"],
 )
 async def test_no_answer_keeps_the_notice(error: BaseException) -> None:
+    """No answer, or a temporary error (the sender decided nothing): the notice stays."""
     setup = Setup(ScriptedPeer(error))
     entry, _ = await setup.settled(7)
     setup.notices._active = lambda: False  # no background re-delivery in this test

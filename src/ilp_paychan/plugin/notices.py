@@ -15,6 +15,8 @@ decides whether a Fulfill counts, so its answer settles the notice:
   `incoming_fulfill_reverted` fires. The JavaScript reference words its F05 as "<id> has
   already expired: <its record as JSON>"; should a quoted record say `fulfilled`, the peer holds
   the transfer fulfilled, and that counts as acknowledged instead.
+- A BTP Error of the temporary class (T00 and the like: the peer is starting or stopping, its
+  store is down): no decision; as no answer below.
 - Any other BTP Error: the peer heard us but says nothing about a cancel; the notice is cleared,
   nothing is reverted, a warning is logged. (The reference answers F00 TypeError to a Fulfill of
   any transfer it has settled, fulfilled or cancelled alike, so that answer cannot decide.)
@@ -251,6 +253,11 @@ class PeerNotices:
 
     async def _refused(self, entry: Entry, kind: str, error: PeerError) -> Answer:
         tid = entry.id
+        if error.code.startswith("T"):
+            # Temporary (the peer is starting, stopping, or its store is down): it decided
+            # nothing, so this is no answer; the notice is sent again.
+            log.info("%s of %s: peer answered %s %s; will retry", kind, tid, error.code, error.name)
+            return _UNANSWERED
         if kind == "fulfill" and error.code == _ALREADY_CANCELLED:
             if sender_record_state(error) == FULFILLED:
                 log.info("peer answered F05 to our fulfill of %s, yet holds it fulfilled", tid)
