@@ -828,7 +828,10 @@ class GoodClient:
     """A real Plugin client that pays the listener, a few transfers in flight, until told."""
 
     def __init__(self, port: int, rng: random.Random, stats: LiveStats) -> None:
-        self.plugin = Plugin({"server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"})
+        # A generous timeout: this checks that it is served, not how fast (shared machines).
+        self.plugin = Plugin(
+            {"server": f"btp+ws://:{SECRET}@127.0.0.1:{port}", "requestTimeout": WAIT}
+        )
         self.rng = rng
         self.stats = stats
         self.waiting: dict[str, asyncio.Future[None]] = {}
