@@ -1,8 +1,9 @@
 """Conversions between codec packets and the JSON form of the vector files in tests/vectors.
 
-The vector files (see tests/vectors/README.md) write BTP packets as ``{type, typeName, requestId, data}``
-with camelCase fields, base64url conditions, decimal-string amounts and ISO-8601 dates; these
-helpers apply the same normalisation so a test compares like with like.
+The vector files (see tests/vectors/README.md) write BTP packets as
+``{type, typeName, requestId, data}`` with camelCase fields, base64url conditions, decimal-string
+amounts and ISO-8601 dates; these helpers apply the same normalisation so a test compares like
+with like.
 """
 
 from __future__ import annotations
