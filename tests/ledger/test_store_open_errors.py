@@ -162,4 +162,3 @@ async def test_a_refused_postgres_login_is_named(postgres_url: str) -> None:
     assert "no_such_role_ilp" in message.split(": ", 2)[-1]
     assert PASSWORD not in message
     assert not isinstance(caught.value, OSError)
-

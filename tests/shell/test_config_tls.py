@@ -55,19 +55,18 @@ def test_client_ca_and_client_certificate_paths_resolve_against_the_config_folde
 @pytest.mark.parametrize(
     ("document", "fragments"),
     [
-        (listener_doc(clientCa="ca.crt"), ("options.listener", "clientCa", "needs cert")),
+        (listener_doc(clientCa="ca.crt"), ('invalid "listener.clientCa"', 'needs "listener.cert"')),
         (
             listener_doc(cert="server.crt", key="server.key", clientCa="missing.crt"),
             ("options.listener.clientCa", "does not exist"),
         ),
-        (client_doc(clientCert="client.crt"), ("clientKey", "required")),
-        (client_doc(clientKey="client.key"), ("clientCert", "required")),
+        (client_doc(clientKey="client.key"), ('invalid "clientKey"', 'without "clientCert"')),
         (
             client_doc(clientCert="missing.crt", clientKey="client.key"),
             ("options.clientCert", "does not exist"),
         ),
     ],
-    ids=["client-ca-without-tls", "client-ca-missing", "no-key", "no-cert", "cert-missing"],
+    ids=["client-ca-without-tls", "client-ca-missing", "no-cert", "cert-missing"],
 )
 def test_mutual_tls_mistakes_name_the_field(
     tmp_path: Path, document: dict[str, Any], fragments: tuple[str, ...]
@@ -79,3 +78,11 @@ def test_mutual_tls_mistakes_name_the_field(
     for fragment in fragments:
         assert fragment in message
     assert SECRET not in message
+
+
+def test_a_client_certificate_file_may_hold_its_key(tmp_path: Path) -> None:
+    """As for the plugin (the transport loads the key from the cert file then)."""
+    pem_files(tmp_path, "client.pem")
+    [client] = parse_settings(client_doc(clientCert="client.pem"), base_dir=tmp_path).ledgers
+    assert client.options["clientCert"] == str(tmp_path / "client.pem")
+    assert "clientKey" not in client.options

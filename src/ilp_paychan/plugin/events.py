@@ -14,9 +14,10 @@ Cost: `emit` of an event nobody listens to is one dict lookup, so the hot path p
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 log = logging.getLogger("ilp_paychan.plugin")
@@ -71,16 +72,30 @@ def _accepted_positionals(callback: Callback) -> int | None:
 
 
 class EventEmitter:
-    """Named events with sync or async listeners."""
+    """Named events with sync or async listeners.
 
-    def __init__(self) -> None:
+    With `names`, `on`/`off` refuse any other name: a listener registered under a misspelt
+    event (`incomming_prepare`) would otherwise wait forever without a word.
+    """
+
+    def __init__(self, names: Collection[str] | None = None) -> None:
         self._listeners: dict[str, list[tuple[Callback, int | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._names = None if names is None else frozenset(names)
+
+    def _check_name(self, name: object) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"event name must be a string; got {name!r}")
+        if self._names is not None and name not in self._names:
+            close = difflib.get_close_matches(name, sorted(self._names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown event {name!r}{hint}; the events are: {', '.join(sorted(self._names))}"
+            )
 
     def on(self, name: str, callback: Callback) -> None:
         """Call `callback` on every `name` event, in registration order."""
-        if not isinstance(name, str):
-            raise TypeError(f"event name must be a string; got {name!r}")
+        self._check_name(name)
         if not callable(callback):
             raise TypeError(f"callback must be callable; got {callback!r}")
         listeners = list(self._listeners.get(name, ()))
@@ -88,7 +103,8 @@ class EventEmitter:
         self._listeners[name] = listeners
 
     def off(self, name: str, callback: Callback) -> None:
-        """Remove one registration of `callback` for `name`; unknown pairs are ignored."""
+        """Remove one registration of `callback` for `name`; an unregistered callback is ignored."""
+        self._check_name(name)
         listeners = list(self._listeners.get(name, ()))
         for index, (registered, _) in enumerate(listeners):
             if registered == callback:

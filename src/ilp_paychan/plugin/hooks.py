@@ -15,9 +15,6 @@ from ilp_paychan.codec.btp import Message, Response
 class SettlementHooks:
     """Trustline mode: no settlement. Subclasses override what their mode needs."""
 
-    #: A module needs a store; the trustline does not.
-    requires_store: bool = False
-
     def get_info(self) -> dict[str, Any] | None:
         """Ledger info to use instead of `options["info"]`, or None to use the options."""
         return None

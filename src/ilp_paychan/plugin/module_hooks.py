@@ -19,7 +19,7 @@ import copy
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from ilp_paychan.codec.btp import Message, Response
 from ilp_paychan.errors import InvalidFieldsError, NotAcceptedError, PluginError
 from ilp_paychan.plugin.hooks import SettlementHooks
+from ilp_paychan.plugin.options import seconds_option
 from ilp_paychan.plugin.rpc import CustomRpc
 
 #: Hooks a module must have: without them the plugin cannot name itself or settle.
@@ -81,6 +82,9 @@ class ModuleSpec:
 
     plugin_name: str
     hooks: Mapping[str, Callable[..., Any]]
+    #: The option names the module's constructor reads, if it declares them (`option_names`);
+    #: then any other unknown key is refused. None: undeclared, unknown keys reach the module.
+    option_names: frozenset[str] | None = None
 
     @property
     def class_name(self) -> str:
@@ -127,20 +131,33 @@ def load_module(module: object) -> ModuleSpec:
             problems.append(f"hook {name} must be callable, got {type(hook).__name__}")
             continue
         hooks[name] = hook
+    option_names = _option_names(_lookup(module, "option_names"), problems)
     if problems:
         raise InvalidFieldsError("invalid payment channel module: " + "; ".join(problems))
     assert isinstance(plugin_name, str)
-    return ModuleSpec(plugin_name, hooks)
+    return ModuleSpec(plugin_name, hooks, option_names)
+
+
+def _option_names(value: Any, problems: list[str]) -> frozenset[str] | None:
+    """The module's optional `option_names`: a collection of strings (not one string)."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        problems.append(f"option_names must be a collection of strings, got {value!r}")
+        return None
+    names = list(value)
+    if not all(isinstance(name, str) for name in names):
+        problems.append(f"option_names must be a collection of strings, got {names!r}")
+        return None
+    return frozenset(names)
 
 
 def hook_timeout_option(options: Mapping[str, Any], key: str, default: float) -> float:
-    """A positive number of seconds from the options, under `key` (camelCase, as the other
-    options) or its snake_case spelling; `default` when absent."""
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in key)
-    value = options.get(key, options.get(snake, default))
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidFieldsError(f"{key} must be a positive number of seconds, got {value!r}")
-    return float(value)
+    """A hook time limit from the (normalised, camelCase) options; `default` when absent.
+
+    The plugin's rule for every time limit applies: finite seconds above 0, at most a day.
+    """
+    return seconds_option(options, key, default)
 
 
 class HookOverrun(Exception):
@@ -161,8 +178,6 @@ async def _within(limit: float, awaitable: Awaitable[Any]) -> Any:
 
 class ModuleHooks(SettlementHooks):
     """The settlement hooks of a plugin made by `make_payment_channel_plugin(module)`."""
-
-    requires_store = True
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from ilp_paychan.plugin.module_hooks import (
     hook_timeout_option,
     load_module,
 )
+from ilp_paychan.plugin.options import module_policy
 from ilp_paychan.plugin.plugin import Plugin
 from ilp_paychan.plugin.rpc import CustomRpc
 from ilp_paychan.plugin.services import HookServices
@@ -38,7 +39,10 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
     class besides the plugin's own: `hookTimeout` (seconds for transfer-path hooks and rpc
     methods, default 2 or half of `requestTimeout` if that is less; must be below
     `requestTimeout`) and
-    `lifecycleHookTimeout` (seconds for `connect`/`disconnect`, default 30).
+    `lifecycleHookTimeout` (seconds for `connect`/`disconnect`, default 30). Other keys go to
+    the module's constructor unchecked, except near misses of the plugin's own names (refused
+    as typos); a module that lists the options it reads in `option_names` gets every other
+    unknown key refused instead.
 
     Raises:
         InvalidFieldsError: the module lacks `plugin_name` or required hooks (all named).
@@ -50,6 +54,7 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
 
     namespace = {
         "_create_hooks": _create_hooks,
+        "_option_policy": module_policy(spec.option_names),
         "settlement_module": module,
         "__doc__": f"Plugin settling through the payment-channel module {spec.plugin_name!r}.",
         "__module__": __name__,
@@ -62,17 +67,12 @@ def make_payment_channel_plugin(module: object) -> type[Plugin]:
 def _module_hooks(plugin: Plugin, spec: ModuleSpec, services: HookServices) -> ModuleHooks:
     """Build `ctx` and the hooks, then run the module's constructor (inside the plugin's)."""
     options = services.options
-    if not plugin.settings.stateful:
-        raise InvalidFieldsError(
-            'invalid "store": if the plugin is stateless, then a payment channel backend '
-            "cannot be specified."
-        )
     hook_timeout = hook_timeout_option(options, "hookTimeout", DEFAULT_HOOK_TIMEOUT)
     lifecycle_timeout = hook_timeout_option(
         options, "lifecycleHookTimeout", DEFAULT_LIFECYCLE_TIMEOUT
     )
     request_timeout = services.settings.request_timeout
-    if "hookTimeout" not in options and "hook_timeout" not in options:
+    if "hookTimeout" not in options:
         hook_timeout = min(hook_timeout, request_timeout / 2)
     elif hook_timeout >= request_timeout:
         raise InvalidFieldsError(

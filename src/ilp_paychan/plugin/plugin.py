@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from ilp_paychan.codec.btp import (
     ContentType,
@@ -43,13 +43,21 @@ from ilp_paychan.errors import (
 )
 from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog
 from ilp_paychan.ledger.on_demand import OnDemandStore
-from ilp_paychan.plugin.events import EventEmitter
+from ilp_paychan.ledger.store_url import is_memory_url
+from ilp_paychan.plugin.events import EVENT_NAMES, EventEmitter
 from ilp_paychan.plugin.expiry import ExpiryScheduler
 from ilp_paychan.plugin.hooks import SettlementHooks
 from ilp_paychan.plugin.incoming import IncomingRequests, RequestHandlerFn
 from ilp_paychan.plugin.lifecycle import Lifecycle
 from ilp_paychan.plugin.notices import Outcome, PeerNotices
-from ilp_paychan.plugin.options import PluginSettings, normalise_options, parse_settings
+from ilp_paychan.plugin.options import (
+    TRUSTLINE,
+    OptionPolicy,
+    PluginSettings,
+    normalise_options,
+    parse_settings,
+    require_prefix_and_info,
+)
 from ilp_paychan.plugin.protocol_data import (
     decode_entry,
     entries_by_name,
@@ -114,16 +122,19 @@ class Plugin:
     `_create_link()` to inject a PeerLink.
     """
 
+    #: Which options this class accepts besides the plugin's own, and whether it needs a store.
+    _option_policy: ClassVar[OptionPolicy] = TRUSTLINE
+
     def __init__(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
-        raw = normalise_options(options, kwargs)
+        raw = normalise_options(options, kwargs, self._option_policy)
         self._options = raw
         # A module's constructor gets the caller's own mapping (API.md); with keywords there is
         # none, so it gets the merged camelCase options.
         self._options_as_given: Mapping[str, Any] = (
             options if options is not None and not kwargs else raw
         )
-        self._settings: PluginSettings = parse_settings(raw)
-        self._events = EventEmitter()
+        self._settings: PluginSettings = parse_settings(raw, self._option_policy)
+        self._events = EventEmitter(EVENT_NAMES)
         self._observers: list[Any] = []
         # The open store's Backend, TransferLog and TransferBook (bound by connect() for a
         # durable store); `_idle_backend`/`_idle_log` serve reads while they are unbound.
@@ -148,7 +159,7 @@ class Plugin:
             and isinstance(self._info.get("prefix"), str)
         ):
             self._prefix = self._info["prefix"]
-        if self._settings.store is None or self._is_memory_url(self._settings.store):
+        if self._settings.store is None or is_memory_url(self._settings.store):
             # A memory store is opened here so `transfer_log` works before connect() and keeps
             # its data across disconnect()/connect().
             from ilp_paychan.ledger import MemoryStore
@@ -171,16 +182,8 @@ class Plugin:
                 transfer_log=lambda: self.transfer_log,
             )
         )
-        if self._hooks.requires_store and not self._settings.stateful:
-            raise InvalidFieldsError(
-                'invalid "store": if the plugin is stateless, then a payment channel backend '
-                "cannot be specified."
-            )
-        if self._settings.server is None and not (self._prefix and self.get_info() is not None):
-            raise InvalidFieldsError(
-                "when running in server mode, the 'prefix' and 'info' config parameters "
-                "are required"
-            )
+        # again now that a module may supply the info (for the trustline parse_settings did)
+        require_prefix_and_info(self._settings.server, self._prefix, self.get_info())
         self._notices = PeerNotices(
             self._request,
             transfer_log=lambda: self._log,
@@ -239,10 +242,6 @@ class Plugin:
                 request_timeout=settings.request_timeout,
             )
         raise InvalidFieldsError('invalid options: need "listener" or "server" to reach a peer')
-
-    @staticmethod
-    def _is_memory_url(store: Any) -> bool:
-        return isinstance(store, str) and store in ("memory:", "memory://", "memory")
 
     def _log_over(self, backend: Backend) -> TransferLog:
         settings = self._settings
@@ -441,7 +440,10 @@ class Plugin:
             raise NotAcceptedError("the peer's info answer is not an object")
         remote_prefix = info.get("prefix")
         if self._prefix is not None and remote_prefix != self._prefix:
-            raise NotAcceptedError("Remote prefix does not match configured prefix")
+            raise NotAcceptedError(
+                "Remote prefix does not match configured prefix: the peer's info says "
+                f"{remote_prefix!r}, this plugin is configured with {self._prefix!r}"
+            )
         if self._prefix is None:
             if not isinstance(remote_prefix, str):
                 raise NotAcceptedError("the peer's info has no prefix")

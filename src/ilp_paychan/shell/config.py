@@ -1,9 +1,15 @@
 """Operator configuration: one JSON document (file or `CONNECTOR_LEDGERS`) into typed settings.
 
-Two shapes are accepted, as API.md "Command line" fixes them:
+Two shapes are accepted, as the ILP Kit of the reference's time wrote them:
 - one plugin options object (`{"listener": ..., "incomingSecret": ..., ...}`), or
 - an ILP Kit ledger map `{prefix: {"currency", "plugin", "options", "store"}}`, where the map key
   becomes `options.prefix` and `"store": true` means one SQLite file per ledger under the data dir.
+
+This module checks only what belongs to the config file itself: its JSON, the ledger map's
+entries and plugin names, `"store": true`, the shell's own `receiverSecret`, TLS file paths
+(relative to the config file's folder) and listener ports used twice. The plugin options are
+checked by the plugin's own validation (`plugin.options.check_options`), so `serve --config` and
+`Plugin(...)` refuse the same options with the same message.
 
 Every problem becomes one `ConfigError` whose text is a single line naming the ledger and the
 field and saying what was expected. This module must never put a secret (incomingSecret, token,
@@ -13,6 +19,7 @@ described only by their JSON kind, and URLs are shown through `redact_url`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -20,17 +27,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.ledger.store_url import check_store_url, redact_url
+from ilp_paychan.plugin.options import PLUGIN_OPTIONS, check_options
+
+__all__ = [
+    "ConfigError",
+    "LedgerSettings",
+    "ServeSettings",
+    "load_document",
+    "load_settings",
+    "mask_secrets",
+    "parse_settings",
+    "redact_url",
+]
 
 #: The ILP Kit `plugin` names this package serves (ilp-plugin-virtual takes the same options).
 PLUGIN_NAMES = ("ilp-plugin-payment-channel-framework", "ilp-plugin-virtual")
@@ -38,35 +52,14 @@ DEFAULT_DATA_DIR = "ilp-paychan-data"
 ENV_VAR = "CONNECTOR_LEDGERS"
 _M = TypeVar("_M", bound=BaseModel)
 
+#: The shell's own option: the secret of a test receiver (see serve.py); never a plugin option.
+RECEIVER_SECRET = "receiverSecret"
 #: Keys that mark a document as one options object rather than a ledger map.
-_OPTION_KEYS = frozenset(
-    {
-        "listener",
-        "server",
-        "incomingSecret",
-        "maxBalance",
-        "minBalance",
-        "prefix",
-        "info",
-        "token",
-        "store",
-        "_store",
-        "storeKey",
-        "ca",
-        "clientCert",
-        "clientKey",
-        "requestTimeout",
-        "receiverSecret",
-    }
-)
+_OPTION_KEYS = PLUGIN_OPTIONS | {RECEIVER_SECRET}
 #: Fields whose values are never echoed, at any depth of the location path.
 _SECRET_FIELDS = frozenset(
     {"incomingSecret", "token", "receiverSecret", "server", "store", "_store", "password"}
 )
-_INTEGER = re.compile(r"^-?[0-9]+$")
-_STORE_KEY = re.compile(r"^[A-Za-z0-9_-]*$")
-_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_STORE_SCHEMES = ("memory:", "sqlite:///", "postgresql://", "postgres://")
 
 
 class ConfigError(Exception):
@@ -84,160 +77,8 @@ class ConfigError(Exception):
         super().__init__(": ".join(parts).replace("\n", " "))
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password or token in its userinfo replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _integer_string(value: Any, what: str) -> str:
-    """Accepts a decimal integer string (or a JSON integer) and returns its canonical str."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"expected {what}, got {_kind(value)}")
-    text = str(value)
-    if not _INTEGER.match(text):
-        raise ValueError(f"expected {what}, got {_show(value)}")
-    return str(int(text))
-
-
-def _check_store_url(url: str) -> str:
-    if not url.startswith(_STORE_SCHEMES):
-        raise ValueError(
-            "expected a store URL (memory:, sqlite:///PATH or postgresql://...), "
-            f"got a string starting {_show(url.split(':', 1)[0] + ':')}"
-        )
-    if url.startswith(("postgresql://", "postgres://")):
-        schemas = parse_qs(urlsplit(url).query).get("schema", [])
-        if any(not _PG_SCHEMA.match(schema) for schema in schemas):
-            raise ValueError(
-                "expected ?schema= to be a lowercase SQL identifier ([a-z_][a-z0-9_]*)"
-            )
-    return url
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class ListenerOptions(_Strict):
-    """`options.listener`: where the server role accepts WebSockets (TLS when cert is given)."""
-
-    port: int = Field(4195, ge=0, le=65535)
-    host: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    ca: str | None = None
-    clientCa: str | None = None
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> ListenerOptions:
-        if (self.cert is None) != (self.key is None):
-            missing = "key" if self.key is None else "cert"
-            raise ValueError(f"{missing}: required when the other of cert/key is given (TLS)")
-        if self.clientCa is not None and self.cert is None:
-            raise ValueError("clientCa: needs cert and key (client certificates need TLS)")
-        return self
-
-
-class LedgerInfo(BaseModel):
-    """`options.info`: handed verbatim to clients; the typed fields are checked, others kept."""
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-    prefix: str | None = None
-    currencyCode: str | None = None
-    currencyScale: int | None = Field(None, ge=0, le=255)
-    connectors: list[str] | None = None
-
-
-class PluginOptions(BaseModel):
-    """The plugin options object, with the fields the shell can check before the plugin does.
-
-    Unknown keys are kept and handed to the plugin (a payment-channel module reads its own).
-    """
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True, populate_by_name=True)
-
-    listener: ListenerOptions | None = None
-    server: str | None = Field(None, repr=False)
-    incomingSecret: SecretStr | None = None
-    token: SecretStr | None = None
-    maxBalance: str | None = None
-    minBalance: str | None = None
-    prefix: str | None = None
-    info: LedgerInfo | None = None
-    store: str | bool | None = Field(None, repr=False)
-    store_alias: str | None = Field(None, alias="_store", repr=False)
-    storeKey: str | None = None
-    ca: str | None = None
-    clientCert: str | None = None
-    clientKey: str | None = None
-    requestTimeout: float | None = Field(None, gt=0, le=3600)
-    receiverSecret: SecretStr | None = None
-
-    @field_validator("maxBalance", "minBalance", mode="before")
-    @classmethod
-    def _balance(cls, value: Any) -> Any:
-        return None if value is None else _integer_string(value, "an integer string")
-
-    @field_validator("server")
-    @classmethod
-    def _server_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if scheme not in ("btp+ws", "btp+wss"):
-            raise ValueError('expected a URL starting "btp+ws://" or "btp+wss://"')
-        try:
-            parts = urlsplit(value)
-            _ = parts.port
-        except ValueError:
-            raise ValueError(
-                "expected a URL btp+ws://:SECRET@HOST:PORT (bad host or port)"
-            ) from None
-        if not parts.hostname:
-            raise ValueError("expected a URL btp+ws://:SECRET@HOST:PORT (no host)")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str | None) -> str | None:
-        if value is not None and not _valid_prefix(value):
-            raise ValueError(f"expected an ILP prefix ending with '.', got {_show(value)}")
-        return value
-
-    @field_validator("storeKey")
-    @classmethod
-    def _store_key(cls, value: str | None) -> str | None:
-        if value is not None and not _STORE_KEY.match(value):
-            raise ValueError(f"expected base64url characters only, got {_show(value)}")
-        return value
-
-    @field_validator("store_alias")
-    @classmethod
-    def _alias_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_store_url(value)
-
-    @field_validator("store")
-    @classmethod
-    def _store_url(cls, value: str | bool | None) -> str | bool | None:
-        return _check_store_url(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _role(self) -> PluginOptions:
-        if self.listener is None and self.server is None:
-            raise ValueError('expected "listener" (server role) or "server" (client role)')
-        if (self.clientCert is None) != (self.clientKey is None):
-            missing = "clientKey" if self.clientKey is None else "clientCert"
-            raise ValueError(f"{missing}: required when the other of clientCert/clientKey is given")
-        return self
 
 
 class LedgerEntry(_Strict):
@@ -252,7 +93,9 @@ class LedgerEntry(_Strict):
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: bool | str) -> bool | str:
-        return _check_store_url(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            check_store_url(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -350,13 +193,14 @@ def parse_settings(
         if entry.plugin not in PLUGIN_NAMES:
             skipped.append((key, entry.plugin))
             continue
-        if not _valid_prefix(key):
-            raise ConfigError(
-                "expected the ledger key to be an ILP prefix ending with '.'", ledger=key
-            )
         ledgers.append(_ledger_from_options(key, entry.options, entry, data_path, base, "options."))
     if not ledgers:
-        raise ConfigError(f"config: no ledger uses plugin {json.dumps(PLUGIN_NAMES[0])}")
+        found = ", ".join(f"{json.dumps(name)} ({plugin})" for name, plugin in skipped)
+        raise ConfigError(
+            f"config: no ledger uses plugin {json.dumps(PLUGIN_NAMES[0])} or "
+            f"{json.dumps(PLUGIN_NAMES[1])}; found {len(skipped)} ledger(s) with other plugins: "
+            f"{found}"
+        )
     _check_unique_listeners(ledgers)
     return ServeSettings(tuple(ledgers), tuple(skipped))
 
@@ -384,84 +228,91 @@ def _ledger_from_options(
     base_dir: Path,
     where: str,
 ) -> LedgerSettings:
-    opts = _validate(PluginOptions, raw, name, where)
+    """One ledger: the shell's own keys taken out, the plugin's validation run on the rest."""
     options: dict[str, Any] = dict(raw)
-    if opts.listener is not None:
-        listener = dict(options["listener"])
-        for key in ("cert", "key", "ca", "clientCa"):
-            if getattr(opts.listener, key) is not None:
-                listener[key] = _tls_file(
-                    base_dir, getattr(opts.listener, key), name, f"{where}listener.{key}"
-                )
-        options["listener"] = listener
-    for key in ("ca", "clientCert", "clientKey"):
-        if getattr(opts, key) is not None:
-            options[key] = _tls_file(base_dir, getattr(opts, key), name, f"{where}{key}")
+    secret = _receiver_secret(options.pop(RECEIVER_SECRET, None), name, where)
+    store_url = _resolve_store(name, options, entry, data_dir, where)
+    if store_url is not None:
+        options["store"] = store_url
     if entry is not None:
-        if opts.prefix is not None and opts.prefix != name:
+        prefix = options.get("prefix")
+        if prefix is not None and prefix != name:
             raise ConfigError(
-                f"expected the ledger key {json.dumps(name)} (or no prefix), "
-                f"got {_show(opts.prefix)}",
+                f"expected the ledger key {json.dumps(name)} (or no prefix), got {_show(prefix)}",
                 ledger=name,
                 field=f"{where}prefix",
             )
         options["prefix"] = name
-    prefix = options.get("prefix")
-    if opts.info is not None and opts.info.prefix is not None and opts.info.prefix != prefix:
-        raise ConfigError(
-            f"expected the ledger prefix {_show(prefix)}, got {_show(opts.info.prefix)}",
-            ledger=name,
-            field=f"{where}info.prefix",
-        )
-    if opts.server is None and (prefix is None or opts.info is None):
-        missing = "prefix" if prefix is None else "info"
-        raise ConfigError(
-            'required for a listener without "server"', ledger=name, field=f"{where}{missing}"
-        )
-
-    if opts.listener is not None and not (
-        opts.incomingSecret and opts.incomingSecret.get_secret_value()
-    ):
-        raise ConfigError(
-            "required for a listener: without it every client is refused",
-            ledger=name,
-            field=f"{where}incomingSecret",
-        )
-    store_url = _resolve_store(name, opts, entry, data_dir, where)
-    for key in ("store", "_store", "receiverSecret"):
-        options.pop(key, None)
-    if store_url is not None:
-        options["store"] = store_url
-        if opts.maxBalance is None:
-            raise ConfigError(
-                "required when the ledger has a store (an integer string)",
-                ledger=name,
-                field=f"{where}maxBalance",
-            )
+    try:
+        check_options(options)
+    except InvalidFieldsError as exc:
+        # The plugin may echo a bad value; a secret pasted into the wrong field stays hidden.
+        message = mask_secrets(str(exc), raw)
+        raise ConfigError(message, ledger=name, field=where.rstrip(".") or None) from None
     for key in ("maxBalance", "minBalance"):
-        value = getattr(opts, key)
-        if value is not None:
-            options[key] = value
-    if (
-        opts.maxBalance is not None
-        and opts.minBalance is not None
-        and (int(opts.minBalance) > int(opts.maxBalance))
-    ):
-        raise ConfigError(
-            "expected minBalance <= maxBalance", ledger=name, field=f"{where}minBalance"
-        )
-    secret = opts.receiverSecret.get_secret_value().encode() if opts.receiverSecret else None
-    if secret == b"":
-        raise ConfigError(
-            "expected a non-empty string", ledger=name, field=f"{where}receiverSecret"
-        )
+        if isinstance(options.get(key), int):
+            options[key] = str(options[key])
+    _resolve_tls_files(options, base_dir, name, where)
     return LedgerSettings(
         name=name,
         options=options,
-        store_url=store_url,
+        store_url=store_url if isinstance(store_url, str) else None,
         receiver_secret=secret,
         currency=entry.currency if entry is not None else None,
     )
+
+
+def mask_secrets(text: str, options: Mapping[str, Any]) -> str:
+    """`text` with every secret of a ledger's options (its incomingSecret, token,
+    receiverSecret and URL passwords, also percent-decoded) replaced by `***`.
+
+    Secrets shorter than 4 characters are left alone: masking every "a" of a message would
+    make it unreadable and hide nothing worth hiding.
+    """
+    found: set[str] = set()
+    for key in ("incomingSecret", "token", RECEIVER_SECRET):
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            found.add(value)
+    for key in ("server", "store", "_store"):
+        url = options.get(key)
+        if isinstance(url, str):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                continue
+            if password:
+                found.update({password, unquote(password)})
+    for secret in sorted(found, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _receiver_secret(value: Any, ledger: str, where: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"expected a non-empty string, got {_kind(value)}",
+            ledger=ledger,
+            field=f"{where}{RECEIVER_SECRET}",
+        )
+    return value.encode()
+
+
+def _resolve_tls_files(options: dict[str, Any], base_dir: Path, ledger: str, where: str) -> None:
+    """TLS paths relative to the config file's folder become absolute; each must exist."""
+    listener = options.get("listener")
+    if isinstance(listener, dict):
+        listener = dict(listener)
+        for key in ("cert", "key", "ca", "clientCa"):
+            if isinstance(listener.get(key), str):
+                listener[key] = _tls_file(base_dir, listener[key], ledger, f"{where}listener.{key}")
+        options["listener"] = listener
+    for key in ("ca", "clientCert", "clientKey"):
+        if isinstance(options.get(key), str):
+            options[key] = _tls_file(base_dir, options[key], ledger, f"{where}{key}")
 
 
 def _tls_file(base_dir: Path, path: str, ledger: str, field: str) -> str:
@@ -474,11 +325,19 @@ def _tls_file(base_dir: Path, path: str, ledger: str, field: str) -> str:
 
 
 def _resolve_store(
-    name: str, opts: PluginOptions, entry: LedgerEntry | None, data_dir: Path, where: str
-) -> str | None:
-    inner: str | bool | None = opts.store if opts.store is not None else opts.store_alias
-    if opts.store is not None and opts.store_alias is not None:
+    name: str, options: dict[str, Any], entry: LedgerEntry | None, data_dir: Path, where: str
+) -> Any:
+    """The store the ledger uses: `true` becomes its SQLite file, `false` none.
+
+    Takes `store`/`_store` out of `options`; anything that is neither a boolean nor a string is
+    returned as is for the plugin's validation to refuse.
+    """
+    if options.get("store") is not None and options.get("_store") is not None:
         raise ConfigError('give "store" or "_store", not both', ledger=name, field=f"{where}_store")
+    inner = options.pop("store", None)
+    alias = options.pop("_store", None)
+    if inner is None:
+        inner = alias
     outer: str | bool | None = entry.store if entry is not None else None
     if outer not in (None, False) and inner not in (None, False):
         raise ConfigError(
@@ -489,7 +348,7 @@ def _resolve_store(
     chosen = inner if outer in (None, False) else outer
     if chosen is True:
         return sqlite_url_for(data_dir, name)
-    if chosen is False or chosen is None:
+    if chosen is False:
         return None
     return chosen
 
@@ -517,15 +376,13 @@ def _validate(model: type[_M], raw: Any, ledger: str, where: str) -> _M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise _one_line(exc, ledger, where) from None
+        raise _one_line(exc, ledger, where, sorted(model.model_fields)) from None
 
 
-def _one_line(exc: ValidationError, ledger: str, where: str) -> ConfigError:
+def _one_line(exc: ValidationError, ledger: str, where: str, fields: list[str]) -> ConfigError:
     """The first pydantic error, as one line that never shows a secret value."""
     err = exc.errors(include_url=False)[0]
     loc = [str(part) for part in err["loc"]]
-    if loc and loc[-1] == "store_alias":
-        loc[-1] = "_store"
     secret = bool(_SECRET_FIELDS.intersection(loc))
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -540,7 +397,8 @@ def _one_line(exc: ValidationError, ledger: str, where: str) -> ConfigError:
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
-        message = "unknown field"
+        close = difflib.get_close_matches(loc[-1], fields, n=1) if loc else []
+        message = f"unknown field (did you mean {close[0]!r}?)" if close else "unknown field"
     else:
         expected = _EXPECTED.get(kind)
         if expected is None:
@@ -564,10 +422,6 @@ _EXPECTED = {
     "greater_than": "a number > {gt}",
     "less_than_equal": "a number <= {le}",
 }
-
-
-def _valid_prefix(value: str) -> bool:
-    return len(value) > 1 and value.endswith(".") and not any(c.isspace() for c in value)
 
 
 def _kind(value: Any) -> str:

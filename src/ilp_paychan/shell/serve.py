@@ -29,7 +29,14 @@ from typing import Any
 
 from ilp_paychan import __version__
 from ilp_paychan.plugin.events import TRANSFER_EVENTS
-from ilp_paychan.shell.config import ConfigError, LedgerSettings, ServeSettings, load_settings
+from ilp_paychan.shell.config import (
+    RECEIVER_SECRET,
+    ConfigError,
+    LedgerSettings,
+    ServeSettings,
+    load_settings,
+    mask_secrets,
+)
 from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.shell.logs import configure_logging, log_event
 
@@ -155,7 +162,11 @@ class Server:
         except OSError as exc:
             host, port = self.admin_address
             raise _StartError(
-                component="admin endpoint", address=f"{host}:{port}", error=exc.strerror or str(exc)
+                component="admin endpoint",
+                address=f"{host}:{port}",
+                error=exc.strerror or str(exc),
+                hint="use --admin HOST:PORT to pick another address (port 0 takes a free one), "
+                "or --admin none to run without it",
             ) from None
         admin.start()
         log_event(log, "admin_listening", url=admin.url)
@@ -384,26 +395,7 @@ def _make_store_dir(url: str | None) -> None:
 
 def _safe_error(exc: BaseException, ledger: LedgerSettings) -> str:
     """`Type: message` with every secret of the ledger's options blanked out."""
-    text = f"{type(exc).__name__}: {exc}"
-    for secret in _secrets_of(ledger):
-        text = text.replace(secret, "***")
-    return text.replace("\n", " ")
-
-
-def _secrets_of(ledger: LedgerSettings) -> list[str]:
-    from urllib.parse import unquote, urlsplit
-
-    found: list[str] = []
-    for key in ("incomingSecret", "token"):
-        value = ledger.options.get(key)
-        if isinstance(value, str) and value:
-            found.append(value)
-    for url in (ledger.options.get("server"), ledger.store_url):
-        if isinstance(url, str):
-            with contextlib.suppress(ValueError):
-                password = urlsplit(url).password
-                if password:
-                    found.extend({password, unquote(password)})
+    options = dict(ledger.options)
     if ledger.receiver_secret:
-        found.append(ledger.receiver_secret.decode(errors="replace"))
-    return sorted(found, key=len, reverse=True)
+        options[RECEIVER_SECRET] = ledger.receiver_secret.decode(errors="replace")
+    return mask_secrets(f"{type(exc).__name__}: {exc}", options).replace("\n", " ")

@@ -230,9 +230,9 @@ class BtpListener(ActiveLink):
             )
         except OSError as exc:
             where = f"{self._host or '*'}:{self._port}"
-            raise InvalidFieldsError(
-                f"listener.port: cannot listen on {where}: {exc.strerror or exc}"
-            ) from exc
+            # asyncio's strerror repeats the address; the errno's own words are enough
+            reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc
+            raise InvalidFieldsError(f"listener.port: cannot listen on {where}: {reason}") from exc
         for sock in self._server.sockets:
             self._port = sock.getsockname()[1]
             break
