@@ -147,13 +147,17 @@ class ThrowawayCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on the cluster's data and port (again, after `halt()`)."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
         subprocess.run(
             [
                 *self._as_user,
                 self._pg_ctl,
                 "-D",
-                str(data),
+                str(self.root / "data"),
                 "-o",
                 options,
                 "-w",
@@ -167,7 +171,9 @@ class ThrowawayCluster:
             stdout=subprocess.DEVNULL,
         )
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server at once (`pg_ctl -m immediate`: no clean shutdown, as if it crashed),
+        keeping its data for `resume()`."""
         if self._pg_ctl:
             subprocess.run(
                 [
@@ -184,6 +190,10 @@ class ThrowawayCluster:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+
+    def stop(self) -> None:
+        """Halt the server and remove the cluster."""
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -74,6 +74,18 @@ class PeerTimeoutError(PluginError):
     ilp_code = "T00"
 
 
+class StoreUnavailableError(PluginError, ConnectionError):
+    """The ledger store cannot be reached right now (its server is down, restarting, or the
+    connection dropped during the operation).
+
+    Temporary (T00): nothing is refused for good, and the same call may succeed once the store
+    is back; the store reconnects by itself. A write whose connection dropped while committing
+    may or may not have been committed (either way completely or not at all).
+    """
+
+    ilp_code = "T00"
+
+
 class FulfillmentPendingError(PluginError):
     """Our fulfilment is committed, but the sender has not answered the Fulfill in time.
 

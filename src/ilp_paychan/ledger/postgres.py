@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from ilp_paychan.errors import StoreUnavailableError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import canonical_json
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
@@ -454,12 +455,14 @@ class PostgresStore:
         return results
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        """Run one statement (one transaction), retrying serialization failures and deadlocks."""
+        """Run one statement (one transaction), retrying serialization failures and deadlocks.
+        A server that cannot be reached raises StoreUnavailableError."""
         for attempt in range(RETRIES):
             try:
                 return await getattr(self._pool, method)(sql, *args)
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate not in _RETRYABLE or attempt == RETRIES - 1:
+            except Exception as exc:
+                _raise_if_unavailable(exc)
+                if not _retryable(exc) or attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -563,8 +566,9 @@ class PostgresStore:
         for attempt in range(RETRIES):
             try:
                 return await self._revert_once(key, transfer_id)
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate not in _RETRYABLE or attempt == RETRIES - 1:
+            except Exception as exc:
+                _raise_if_unavailable(exc)
+                if not _retryable(exc) or attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -645,6 +649,45 @@ class PostgresStore:
         while self._runner is not None and not self._runner.done():
             await asyncio.wait({self._runner})
         await self._pool.close()
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in _RETRYABLE
+
+
+#: What an unreachable server looks like: refused or dropped sockets, connection exceptions
+#: (SQLSTATE class 08), and a server shutting down or still starting up (57P01-57P03).
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+_UNAVAILABLE_WORDS = {
+    "ConnectionRefusedError": "connection refused",
+    "ConnectionResetError": "connection reset",
+    "ConnectionDoesNotExistError": "the connection closed during the operation",
+    "CannotConnectNowError": "the database is starting up",
+    "AdminShutdownError": "the database is shutting down",
+    "CrashShutdownError": "the database is restarting after a crash",
+    "TimeoutError": "no answer in time",
+}
+
+
+def _raise_if_unavailable(exc: Exception) -> None:
+    """Raise StoreUnavailableError (chained) if `exc` means the server cannot be reached.
+
+    The message names the cause in words only (no host, port or credentials: it may be sent
+    to the peer as the reason of a refused request).
+    """
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        return  # 57014: a statement timeout, not an outage
+    if isinstance(exc, _UNAVAILABLE):
+        name = type(exc).__name__
+        cause = _UNAVAILABLE_WORDS.get(name, name)
+        raise StoreUnavailableError(
+            f"the PostgreSQL ledger store is unavailable ({cause}); try again once it is back"
+        ) from exc
 
 
 def _lock_order(item: tuple[dict[str, Any], Any]) -> tuple[bool, str]:
