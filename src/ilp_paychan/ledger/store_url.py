@@ -43,7 +43,10 @@ def check_store_url(url: str) -> None:
     if url.startswith("sqlite:"):
         from ilp_paychan.ledger.sqlite import sqlite_settings
 
-        sqlite_settings(url)
+        try:
+            sqlite_settings(url)
+        except ValueError as exc:  # its message quotes the URL: mask a password in it
+            raise ValueError(str(exc).replace(url, redact_url(url))) from None
         return
     if url.startswith(("postgresql:", "postgres:")):
         from ilp_paychan.ledger.postgres import split_url

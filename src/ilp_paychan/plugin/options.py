@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilp_paychan.errors import InvalidFieldsError
-from ilp_paychan.ledger.store_url import check_store_url, is_memory_url, redact_url
+from ilp_paychan.ledger.store_url import check_store_url, is_memory_url
 from ilp_paychan.plugin.validate import check_prefix
 from ilp_paychan.transport.url import parse_btp_url
 
@@ -397,8 +397,7 @@ def _store(store: Any, policy: OptionPolicy) -> Any:
         try:
             check_store_url(store)
         except ValueError as exc:
-            shown = str(exc).replace(store, redact_url(store))
-            raise InvalidFieldsError(f'invalid "store": {shown}') from None
+            raise InvalidFieldsError(f'invalid "store": {exc}') from None
     elif store is not None:
         missing = [
             name for name in ("get", "put", "delete") if not callable(getattr(store, name, None))
