@@ -91,6 +91,7 @@ class LiveStats:
     good_sent: int = 0
     good_fulfilled: int = 0
     good_amount: int = 0
+    good_lost: int = 0  # sent on a socket that closed before it was answered; never prepared
     failures: list[str] = field(default_factory=list)
     failure_count: int = 0
     rss_start_kb: int = 0
@@ -492,15 +493,40 @@ def _close_code(ws: ClientConnection) -> int | None:
     return None if received is None else received.code
 
 
-async def _send(ws: ClientConnection, item: Item) -> None:
+async def _send(ws: ClientConnection, item: Item) -> bool:
+    """Write one input; False when the socket is gone already."""
     if item.text is not None:
-        await ws.send(item.text)
-    elif item.cuts is not None:
+        return await _write(ws, item.text)
+    if item.cuts is not None:
         raw = item.binary
         pieces = [raw[a:b] for a, b in zip([0, *item.cuts], [*item.cuts, len(raw)], strict=True)]
-        await ws.send(iter(pieces))
-    else:
-        await ws.send(item.binary)
+        return await _write(ws, iter(pieces))
+    return await _write(ws, item.binary)
+
+
+async def _write(ws: ClientConnection, message: Any) -> bool:
+    """`ws.send`, False when the socket is gone (closed by the listener, or reset because it
+    closed while our frames were still arriving)."""
+    try:
+        await ws.send(message)
+    except (ConnectionClosed, OSError):
+        return False
+    except AttributeError:
+        # websockets 17 aborts the transport again after a failed write; asyncio has released
+        # a transport that a reset already closed, so that abort fails in asyncio's own code.
+        if not ws.transport.is_closing():
+            raise
+        return False
+    return True
+
+
+async def _close(ws: ClientConnection) -> None:
+    """`ws.close`, quiet about a socket that is gone already (see `_write`)."""
+    try:
+        await ws.close()
+    except AttributeError:
+        if not ws.transport.is_closing():
+            raise
 
 
 async def _open(port: int) -> ClientConnection:
@@ -554,11 +580,7 @@ async def unauthenticated_worker(
             stats.frames += 1
             stats.kinds[item.kind] += 1
             oversized |= item.kind in ("oversized", "big")
-            try:
-                await _send(ws, item)
-            except ConnectionClosed:
-                break
-            if reader.done():
+            if not await _send(ws, item) or reader.done():
                 break
         ending = rng.random()
         if ending < 0.1:
@@ -573,7 +595,7 @@ async def unauthenticated_worker(
             )
             continue
         if not rude:
-            await ws.close()
+            await _close(ws)
         await _linger(ws, reader, stats, tolerate_abnormal=rude or oversized)
 
 
@@ -587,7 +609,7 @@ async def _linger(
     if not reader.done():
         reader.cancel()
         stats.fail("an unauthenticated socket stayed open past its auth deadline")
-    await ws.close()
+    await _close(ws)
     _note_close(stats, ws, tolerate_abnormal=tolerate_abnormal)
 
 
@@ -614,7 +636,7 @@ async def _idle_socket(port: int, stats: LiveStats) -> None:
             await _drain(ws, stats, authenticated=False)
     except TimeoutError:
         stats.fail("an idle unauthenticated socket was never closed")
-    await ws.close()
+    await _close(ws)
     code = _close_code(ws)
     stats.closes[str(code)] += 1
     if code not in (1008, None):  # None: dropped as the oldest of too many waiting sockets
@@ -660,6 +682,7 @@ class AuthenticatedPeer:
         self.uncertain: dict[str, int] = {}  # good transfers whose answer was lost with a socket
         self.fulfilled: dict[str, int] = {}
         self.fulfilled_changed = asyncio.Event()
+        self.sent: set[str] = set()
 
     def new_id(self) -> int:
         self.next_id = (self.next_id + 1) % 2**32
@@ -671,7 +694,8 @@ class AuthenticatedPeer:
         ws = await _open(self.port)
         self.stats.connections += 1
         rid = self.new_id()
-        await ws.send(auth_frame(rid))
+        if not await _write(ws, auth_frame(rid)):
+            raise RuntimeError("the listener closed a new socket before its auth")
         async with asyncio.timeout(WAIT):
             raw = await ws.recv()
         answer = btp.decode(raw) if isinstance(raw, bytes) else None
@@ -744,8 +768,7 @@ class AuthenticatedPeer:
                     amount = self.frames.good_amounts[tid]
                 self.fulfilled[tid] = amount
                 self.fulfilled_changed.set()
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(btp.encode(btp.Response(packet.request_id)))
+        await _write(ws, btp.encode(btp.Response(packet.request_id)))
 
     def _lost(self, link: _Link) -> None:
         """The socket closed: what it still waited for will never be answered."""
@@ -797,8 +820,8 @@ class AuthenticatedPeer:
         link.rude |= item.kind in ("oversized", "big", "text")
         if item.good is not None:
             self.stats.good_sent += 1
-        with contextlib.suppress(ConnectionClosed):
-            await _send(link.ws, item)
+            self.sent.add(item.good[0])
+        await _send(link.ws, item)
 
     async def settle(self) -> None:
         """Wait (bounded) until every accepted well-behaved transfer was fulfilled."""
@@ -813,11 +836,20 @@ class AuthenticatedPeer:
                 f"{len(missing)} accepted transfers never fulfilled, e.g. {missing[:3]}"
             )
 
+    def account(self) -> None:
+        """Every well-behaved transfer sent was fulfilled, or lost with its socket unanswered."""
+        lost = self.sent - set(self.fulfilled)
+        self.stats.good_lost = len(lost)
+        unexplained = lost - set(self.uncertain)
+        if unexplained:
+            example = sorted(unexplained)[:3]
+            self.stats.fail(f"{len(unexplained)} well-behaved transfers vanished, e.g. {example}")
+
     async def close(self) -> None:
         link = self.link
         if link is None:
             return
-        await link.ws.close()
+        await _close(link.ws)
         if link.reader is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WAIT):
@@ -994,6 +1026,7 @@ async def _phases(
     await peer.settle()
     await _acknowledged(child, stats, say)
     good_amounts.update(peer.fulfilled)  # with Fulfills of prepares whose answer was lost
+    peer.account()
     await peer.close()
     _check_alive(child, stats, "after the authenticated phase")
     _progress(say, "phase 2 done", started, stats, child)

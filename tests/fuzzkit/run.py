@@ -67,7 +67,8 @@ class Report:
                 f"  answers: {kinds_summary(live.answers.items())}",
                 f"  closes: {kinds_summary(live.closes.items())}",
                 f"  well-behaved transfers: {live.good_sent} sent, {live.good_fulfilled} "
-                f"fulfilled, {live.good_amount} in all; listener balance "
+                f"fulfilled ({live.good_amount} in all), {live.good_lost} lost unanswered with "
+                f"a socket the fuzzer made the listener close; listener balance "
                 f"{live.ledger.get('balance')}, errors logged {live.ledger.get('errors_logged')}",
                 f"  listener RSS: {live.rss_start_kb} KiB after warm-up, {live.rss_end_kb} KiB "
                 f"at the end, peak {live.rss_peak_kb} KiB",
