@@ -423,6 +423,10 @@ class PostgresStore:
         self._pool = pool
         self._pending: list[tuple[dict[str, Any], asyncio.Future[str | None]]] = []
         self._runner: asyncio.Task[None] | None = None
+        #: Write transactions committed, and the operations they carried, since the store was
+        #: created: what a benchmark reads to count commits per transfer.
+        self.commits = 0
+        self.operations = 0
 
     async def _apply(self, op: dict[str, Any]) -> str | None:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -443,6 +447,8 @@ class PostgresStore:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self.commits += 1
+            self.operations += len(batch)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
@@ -565,12 +571,16 @@ class PostgresStore:
         order, log row then transfer row, so it serialises with the batches without deadlock."""
         for attempt in range(RETRIES):
             try:
-                return await self._revert_once(key, transfer_id)
+                reverted = await self._revert_once(key, transfer_id)
             except Exception as exc:
                 _raise_if_unavailable(exc)
                 if not _retryable(exc) or attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))
+            else:
+                self.commits += 1
+                self.operations += 1
+                return reverted
         raise AssertionError("unreachable")
 
     async def _revert_once(self, key: str, transfer_id: str) -> bool:
