@@ -42,6 +42,7 @@ from ilp_paychan.errors import (
     NotAcceptedError,
     PeerError,
     PluginError,
+    StoreUnavailableError,
     UnreachableError,
     error_name_for,
     ilp_code_for,
@@ -204,7 +205,11 @@ class IncomingRequests:
         if packet.protocol_data:
             record.update(lpi_fields(entries_by_name(packet.protocol_data)))
         entry = Entry(tid, record, True, packet.amount, packet.execution_condition, expires_at)
-        outcome = await book.prepare(entry)
+        try:
+            outcome = await book.prepare(entry)
+        except StoreUnavailableError:
+            self._arm(tid, expires_at)  # it may be stored all the same
+            raise
         if outcome is PrepareOutcome.NEW:
             prepare_hook = self._prepare_hook
             if prepare_hook is not None:

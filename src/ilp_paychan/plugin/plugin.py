@@ -39,9 +39,10 @@ from ilp_paychan.errors import (
     NotConnectedError,
     PeerError,
     RequestHandlerAlreadyRegisteredError,
+    StoreUnavailableError,
     UnreachableError,
 )
-from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog
+from ilp_paychan.ledger import FULFILLED, Backend, PrepareOutcome, TransferLog
 from ilp_paychan.ledger.on_demand import OnDemandStore
 from ilp_paychan.ledger.store_url import is_memory_url
 from ilp_paychan.plugin.events import EVENT_NAMES, EventEmitter
@@ -85,6 +86,8 @@ from ilp_paychan.transport.peer import PeerLink
 log = logging.getLogger("ilp_paychan.plugin")
 
 _OCTETS = int(ContentType.OCTET_STREAM)
+#: Seconds before an expiry that failed because the store was unavailable is tried again.
+EXPIRY_RETRY = 1.0
 _INFO_REQUEST = (ProtocolData("info", _OCTETS, b"\x02"),)
 _BALANCE_REQUEST = (ProtocolData("balance", _OCTETS, b"\x00"),)
 _LIMIT_REQUEST = (ProtocolData("limit", _OCTETS, b"\x00"),)
@@ -667,7 +670,11 @@ class Plugin:
         entry = Entry(
             checked.id, checked.record, False, checked.amount, checked.condition, expires_at
         )
-        outcome = await self._book.prepare(entry)
+        try:
+            outcome = await self._book.prepare(entry)
+        except StoreUnavailableError:
+            self._scheduler.arm(checked.id, expires_at)  # it may be stored all the same
+            raise
         if outcome is PrepareOutcome.REPEAT_FULFILLED:
             raise AlreadyRolledBackError(
                 f"transfer {checked.id} was already fulfilled; not sent again"
@@ -795,10 +802,18 @@ class Plugin:
         for tid in transfer_ids:
             try:
                 entry, changed = await book.expire(tid)
+            except StoreUnavailableError as error:
+                log.warning("expiring %s failed (%s); again in %gs", tid, error, EXPIRY_RETRY)
+                self._scheduler.arm(tid, _now() + EXPIRY_RETRY)
+                continue
             except Exception:
                 log.exception("expiring %s failed", tid)
                 continue
             if entry is None or not changed:
+                if entry is not None and entry.is_incoming and entry.state == FULFILLED:
+                    # Fulfilled in the store though the call that did it failed (the store
+                    # dropped during its commit): its Fulfill notice still has to go out.
+                    tell_peer = True
                 continue
             log.info("transfer %s expired", tid)
             reason = outgoing_reason(expiry_error(account))

@@ -41,6 +41,7 @@ from ilp_paychan.errors import (
     AlreadyRolledBackError,
     InvalidFulfillmentError,
     NotAcceptedError,
+    StoreUnavailableError,
     TransferNotFoundError,
 )
 from ilp_paychan.ledger import CANCELLED, FULFILLED, PREPARED, PrepareOutcome, TransferLog
@@ -115,8 +116,17 @@ class TransferBook:
             self.prepared[entry.id] = entry
 
     async def prepare(self, entry: Entry) -> PrepareOutcome:
-        """Store a new prepared transfer (limits checked by the ledger); repeats are reported."""
-        outcome = await self.log.prepare(entry.record, entry.is_incoming)
+        """Store a new prepared transfer (limits checked by the ledger); repeats are reported.
+
+        When the store fails with StoreUnavailableError the prepare may have been committed
+        all the same (the connection dropped during the commit), so the entry is kept: the
+        caller arms its expiry, which cancels it if it was stored and forgets it if not.
+        """
+        try:
+            outcome = await self.log.prepare(entry.record, entry.is_incoming)
+        except StoreUnavailableError:
+            self.prepared.setdefault(entry.id, entry)
+            raise
         if outcome is PrepareOutcome.NEW or outcome is PrepareOutcome.REPEAT_PREPARED:
             self.prepared.setdefault(entry.id, entry)
         return outcome
