@@ -20,10 +20,12 @@ import pytest
 from ilp_paychan.codec.btp import Fulfill, Packet, Reject, Response
 from ilp_paychan.errors import PeerError, PeerTimeoutError, PluginError
 from ilp_paychan.ledger import Backend, MemoryStore, TransferLog
+from ilp_paychan.plugin import notices as notices_module
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.notices import NOTICE_GRACE, Outcome, PeerNotices
 from ilp_paychan.plugin.transfers import Entry
 from ilp_paychan.transport.connection import ConnectionLostError
+from testkit.waiting import wait_until as poll_until
 
 from .conftest import WAIT, b64url
 
@@ -341,3 +343,26 @@ async def test_the_background_task_leaves_a_held_notice_to_its_holder() -> None:
         await _redelivered(setup)
     assert [packet.transfer_id for packet, _, _ in setup.peer.sent] == [other.id]
     assert await setup.notice_ids() == [held.id]
+
+
+async def test_a_kick_wakes_the_background_task_from_its_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The link comes back (or a new notice is stored) while the task waits out a long back-off:
+    it goes round again at once instead."""
+    monkeypatch.setattr(notices_module, "NOTICE_BACKOFF_MIN", 3600.0)
+    setup = Setup(ScriptedPeer(PeerTimeoutError("slow"), Response(0)))
+    entry, _ = await setup.settled(7)
+    setup.notices.kick()
+    worker = setup.notices._worker
+    assert worker is not None
+    await poll_until(lambda: setup.peer.sent, "the first try", WAIT)
+    for _ in range(10):
+        await asyncio.sleep(0)  # the first try timed out; the task is backing off now
+    assert not worker.done()
+    assert await setup.notice_ids() == [entry.id]
+    setup.notices.kick()  # e.g. the link came back up
+    async with asyncio.timeout(WAIT):
+        await worker
+    assert len(setup.peer.sent) == 2
+    assert await setup.notice_ids() == []

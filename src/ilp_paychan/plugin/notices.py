@@ -24,8 +24,10 @@ decides whether a Fulfill counts, so its answer settles the notice:
   is down nothing is sent by the background task: the link's coming up wakes it.
 
 A Fulfill notice is re-sent, after the transfer's expiry too, until the sender answers: that is
-what makes both sides agree in the end. A Reject notice is given up an hour after the expiry (a
-sender that never hears it cancels at its own expiry anyway).
+what makes both sides agree in the end. The back-off (0.25 s doubling to 30 s) restarts whenever
+the link comes back or a new notice is stored, so a returning peer hears at once. A Reject
+notice is given up an hour after the expiry (a sender that never hears it cancels at its own
+expiry anyway).
 
 The payload is stored with the notice (`Entry.notice`, the ledger's `notice`): the Reject's
 encoded ILP error, the Fulfill's `ilp` data; so a notice re-sent after a restart carries the
@@ -154,6 +156,8 @@ class PeerNotices:
         #: Notices being sent, or held by a caller delivering them itself: id -> holders.
         self._delivering: dict[str, int] = {}
         self._worker: asyncio.Task[None] | None = None
+        #: Set by `kick()`: the background task goes round again instead of backing off.
+        self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ holding
 
@@ -313,8 +317,12 @@ class PeerNotices:
     # ------------------------------------------------------------------ re-delivery
 
     def kick(self) -> None:
-        """Start the background re-delivery of stored notices, if not running."""
-        if self._worker is None and self._active():
+        """Re-deliver the stored notices now: start the background task, or wake it from its
+        back-off (the link came back, a new notice was stored)."""
+        if not self._active():
+            return
+        self._wake.set()
+        if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._redeliver())
 
     def stop(self) -> None:
@@ -327,27 +335,42 @@ class PeerNotices:
         backoff = NOTICE_BACKOFF_MIN
         try:
             while self._active():
-                transfer_log = self._transfer_log()
-                if transfer_log is None:
+                self._wake.clear()  # a kick from here on means: go round again
+                try:
+                    answered = await self._round()
+                except Exception:
+                    log.exception("re-delivery of peer notices failed; will retry")
+                    answered = False
+                if answered is None:  # nothing left to send
+                    if self._wake.is_set():
+                        continue
                     return
-                stored = await transfer_log.list_peer_notices()
-                pending = [n for n in stored if n["transfer"]["id"] not in self._delivering]
-                if not pending:
-                    return
-                if not await self._deliver_round(pending):
-                    if not self._link_open():
-                        return  # the link's coming back up kicks us again
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, NOTICE_BACKOFF_MAX)
-                else:
+                if answered:
                     backoff = NOTICE_BACKOFF_MIN
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("re-delivery of peer notices failed")
+                    continue
+                if not self._link_open():
+                    return  # the link's coming back up kicks us again
+                try:
+                    async with asyncio.timeout(backoff):
+                        await self._wake.wait()
+                    backoff = NOTICE_BACKOFF_MIN
+                except TimeoutError:
+                    backoff = min(backoff * 2, NOTICE_BACKOFF_MAX)
         finally:
             if self._worker is asyncio.current_task():
                 self._worker = None
+
+    async def _round(self) -> bool | None:
+        """Send every stored notice nobody else is sending: None when there is none, else
+        whether all were answered."""
+        transfer_log = self._transfer_log()
+        if transfer_log is None:
+            return None
+        stored = await transfer_log.list_peer_notices()
+        pending = [n for n in stored if n["transfer"]["id"] not in self._delivering]
+        if not pending:
+            return None
+        return await self._deliver_round(pending)
 
     async def _deliver_round(self, pending: list[dict[str, Any]]) -> bool:
         """One pass over the stored notices; False as soon as one goes unanswered."""
