@@ -37,7 +37,6 @@ AWAITING_DOCSTRINGS: frozenset[str] = frozenset(
         "src/ilp_paychan/shell/config.py",
         "src/ilp_paychan/shell/serve.py",
         "src/ilp_paychan/shell/demo.py",
-        "src/ilp_paychan/errors.py",
     }
 )
 #: Whole folders under the same rule.

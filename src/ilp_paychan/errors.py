@@ -23,42 +23,62 @@ class PluginError(Exception):
 
 
 class UnreachableError(PluginError):
+    """The peer (or the plugin itself) cannot take the request now; nothing was done, try later."""
+
     ilp_code = "T00"
 
 
 class NotAcceptedError(PluginError):
+    """Refused on its merits: a limit, a wrong direction, a wrong fulfillment, and the like."""
+
     ilp_code = "F00"
 
 
 class InvalidFieldsError(PluginError):
+    """Malformed input: an option, a field, a reason or a frame entry; the message names it."""
+
     ilp_code = "F01"
 
 
 class TransferNotFoundError(PluginError):
+    """No transfer with that id is known (never prepared, or forgotten after settling)."""
+
     ilp_code = "F02"
 
 
 class InvalidFulfillmentError(PluginError):
+    """The fulfillment does not hash to the condition (on the wire: F00, as the reference)."""
+
     ilp_code = "F03"
 
 
 class DuplicateIdError(PluginError):
+    """A transfer id is reused with other contents."""
+
     ilp_code = "F04"
 
 
 class AlreadyRolledBackError(PluginError):
+    """The transfer was cancelled or has expired, so it can no longer be fulfilled."""
+
     ilp_code = "F05"
 
 
 class AlreadyFulfilledError(PluginError):
+    """The transfer was fulfilled, so it can no longer be rejected or cancelled."""
+
     ilp_code = "F06"
 
 
 class InsufficientBalanceError(PluginError):
+    """Kept for the reference's name; a limit refusal here is a NotAcceptedError, as there."""
+
     ilp_code = "F07"
 
 
 class RequestHandlerAlreadyRegisteredError(PluginError):
+    """`register_request_handler` while a handler is registered; deregister it first."""
+
     ilp_code = "F00"
 
 
