@@ -270,7 +270,8 @@ def report(config: str, rows: list[Row], out: Callable[[str], None] = print) -> 
     for row in rows:
         out(
             f"  {row['transfers']:>8,} transfers ({row['seconds']:6.1f} s): "
-            f"listener {row['listener_kib'] / 1024:6.1f} MB, client {row['client_kib'] / 1024:6.1f} MB"
+            f"listener {row['listener_kib'] / 1024:6.1f} MB, "
+            f"client {row['client_kib'] / 1024:6.1f} MB"
         )
     first, last = rows[0], rows[-1]
     out(
