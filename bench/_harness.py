@@ -1,0 +1,207 @@
+"""Pieces the benchmark scripts share: the workload's constants, /proc readings, the JS
+reference's install, a throwaway PostgreSQL schema, the machine description and bench/RESULTS.md.
+
+Scripts in bench/ import it as `_harness` (a script's own folder is on `sys.path`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib.util
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECRET = "bench_secret"
+PREFIX = "bench."
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url, as conditions and fulfillments travel."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def condition_pair() -> tuple[str, str]:
+    """A fresh (condition, fulfillment) pair; every transfer of a run uses the same one."""
+    preimage = os.urandom(32)
+    return b64url(hashlib.sha256(preimage).digest()), b64url(preimage)
+
+
+def peak_rss_kib(pid: int | str = "self") -> int | None:
+    """VmHWM (peak resident set) of a process in KiB, from /proc; None where there is no /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+)", status, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process so far, by Python thread
+    name (the OS name for threads Python did not start; same names added up); empty where there
+    is no /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    seconds: dict[str, float] = {}
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = names.get(int(stat.parent.name)) or text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14 and 15
+        seconds[name] = round(seconds.get(name, 0.0) + used, 3)
+    return seconds
+
+
+def id_digest(ids: set[str]) -> str:
+    """Order-independent digest of transfer ids (sum of each id's first 64 bits mod 2^64), the
+    same as bench/js/transfer_peer.js computes, so both sides' sets can be compared cheaply."""
+    total = sum(int(transfer_id.replace("-", "")[:16], 16) for transfer_id in ids)
+    return str(total % (1 << 64))
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    """p50, p99 (nearest rank) and max of `values`; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+    return {"p50": rank(0.5), "p99": rank(0.99), "max": ordered[-1], "count": len(ordered)}
+
+
+def node_binary() -> str:
+    """Path of `node`; stops the script with a hint when it is missing."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is not installed (./dev test installs it)")
+    return node
+
+
+def ensure_js_reference() -> None:
+    """Install the pinned reference into tests/interop/js (`npm ci`) unless already there."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_jspeer", ROOT / "tests" / "interop" / "jspeer.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ensure_node_modules()
+
+
+def postgres_base() -> str | None:
+    """The PostgreSQL server to use (ILP_PAYCHAN_BENCH_POSTGRES, else the local one), or None
+    when none answers within 3 s."""
+    url = os.environ.get("ILP_PAYCHAN_BENCH_POSTGRES", DEFAULT_POSTGRES)
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(url, timeout=3)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None
+    return url
+
+
+def with_schema(base: str, schema: str) -> str:
+    """`base` with the store's `schema=` option (the store creates the schema on first use)."""
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+def drop_schema(base: str, schema: str) -> None:
+    """Drop a benchmark's schema and everything in it."""
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(base, timeout=10)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the machine's name for it otherwise)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def git_commit() -> str:
+    """The commit checked out, with "+dirty" when the library's sources differ from it."""
+    commit = _output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]) or "unknown"
+    changed = _output(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"])
+    return commit + ("+dirty" if changed else "")
+
+
+def machine() -> dict[str, Any]:
+    """What a results entry records about where and on what it ran."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "load_start": load_average(),
+        "python": platform.python_version(),
+        "node": _output([shutil.which("node") or "node", "--version"]) or "none",
+        "commit": git_commit(),
+        "executable": sys.executable,
+    }
+
+
+def append_to_section(heading: str, entry: str, introduction: str) -> None:
+    """Add `entry` at the end of RESULTS.md's `## heading` section, creating the section (with
+    `introduction`) at the end of the file when it does not exist yet."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    marker = f"\n## {heading}\n"
+    entry = entry.strip("\n") + "\n"
+    start = text.find(marker)
+    if start < 0:
+        text = text.rstrip("\n") + f"\n{marker}\n{introduction.strip()}\n\n{entry}"
+    else:
+        following = text.find("\n## ", start + len(marker))
+        end = len(text) if following < 0 else following + 1
+        section = text[:end].rstrip("\n") + "\n\n" + entry
+        text = section + ("\n" + text[end:] if following >= 0 else "")
+    RESULTS.write_text(text)
