@@ -740,7 +740,15 @@ class Plugin:
         notices = self._notices
         deadline = asyncio.get_running_loop().time() + self._settings.request_timeout
         with notices.holding(tid):  # this call delivers it, not the background task
-            entry, changed = await self._book.fulfill_incoming(tid, preimage, _now(), ilp_bytes)
+            try:
+                entry, changed = await self._book.fulfill_incoming(tid, preimage, _now(), ilp_bytes)
+            except AlreadyRolledBackError:
+                late = self._book.prepared.get(tid)
+                if late is not None:
+                    # Past its expiry by our clock, not cancelled yet: cancel it now, as
+                    # refusing says, rather than when the timer gets to it.
+                    self._scheduler.arm(tid, late.expires_at)
+                raise
             if changed:
                 self._scheduler.disarm(tid)
                 text = entry.fulfillment or fulfillment
@@ -790,7 +798,10 @@ class Plugin:
     # ------------------------------------------------------------------ expiry
 
     def _on_expired(self, transfer_ids: list[str]) -> None:
-        if self._lifecycle.connected:
+        lifecycle = self._lifecycle
+        # Also while connect() is still running: `_recover_prepared` arms timers that may fire
+        # before it is done (a fired timer is gone, so dropping it left the transfer prepared).
+        if lifecycle.connected or lifecycle.connecting:
             self._spawn(self._expire(transfer_ids))
 
     async def _expire(self, transfer_ids: list[str]) -> None:
