@@ -351,3 +351,28 @@ async def test_a_late_fulfill_is_refused_and_cancelled_before_the_timer_fires() 
             await receiver.close()
     finally:
         await sender.disconnect()
+
+
+async def test_a_receiver_refusing_a_late_fulfilment_cancels_before_its_timer_fires(
+    listener: Plugin, raw: RawPeer
+) -> None:
+    """The receiver's side of the same rule: fulfill_condition after the expiry raises
+    AlreadyRolledBackError, and the transfer then ends cancelled (the sender told with R00)
+    even though the expiry timer has not fired (disarmed here)."""
+    events = Recorder(listener, "incoming_cancel")
+    packet, preimage = prepare_packet(amount=4, expires_in=0.5)
+    assert isinstance(await raw.request(packet), btp.Response)
+    listener._scheduler.disarm(packet.transfer_id)
+    assert packet.expires_at is not None
+    await _sleep_until(packet.expires_at.timestamp() + 0.1)
+    with pytest.raises(AlreadyRolledBackError, match="expired"):
+        await listener.fulfill_condition(packet.transfer_id, b64url(preimage))
+    ((cancelled, reason),) = await events.wait("incoming_cancel")
+    assert cancelled["id"] == packet.transfer_id
+    assert reason["code"] == "R00"
+    reject = await raw.next_request()
+    assert isinstance(reject, btp.Reject)
+    assert reject.transfer_id == packet.transfer_id
+    await raw.answer(reject)
+    assert (await listener.transfer_log.get(packet.transfer_id))["state"] == "cancelled"
+    assert await listener.get_balance() == "0"
