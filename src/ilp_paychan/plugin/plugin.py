@@ -798,7 +798,10 @@ class Plugin:
     # ------------------------------------------------------------------ expiry
 
     def _on_expired(self, transfer_ids: list[str]) -> None:
-        if self._lifecycle.connected:
+        lifecycle = self._lifecycle
+        # Also while connect() is still running: `_recover_prepared` arms timers that may fire
+        # before it is done (a fired timer is gone, so dropping it left the transfer prepared).
+        if lifecycle.connected or lifecycle.connecting:
             self._spawn(self._expire(transfer_ids))
 
     async def _expire(self, transfer_ids: list[str]) -> None:
