@@ -1,4 +1,5 @@
-"""Peer notices: their payload survives a restart, and settling does not wait for an absent peer.
+"""Peer notices: their payload survives a restart; a Reject does not wait for an absent peer,
+a Fulfill waits for it (up to requestTimeout) and returns only once it acknowledged.
 
 Two real Python plugins on loopback: a listener on an SQLite file (restarted as a new Plugin over
 the same file and port) and a client that goes away and comes back. A raw BTP peer checks what a
