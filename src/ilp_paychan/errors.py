@@ -1,7 +1,8 @@
 """Error classes of the plugin, and their mapping to the ILP codes the reference puts on the wire.
 
-Every layer above the codecs raises these. The code table is the reference's (PROTOCOL.md §c.10),
-not RFC 23's, because a JavaScript peer prints and compares the names it knows.
+Every layer above the codecs raises these. The code table is the reference's,
+not RFC 23's (the reference numbers F02 to F07 what RFC 23 numbers F03 to F08), because a
+JavaScript peer prints and compares the names it knows.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def ilp_code_for(error: BaseException) -> str:
 
 
 def error_name_for(error: BaseException) -> str:
-    """The BTP Error name for an exception; internal exception names never leak (weakness 21)."""
+    """The BTP Error name for an exception; internal exception names never leak to the peer."""
     if isinstance(error, PluginError):
         return error.error_name
     return "NotAcceptedError"

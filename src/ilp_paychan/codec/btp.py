@@ -1,4 +1,4 @@
-"""BTP 1.0 packets as the reference's btp-packet 1.2.1 writes and reads them (PROTOCOL.md §c.3–c.5).
+"""BTP 1.0 packets (RFC 23) as the reference's btp-packet 1.2.1 writes and reads them.
 
 Frozen dataclasses plus `encode(packet) -> bytes` and `decode(frame) -> Packet`. This is the hot
 path of every transfer, so both directions work on one ``bytes`` object with integer offsets,
@@ -312,7 +312,7 @@ def _encode_pd(pd: Sequence[ProtocolData]) -> bytes:
 
 
 def _uuid_bytes(transfer_id: str) -> bytes:
-    """16 bytes of a lowercase dashed UUID; anything else is refused (§i.10: ids must match)."""
+    """16 bytes of a lowercase dashed UUID; anything else is refused (one spelling per id)."""
     if (
         type(transfer_id) is str
         and len(transfer_id) == 36

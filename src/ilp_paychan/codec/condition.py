@@ -1,6 +1,6 @@
 """Execution conditions and fulfillments: SHA-256 preimages and their base64url text form.
 
-The reference compares base64url *strings*; we compare bytes (PROTOCOL.md §i.10), and our
+The reference compares base64url *strings*; we compare bytes, and our
 base64url decoder is strict so that one value has exactly one text form.
 """
 

@@ -1,4 +1,4 @@
-"""ILP v1 packets as ilp-packet 1.3.0 writes and reads them (PROTOCOL.md §c.11).
+"""ILP v1 packets (RFC 3; quotes: RFC 8) as ilp-packet 1.3.0 writes and reads them.
 
 Envelope: a type byte and the contents as a var octet string. Types: 1 payment, 2–7 ILQP, 8 error.
 Like the reference, the decoder ignores the trailing extensions byte and anything after the last

@@ -1,4 +1,4 @@
-"""OER primitives exactly as the reference's oer-utils 1.3.3 reads and writes them (PROTOCOL c.2).
+"""OER primitives exactly as the reference's oer-utils 1.3.3 reads and writes them.
 
 Pure functions on bytes; never any I/O. Every read is bounds-checked against the end of the
 enclosing frame *before* slicing, so a length prefix claiming more than the frame holds fails at

@@ -2,7 +2,7 @@
 
 Everything here is pure and raises before any store is touched, so bad input can never corrupt
 stored state. Money is parsed to `int` here and formatted back to plain decimal text (never
-exponential notation, weakness 35).
+exponential notation, which the reference's BigNumber switched to at 1e21).
 """
 
 from __future__ import annotations

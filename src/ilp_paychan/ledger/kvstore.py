@@ -1,4 +1,4 @@
-"""Adapter for a user's key/value object: the reference's store interface (PROTOCOL.md §g.1).
+"""Adapter for a user's key/value object: the reference's `_store` option.
 
 The object needs `get(key) -> str | None` and `put(key, value)` (and optionally `delete(key)`),
 sync or async. Such a store has no transactions, so this adapter is **single-process only**:

@@ -2,7 +2,7 @@
 
 Payment-channel modules keep their best incoming claim or the amount already settled here; the
 compare-and-set runs inside the store, so two processes never lose each other's update
-(PROTOCOL.md §g.4, §g.7).
+(the reference serialised it with a queue in one process only).
 """
 
 from __future__ import annotations

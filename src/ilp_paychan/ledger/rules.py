@@ -1,6 +1,7 @@
 """The TransferLog's transitions as pure functions: every store runs exactly these.
 
-Rules (PROTOCOL.md §e.5, §e.6, §g.3, with weaknesses 1, 3, 4 fixed):
+Rules (the reference's, except that a refused prepare leaves no placeholder, settled ids are
+remembered and compared, and a repeated fulfil or cancel succeeds as RFC 23 asks):
 - prepare of a new id: refused with NotAcceptedError if a limit would be passed, and then nothing
   changes (no placeholder); else the amount is added to IFAP (incoming) or OFAP (outgoing).
 - prepare of a known id (in any state): identical content is a repeat, counted nothing;

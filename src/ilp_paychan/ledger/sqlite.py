@@ -13,7 +13,7 @@ Durability: WAL journal, `synchronous=FULL` by default, so every acknowledged co
 even after a power cut; group commit pays that fsync once per batch, not per operation.
 `?synchronous=NORMAL` skips the fsync per commit: still safe against a process crash (SIGKILL),
 but the last acknowledged commits may be lost if the machine itself goes down. FULL is the
-default because "the peer was told yes" must imply "it survives" (API.md); bench/RESULTS.md gives
+default because "the peer was told yes" must imply "it survives"; bench/RESULTS.md gives
 the cost.
 
 Sums are TEXT and computed in Python (they may exceed 2^63). Reads use a second connection;

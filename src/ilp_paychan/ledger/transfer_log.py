@@ -1,8 +1,8 @@
-"""TransferLog: the public face of one log's transfers and sums (API.md "Backend").
+"""TransferLog: the public face of one log's transfers and sums (see docs/api.md).
 
 It validates arguments, hands one atomic transition to the store per call and formats the answer
 (amounts as decimal text). It never reads, modifies and writes back in separate steps: that is
-what made the reference unsafe across processes (PROTOCOL.md §g.7).
+what made the reference unsafe across processes (its sums lived in one process's memory).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The plugin's events: `on`/`off` and a fire-and-forget `emit` (PROTOCOL.md §d.5).
+"""The plugin's events: `on`/`off` and a fire-and-forget `emit`.
 
 What this module is for: telling listeners what happened without ever letting them delay or break
 the plugin. A sync callback runs inline; an async one is scheduled as a task; any exception is
 logged and swallowed. It must never raise into the caller of `emit`.
 
 Arity: some events carry more arguments than the reference passed (`incoming_fulfill` gets `ilp`,
-`*_cancel` get the reason; weakness 31). A callback receives only as many positional arguments as
+`*_cancel` get the reason). A callback receives only as many positional arguments as
 it accepts, so a callback written for the reference's shorter argument list keeps working.
 
 Cost: `emit` of an event nobody listens to is one dict lookup, so the hot path pays nothing.

@@ -2,7 +2,8 @@
 
 What this module is for: calling back when transfers reach their `expiresAt`, with one heap and one
 `loop.call_at` for the earliest entry — no timer or task per transfer, and no 24.8-day limit
-(weakness 7). It knows nothing of the ledger: the callback decides what an expiry means.
+(the reference's Node timers fired at once for a longer delay). It knows nothing of the ledger:
+the callback decides what an expiry means.
 
 Rules:
 - Times are POSIX seconds of the wall clock (`expiresAt` is a wall-clock instant). The event loop's

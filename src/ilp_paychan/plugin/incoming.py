@@ -1,11 +1,11 @@
 """`IncomingRequests`: a Plugin's answers to the BTP requests its peer sends.
 
 What this module is for: the peer's side of the state machine — a Prepare, Fulfill or Reject
-becomes a committed ledger change, then its event, then the BTP Response (in that order, API.md);
-a Message is answered from the plugin's info, balance or limit, passed to the registered request
-handler, or offered to the settlement hooks' side protocols. Any failure becomes a BTP Error
-carrying the right ILP code. It also counts the requests being handled, so that `disconnect()`
-can let them finish.
+becomes a committed ledger change, then its event, then the BTP Response (in that order, so
+that a peer told yes can count on the change surviving a crash); a Message is answered from
+the plugin's info, balance or limit, passed to the registered request handler, or offered to
+the settlement hooks' side protocols. Any failure becomes a BTP Error carrying the right ILP
+code. It also counts the requests being handled, so that `disconnect()` can let them finish.
 
 It owns none of the Plugin's state and never sees the Plugin: it is built with the few
 collaborators it uses (the events, the expiry scheduler, the settlement hooks, the peer notices'

@@ -69,7 +69,7 @@ class ModuleBackend:
         maximum: int | str | None = None,
         minimum: int | str | None = None,
     ) -> DeferredTransferLog:
-        """The TransferLog at `key` (base64url alphabet; the key is honoured, unlike §f.6).
+        """The TransferLog at `key` (base64url alphabet; the reference ignored a string key).
 
         Raises:
             ValueError: the key uses other characters.

@@ -1,7 +1,7 @@
 """ModuleHooks: a user's payment-channel module seen through the plugin's `SettlementHooks`.
 
 What this is for: the plugin calls only `SettlementHooks`; this adapter calls the module's hooks
-(sync or async, as API.md "Payment-channel modules" allows) with the `PluginContext`, and keeps a
+(sync or async, as docs/api.md allows) with the `PluginContext`, and keeps a
 module from hurting the transfer flow. Rules:
 - Every async hook runs under a time limit. A slow or failing hook becomes a `NotAcceptedError`
   with a message saying which hook and why; the plugin, which knows the transfer, logs it with the
@@ -66,7 +66,7 @@ _CAMEL = {
 
 @dataclass(eq=False, slots=True)
 class PluginContext:
-    """`ctx`, handed to every hook: the module's handle on its plugin (API.md, PROTOCOL.md §f.3)."""
+    """`ctx`, handed to every hook: the module's handle on its plugin (see docs/api.md)."""
 
     state: SimpleNamespace
     rpc: CustomRpc

@@ -1,8 +1,8 @@
 """`Plugin`: the Ledger Plugin Interface over one BTP peer link and one TransferLog.
 
 What this module is for: turning the public LPI calls and the peer's BTP requests into the state
-machine's transitions (`transfers.py`), the ledger's commits and the events, in the order API.md
-fixes: a BTP Response to a Prepare, Fulfill or Reject goes out only after the ledger change it
+machine's transitions (`transfers.py`), the ledger's commits and the events, in a fixed order:
+a BTP Response to a Prepare, Fulfill or Reject goes out only after the ledger change it
 acknowledges is committed, and events fire after that commit. It never decides a transfer's fate
 itself and never touches sockets directly (only `PeerLink`). The peer's requests are answered by
 `incoming.py`, which gets the few collaborators it uses, not the Plugin.
@@ -131,8 +131,8 @@ class Plugin:
     def __init__(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         raw = normalise_options(options, kwargs, self._option_policy)
         self._options = raw
-        # A module's constructor gets the caller's own mapping (API.md); with keywords there is
-        # none, so it gets the merged camelCase options.
+        # A module's constructor gets the options as the caller gave them; with keywords
+        # there is no such mapping, so it gets the merged camelCase options.
         self._options_as_given: Mapping[str, Any] = (
             options if options is not None and not kwargs else raw
         )
@@ -362,7 +362,7 @@ class Plugin:
         """Open the store and the link, fetch info if needed, re-arm expiries; idempotent.
 
         Concurrent calls share one attempt; a failed attempt leaves the plugin disconnected so
-        a later call tries again (weakness 19).
+        a later call tries again (in the reference every later call hung).
         """
         if self._lifecycle.connected:
             return
@@ -435,7 +435,7 @@ class Plugin:
             )
 
     async def _fetch_info(self) -> None:
-        """A client without local info asks the peer (PROTOCOL.md §d.4)."""
+        """A client without local info asks the peer, as the reference's client does."""
         response = await self._request(Message(0, _INFO_REQUEST), "info")
         entry = entries_by_name(response.protocol_data).get("info")
         info = decode_entry(entry) if entry is not None else {}
@@ -457,7 +457,7 @@ class Plugin:
         self._info = info
 
     async def _recover_prepared(self) -> None:
-        """Reload stored prepared transfers: expire those past due, arm the rest (weakness 6)."""
+        """Reload stored prepared transfers: expire those past due, arm the rest."""
         assert self._book is not None
         book = self._book
         now = _now()
@@ -654,7 +654,7 @@ class Plugin:
             InvalidFieldsError: a field is invalid, or `expiresAt` is not in the future.
             NotAcceptedError: the minimum balance would be passed.
             DuplicateIdError: the id was used with other contents.
-            PeerError: the peer refused it; the reservation is released (weakness 2).
+            PeerError: the peer refused it; the reservation is released.
             PeerTimeoutError / UnreachableError: no answer; the transfer stays prepared and is
                 cancelled at its expiry unless the peer fulfils it first.
         """
@@ -776,10 +776,10 @@ class Plugin:
     async def reject_incoming_transfer(
         self, transfer_id: str, reason: Mapping[str, Any] | None = None
     ) -> None:
-        """Reject an incoming transfer with an ILP error built from `reason` (API.md).
+        """Reject an incoming transfer with an ILP error built from `reason`.
 
         The reason is validated and encoded before any state changes; an unusable one raises
-        InvalidFieldsError and leaves the transfer prepared (weakness 5). The encoded reason is
+        InvalidFieldsError and leaves the transfer prepared. The encoded reason is
         stored with the peer notice; with no peer connected this returns at once and the Reject
         goes out (with that reason) when a peer is back, also after a restart.
         """
@@ -853,8 +853,8 @@ class Plugin:
     async def send_request(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Send a message to the peer's request handler; returns its response message.
 
-        The response has `id` (the request's `id`, or a fresh UUID when it had none; weakness
-        32), `to`, `from`, `ledger` and `ilp`/`custom` when present.
+        The response has `id` (the request's `id`, or a fresh UUID when it had none), `to`, `from`,
+        `ledger` and `ilp`/`custom` when present.
         """
         self._require_connected("send_request")
         assert self._validator is not None

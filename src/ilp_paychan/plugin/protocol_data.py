@@ -1,4 +1,4 @@
-"""LPI fields ↔ BTP protocol data, as the reference's protocolDataConverter (PROTOCOL.md §c.5).
+"""LPI fields ↔ BTP protocol data, as the reference's protocolDataConverter.
 
 What this module is for: the one place that decides which content type a side-protocol value
 travels as and how a received entry is read back. Pure functions, no I/O.
@@ -7,9 +7,9 @@ Outgoing order: `ilp` (octet-stream) first, then explicit side protocols, then `
 An explicit value travels as octet-stream if it is bytes, as UTF-8 text if it is a str, else as
 compact JSON (what `JSON.stringify` writes).
 
-Incoming: the last entry of a name wins (§c.5, kept for wire compatibility, weakness 27); content
+Incoming: the last entry of a name wins (as in the reference, for wire compatibility); content
 type 1 is text, 2 is JSON, anything else raw bytes. The `ilp` field is always the base64url of the
-entry's raw bytes, whatever its content type says (weakness 29: the reference re-encoded decoded
+entry's raw bytes, whatever its content type says (the reference re-encoded decoded
 text/JSON); an empty `ilp` entry counts as absent. Invalid UTF-8 or JSON raises InvalidFieldsError
 naming the entry (the reference leaked a SyntaxError).
 """

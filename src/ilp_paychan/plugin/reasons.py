@@ -1,15 +1,16 @@
-"""Rejection reasons (LPI) ↔ ILP error packets (PROTOCOL.md §c.11, §d.5, §e.7).
+"""Rejection reasons (LPI) ↔ ILP error packets (RFC 3, "ILP Error Format").
 
 What this module is for: building the ILP error a Reject carries from a caller's reason — fully
-validated and encoded before the plugin changes any state (weakness 5) — and reading a received
+validated and encoded before the plugin changes any state (a reason that cannot be sent must
+not leave the transfer cancelled here and prepared at the peer) — and reading a received
 one back into the reason the `outgoing_reject` event reports. Pure functions, no I/O.
 
-Reason rules (API.md): `code`/`name` default to F00 "Bad Request"; `triggered_by` to the own
+Reason rules: `code`/`name` default to F00 "Bad Request"; `triggered_by` to the own
 account; `forwarded_by` may be a string or a list and defaults to `[own account]` (as the
 reference); `triggered_at` may be a datetime or an ISO 8601 string and defaults to now; a missing
 `additional_info` is empty data, anything else travels as its JSON (bytes as they are).
 
-Received reasons (weakness 31): `forwarded_by` is the whole list (the reference reported only its
+Received reasons: `forwarded_by` is the whole list (the reference reported only its
 last element), `additional_info` is the parsed JSON of the data, else its UTF-8 text (the reference
 said 'not JSON'), else the raw bytes.
 """

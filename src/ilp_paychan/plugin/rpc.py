@@ -1,4 +1,4 @@
-"""CustomRpc: a settlement module's calls to its peer over BTP side protocols (PROTOCOL.md §f.5).
+"""CustomRpc: a settlement module's calls to its peer over BTP side protocols.
 
 A call is a BTP Message with one side-protocol entry named after the method, JSON data; the peer
 answers with an entry of the same name. This is the wire format of the JavaScript reference, so a

@@ -1,7 +1,7 @@
 """The transfer state machine: who may move a transfer from `prepared` to fulfilled/cancelled.
 
 Everything that decides a transfer's fate lives here; the plugin only turns packets and calls into
-these operations and reports what they did. Rules, per side (PROTOCOL.md §e, with §i fixed):
+these operations and reports what they did. Rules, per side (the reference's, defects fixed):
 
     (none) --prepare--> prepared --fulfill--> fulfilled      (both final)
                             \\------cancel--> cancelled
@@ -13,16 +13,16 @@ these operations and reports what they did. Rules, per side (PROTOCOL.md §e, wi
    checked as bytes against the condition, before `expiresAt` by our clock) or reject them
    (`reject_incoming`). Both record a peer notice in the same transaction, so the peer is told even
    after a crash. The peer may cancel one only once its `expiresAt` has passed (its expiry Reject,
-   weakness 9).
+   RFC 23, Prepare > Expiry).
 3. Outgoing transfers (we pay the peer): only the peer fulfils them (`fulfill_outgoing`, same
    checks) or rejects them (`reject_outgoing`). We never reject our own outgoing transfer; it is
-   cancelled locally at expiry without telling the peer (weakness 8), or at once when the peer
-   refused the Prepare (weakness 2).
-4. Expiry (`expire`) cancels whatever is still prepared at `expiresAt`, in every mode (weakness 9);
-   for an incoming transfer it records a peer notice (the receiver's R00 Reject is what a JS sender
-   needs). Losing to a fulfill is a no-op.
-5. Repeats are idempotent (RFC 23, weakness 4): fulfilling a fulfilled transfer with its preimage
-   succeeds with `changed=False`; rejecting or cancelling a cancelled one likewise.
+   cancelled locally at expiry without telling the peer (RFC 23: a Reject comes from the
+   receiver), or at once when the peer refused the Prepare (so no reservation outlives it).
+4. Expiry (`expire`) cancels whatever is still prepared at `expiresAt`, in every mode (so none
+   waits forever); for an incoming transfer it records a peer notice (the receiver's R00 Reject
+   is what a JS sender needs). Losing to a fulfill is a no-op.
+5. Repeats are idempotent (RFC 23, Fulfill and Reject): fulfilling a fulfilled transfer with its
+   preimage succeeds with `changed=False`; rejecting or cancelling a cancelled one likewise.
 
 The book caches the prepared transfers this plugin knows (parsed once: amount, condition bytes,
 expiry), so the hot path does no store read before the transition itself; settled or foreign ids
@@ -199,7 +199,7 @@ class TransferBook:
         return entry, await self._cancel(entry, notify_peer=False)
 
     async def cancel_refused(self, transfer_id: str) -> bool:
-        """Release an outgoing reservation the peer refused (weakness 2)."""
+        """Release an outgoing reservation the peer refused."""
         entry = self.prepared.get(transfer_id)
         if entry is None:
             return False

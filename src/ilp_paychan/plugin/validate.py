@@ -1,15 +1,15 @@
-"""LPI field validation (PROTOCOL.md §d.3), stricter where the reference was unsafe (weakness 10).
+"""LPI field validation (RFC 4), stricter where the reference was unsafe.
 
 What this module is for: turning the caller's loosely typed LPI records into canonical values
 before anything is stored or sent, so that bad input never reaches the ledger or the wire. It
 raises only `InvalidFieldsError`, always naming the field. It does no I/O.
 
 Rules:
-- ids: UUID strings in the canonical dashed form, any letter case; returned lowercase (weakness 10).
+- ids: UUID strings in the canonical dashed form, any letter case; returned lowercase.
 - amounts: `int` or `str` matching `^[0-9]+$`, in `1 .. 2**64 - 1` (the reference accepted `"5.0"`
   and crashed later on `"1.5"`; zero stays refused as the JS peer refuses it).
 - conditions and fulfillments: 43 base64url characters that decode to exactly 32 bytes in canonical
-  form (unused trailing bits zero), compared as bytes (weakness 10).
+  form (unused trailing bits zero), compared as bytes.
 - `expiresAt`: a timezone-aware `datetime` or an ISO 8601 string with a zone; kept to milliseconds
   (the wire's precision) and written as `YYYY-MM-DDTHH:MM:SS.mmmZ` like the reference.
 - `ilp`: base64url or standard base64, with or without padding; returned as bytes.
