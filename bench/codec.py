@@ -2,10 +2,10 @@
 
 Measures encode, decode and encode+decode operations per second for (a) a Prepare carrying an
 ``ilp`` entry (an ILP payment) and a ``custom`` entry, and (b) a Fulfill, then prints a table with
-the ratio Python / JavaScript. The JavaScript side is btp-packet@1.2.1 (the version PROTOCOL.md
-names, with oer-utils 1.3.3 as the reference's lock pins it), installed by npm from
-bench/js/package.json into the git-ignored bench/.js/ on first use; both sides must produce the
-same bytes or the run stops.
+the ratio Python / JavaScript. The JavaScript side is btp-packet@1.2.1 (the published release
+wire-identical to the commit the reference pins, with oer-utils 1.3.3 as its lock pins it),
+installed by npm from bench/js/package.json into the git-ignored bench/.js/ on first use; both
+sides must produce the same bytes or the run stops.
 
 Machines here are shared, so Python and JavaScript windows alternate, each figure is the best of
 ``--windows`` windows, and a rate is operations per second of *process CPU time* (time the process
