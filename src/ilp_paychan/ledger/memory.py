@@ -2,6 +2,12 @@
 
 Each method runs the rules without awaiting anything, so on one event loop every call is atomic.
 Transfers are kept as JSON text, so callers never share mutable objects with the store.
+
+With `compact_settled=True` (a plugin's own memory log) a transfer that is final and has no
+pending peer notice moves to a `SettledIndex`, which keeps it in about a third of the memory and
+reads it back with only its id, amount, condition, expiry, state and fulfillment (see
+`ledger.settled`); `prune_settled` then costs what it removes. Without it every transfer stays
+whole, as a `memory:` backend opened by URL keeps it.
 """
 
 from __future__ import annotations
@@ -11,16 +17,20 @@ from datetime import datetime
 
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.records import PREPARED, LogTotals, PrepareOutcome, StoredTransfer
+from ilp_paychan.ledger.settled import SettledIndex
 from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
 
 
 class MemoryStore:
     """Dict-backed `LedgerStore`; nothing survives the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, compact_settled: bool = False) -> None:
         self._totals: dict[str, LogTotals] = {}
         self._transfers: dict[str, dict[str, StoredTransfer]] = {}
         self._maxima: dict[str, tuple[int, str]] = {}
+        self._compact = compact_settled
+        #: Per log key, the packed settled transfers (only with `compact_settled`).
+        self._settled: dict[str, SettledIndex] = {}
 
     def _log(self, key: str) -> tuple[LogTotals, dict[str, StoredTransfer]]:
         totals = self._totals.get(key)
@@ -29,13 +39,39 @@ class MemoryStore:
             self._transfers[key] = {}
         return totals, self._transfers[key]
 
+    def _index(self, key: str) -> SettledIndex | None:
+        if not self._compact:
+            return None
+        index = self._settled.get(key)
+        if index is None:
+            index = self._settled[key] = SettledIndex()
+        return index
+
+    def _find(self, key: str, transfer_id: str) -> StoredTransfer | None:
+        """The full record kept, else the packed one read back (changing it changes nothing
+        until `_settled_now` packs it again)."""
+        found = self._transfers.get(key, {}).get(transfer_id)
+        if found is None and self._compact:
+            index = self._settled.get(key)
+            if index is not None:
+                return index.get(transfer_id)
+        return found
+
+    def _settled_now(self, key: str, transfer: StoredTransfer) -> None:
+        """Pack a transfer that may have become final (kept whole if it cannot be packed)."""
+        index = self._index(key)
+        if index is not None and index.add(transfer):
+            self._transfers[key].pop(transfer.id, None)
+
     async def read_totals(self, key: str) -> LogTotals:
         totals = self._totals.get(key)
         return LogTotals() if totals is None else totals.copy()
 
     async def read_transfer(self, key: str, transfer_id: str) -> StoredTransfer | None:
         found = self._transfers.get(key, {}).get(transfer_id)
-        return None if found is None else replace(found)
+        if found is None:
+            return self._find(key, transfer_id)  # packed ones read back as a fresh object
+        return replace(found)
 
     async def prepare(
         self,
@@ -45,9 +81,16 @@ class MemoryStore:
         minimum: int | None,
     ) -> PrepareOutcome:
         totals, transfers = self._log(key)
+        existing = transfers.get(candidate.id)
+        if existing is None and self._compact:
+            index = self._index(key)
+            assert index is not None
+            repeat = index.repeat(candidate)
+            if repeat is not None:
+                return repeat
         outcome = rules.prepare(
             totals,
-            transfers.get(candidate.id),
+            existing,
             candidate,
             rules.effective_limit(totals.maximum, maximum),
             rules.effective_limit(totals.minimum, minimum),
@@ -65,20 +108,30 @@ class MemoryStore:
         notify_peer: bool,
         notice: bytes | None = None,
     ) -> bool:
-        totals, transfers = self._log(key)
-        return rules.fulfill(
-            totals, transfers.get(transfer_id), transfer_id, fulfillment, notify_peer, notice
-        )
+        totals, _ = self._log(key)
+        transfer = self._find(key, transfer_id)
+        changed = rules.fulfill(totals, transfer, transfer_id, fulfillment, notify_peer, notice)
+        if changed and transfer is not None:
+            self._settled_now(key, transfer)
+        return changed
 
     async def cancel(
         self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
     ) -> bool:
-        totals, transfers = self._log(key)
-        return rules.cancel(totals, transfers.get(transfer_id), transfer_id, notify_peer, notice)
+        totals, _ = self._log(key)
+        transfer = self._find(key, transfer_id)
+        changed = rules.cancel(totals, transfer, transfer_id, notify_peer, notice)
+        if changed and transfer is not None:
+            self._settled_now(key, transfer)
+        return changed
 
     async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
-        totals, transfers = self._log(key)
-        return rules.revert_fulfillment(totals, transfers.get(transfer_id), transfer_id)
+        totals, _ = self._log(key)
+        transfer = self._find(key, transfer_id)
+        changed = rules.revert_fulfillment(totals, transfer, transfer_id)
+        if changed and transfer is not None:
+            self._settled_now(key, transfer)
+        return changed
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
         totals, _ = self._log(key)
@@ -107,15 +160,18 @@ class MemoryStore:
         if found is not None:
             found.notify_peer = False
             found.notice = None
+            self._settled_now(key, found)
 
     async def prune_settled(self, key: str, expired_before: datetime) -> int:
+        index = self._settled.get(key)
+        packed = 0 if index is None else index.prune(expired_before)
         transfers = self._transfers.get(key)
         if not transfers:
-            return 0
+            return packed
         gone = [tid for tid, t in transfers.items() if rules.prunable(t, expired_before)]
         for tid in gone:
             del transfers[tid]
-        return len(gone)
+        return packed + len(gone)
 
     async def read_max(self, key: str) -> str:
         found = self._maxima.get(key)
