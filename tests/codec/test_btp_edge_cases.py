@@ -2,7 +2,8 @@
 
 Decoding accepts what btp-packet accepts; the documented deviations are types 0 and 7 (the
 framework never answers them, so we refuse them outright) and timestamps with fewer than three
-fraction digits (we read them; the reference makes them Invalid Date — PROTOCOL.md §c.2, §i.28).
+fraction digits (we read them, being liberal in what we accept; the reference makes them Invalid
+Date).
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ async def _js_py_stateful(f: SideFactory) -> Pair:
     return Pair(server, client, "js server + stateful py-sqlite client")
 
 
-#: The pairings of issue 4 item 5 (the reference's usual statefulness: stateful server, stateless
+#: The basic pairings (the reference's usual statefulness: stateful server, stateless
 #: client), with our side on memory: and sqlite: stores.
 BASIC_PAIRS: dict[str, PairMaker] = {
     "pyserver-memory+jsclient": _py_memory_js,

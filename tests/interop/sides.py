@@ -411,7 +411,7 @@ class JsSide(Side):
     @staticmethod
     def _error(exc: JsError) -> SideError:
         # A BTP Error from the peer reaches the reference's caller as a generic Error whose
-        # message is the JSON of the decoded BTP Error (PROTOCOL.md §c.10).
+        # message is the JSON of the decoded BTP Error.
         if exc.name == "Error":
             try:
                 packet = json.loads(exc.message)
@@ -486,7 +486,7 @@ class JsSide(Side):
             record = await self._call("transferInfo", transfer_id)
         except SideError:
             return None
-        if isinstance(record, str):  # the reference returns settled records as JSON text (§g.3)
+        if isinstance(record, str):  # the reference returns settled records as JSON text
             record = json.loads(record)
         return None if record is None else str(record.get("state"))
 

@@ -1,4 +1,4 @@
-"""Issue 4 item 5: 1,000 transfers in a row against the JS reference, final balances equal.
+"""1,000 transfers in a row against the JS reference, final balances equal.
 
 Transfers go both ways at once (even ones client → server, odd ones server → client, amounts
 varying), 50 in flight per sender; each receiver fulfils every prepare as it arrives. At the end

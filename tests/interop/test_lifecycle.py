@@ -1,7 +1,7 @@
 """Connections coming and going between our plugin and the JS reference.
 
-The reference never reconnects by itself and keeps dead sockets until `disconnect()` (PROTOCOL
-§b.5): its user recovers with `disconnect()` + `connect()`, after which a client dials again on
+The reference never reconnects by itself and keeps dead sockets until `disconnect()`:
+its user recovers with `disconnect()` + `connect()`, after which a client dials again on
 its next request. These tests check that our side copes with exactly that: reconnects, a
 server restart on the same SQLite file, a Fulfill that could not be delivered at first, and a
 second client login replacing the first.
@@ -61,7 +61,7 @@ async def test_py_client_reconnects_to_js_server(sides: SideFactory) -> None:
     await client.disconnect()
     await client.connect()
     # The reference server keeps the dead socket and every request it sends from now on fails
-    # with "not opened" (PROTOCOL §b.5), so only what it answers is checked: it accepts the new
+    # with "not opened", so only what it answers is checked: it accepts the new
     # login and answers queries, messages and prepares on the new socket.
     assert await client.balance() == "-5"
     assert await client.limit() == "-" + SERVER_MAX
@@ -293,7 +293,8 @@ async def test_py_client_restart_then_fulfils_for_js_server(sides: SideFactory) 
     await restarted.connect()
     assert await restarted.transfer_state(transfer["id"]) == "prepared"
     await restarted.fulfill(transfer["id"], fulfillment)
-    # the reference answers on the socket the Fulfill came in on, so this works despite §b.5
+    # the reference answers on the socket the Fulfill came in on, so this works despite the dead
+    # socket it keeps
     await server.wait_transfer_event("outgoing_fulfill", transfer["id"])
     assert await server.balance() == "-9"
     assert await restarted.balance() == "9"

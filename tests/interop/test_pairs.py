@@ -1,9 +1,9 @@
-"""Issue 4 item 5: our plugin against the JavaScript reference, both pairings.
+"""Our plugin against the JavaScript reference, both pairings.
 
 Each scenario runs for every pairing of `conftest.BASIC_PAIRS` (Python server on memory: and
 sqlite: with a stateless JS client; JS server with a stateless Python client), and where it makes
 sense also for `STATEFUL_PAIRS` (both sides keep a store). Balances and limits are checked on both
-sides after each step. Where the reference itself is known to misbehave (PROTOCOL.md §i), the
+sides after each step. Where the reference itself is known to misbehave, the
 assertions say what the JS side does and check that our side does the right thing.
 """
 
@@ -42,7 +42,7 @@ EXPIRY = 1.0  # seconds: short enough to keep the suite quick, long enough for a
 
 
 def num(text: str) -> int:
-    """A decimal balance as int (the reference's textual negation can yield '-0', §i.30)."""
+    """A decimal balance as int (the reference's textual negation can yield '-0')."""
     return int(text)
 
 
@@ -80,7 +80,7 @@ async def check_balances(pair: Pair, server_balance: int) -> None:
                     assert value != "-0", f"{key} answered '-0'"
     assert num(answers["server.balance"]) == server_balance, answers
     assert num(answers["client.balance"]) == -server_balance, answers
-    # getPeerBalance asks the peer for its own balance and negates it (PROTOCOL §d.2)
+    # getPeerBalance asks the peer for its own balance and negates it
     assert num(answers["server.peer_balance"]) == server_balance, answers
     assert num(answers["client.peer_balance"]) == -server_balance, answers
     assert answers["client.limit"] == "-" + SERVER_MAX, answers
@@ -89,7 +89,7 @@ async def check_balances(pair: Pair, server_balance: int) -> None:
 
 
 async def check_state(side: Side, transfer_id: str, expected: str) -> None:
-    """The side's own record of a transfer; a stateless reference forgets settled ids (§e.5)."""
+    """The side's own record of a transfer; a stateless reference forgets settled ids."""
     state = await side.transfer_state(transfer_id)
     if side.kind == "js" and not side.stateful and state is None:
         return
@@ -101,7 +101,7 @@ def late_refusal(side: Side, error: SideError) -> None:
 
     The stateful reference reads settled records back as JSON text and then fails with a plain
     "is outgoing; cannot fulfill" Error; the stateless one has forgotten a rejected id
-    (TransferNotFoundError) — PROTOCOL §e.5, §g.3.
+    (TransferNotFoundError).
     """
     if side.kind == "py":
         assert error.name == "AlreadyRolledBackError", error
@@ -148,7 +148,7 @@ async def test_auth_refused_for_js_client(sides: SideFactory) -> None:
     server = await sides.py_server("memory")
     for secret, username in (("wrong_secret", ""), ("interop_secret", "someone")):
         bad = await sides.js_client(server.port, secret=secret, username=username, connect=False)
-        # The reference's client never settles connect() after a refusal (PROTOCOL §b.4) and
+        # The reference's client never settles connect() after a refusal and
         # reports the server's BTP Error as an unhandled rejection: that is what we check.
         answer = await bad.peer.call_raw("connect", driver_timeout=1.0, wait=5.0)
         assert not answer["ok"]
@@ -275,7 +275,7 @@ async def test_transfers_rejected_both_directions(any_pair: Pair) -> None:
         assert got["code"] == "F99"
         assert got["name"] == "Application Error"
         assert got["triggered_by"] == receiver.account
-        # the reference reports only the last forwardedBy entry (PROTOCOL §d.5)
+        # the reference reports only the last forwardedBy entry
         forwarded = got["forwarded_by"]
         last = forwarded[-1] if isinstance(forwarded, list) else forwarded
         assert last == PREFIX + "connector2"
@@ -320,7 +320,7 @@ async def test_transfer_expired_server_to_client(any_pair: Pair) -> None:
     await server.send_transfer(transfer)
     await client.wait_transfer_event("incoming_prepare", transfer["id"])
     # The server's own timer cancels it (outgoing_cancel), unless the client's expiry Reject
-    # (R00, which ours sends as receiver, §i.8) arrives first (outgoing_reject).
+    # (R00, which ours sends as receiver, as RFC 23 asks) arrives first (outgoing_reject).
     seen = await _wait_any(server, ("outgoing_cancel", "outgoing_reject"), transfer["id"])
     if seen == "outgoing_reject":
         [(_, reason)] = server.transfer_events("outgoing_reject", transfer["id"])
@@ -334,7 +334,7 @@ async def test_transfer_expired_server_to_client(any_pair: Pair) -> None:
     assert not server.transfer_events("outgoing_fulfill", transfer["id"])
     await check_state(server, transfer["id"], "cancelled")
     if client.kind == "py":
-        # ours expires incoming transfers in every mode (PROTOCOL §i.9)
+        # ours expires incoming transfers in every mode, stateless too
         await client.wait_transfer_event("incoming_cancel", transfer["id"])
         await check_state(client, transfer["id"], "cancelled")
     await check_balances(pair, 0)
@@ -372,8 +372,8 @@ async def test_limits_enforced_with_the_reference_error(any_pair: Pair) -> None:
     assert not server.transfer_events("incoming_prepare", over["id"])
     await check_balances(pair, 0)
     if server.kind == "py" and client.kind == "js" and not client.stateful:
-        # The stateless reference re-sends an identical transfer it still holds (§e.5); our
-        # server keeps no trace of a refused prepare, so the retry is refused again (§i.1).
+        # The stateless reference re-sends an identical transfer it still holds; our
+        # server keeps no trace of a refused prepare, so the retry is refused again.
         with pytest.raises(SideError) as again:
             await client.send_transfer(over)
         assert again.value.code == "F00"
@@ -440,7 +440,7 @@ async def test_duplicate_id_with_other_content_refused(any_pair: Pair) -> None:
             assert len(receiver.transfer_events("incoming_prepare", transfer["id"])) == 1
 
         # same id, other content, after settlement: the reference forgets settled ids (stateless)
-        # or accepts them unchecked (stateful, §e.5) and sends the Prepare; ours refuses it
+        # or accepts them unchecked (stateful) and sends the Prepare; ours refuses it
         # locally as sender and with F04 DuplicateIdError as receiver
         if sender.kind == receiver.kind == "js":
             continue  # harness self-check only: two references accept it (the defect above)
@@ -540,7 +540,7 @@ async def test_large_amounts_and_balances(sides: SideFactory) -> None:
 
 
 async def test_minimal_rejection_reason_from_py(sides: SideFactory) -> None:
-    """Our defaults for a sparse reason, as the reference receives them (API.md)."""
+    """Our defaults for a sparse reason, as the reference receives them."""
     server = await sides.py_server("memory")
     client = await sides.js_client(server.port)
     _, condition = new_fulfillment()

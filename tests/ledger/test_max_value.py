@@ -1,4 +1,4 @@
-"""Conformance of MaxValueTracker on every store (BEHAVIOURS.md §2, PROTOCOL.md §g.4)."""
+"""Conformance of MaxValueTracker on every store (the reference's backend tests, plus atomicity)."""
 
 from __future__ import annotations
 

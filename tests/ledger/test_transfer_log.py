@@ -1,8 +1,8 @@
 """Conformance of TransferLog on every store (memory, key/value adapter, SQLite, PostgreSQL).
 
-The rules are the seed README's and PROTOCOL.md §g.3/§e.5/§e.6, with the ledger weaknesses of §i
-fixed (1: a refused prepare leaves no trace; 3: settled ids are remembered; 4: fulfil/cancel are
-idempotent and records read back as records; 35: no exponential notation).
+The rules are the reference's (its README and its TransferLog), with its ledger defects fixed: a
+refused prepare leaves no trace; settled ids are remembered; fulfil/cancel are idempotent and
+records read back as records; sums never switch to exponential notation.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """make_payment_channel_plugin with a small module, two real plugins on loopback WebSockets.
 
-The reference's channelSpec.js behaviours (BEHAVIOURS.md §10) plus ours: hooks that raise or hang
+The reference's channelSpec.js tests plus ours: hooks that raise or hang
 never break the transfer flow, `ctx.rpc` both ways, module keys honoured.
 """
 

@@ -1,4 +1,4 @@
-"""API.md's plugin section: what the BEHAVIOURS rows do not already cover."""
+"""The plugin's public API (docs/api.md) where the reference's own tests do not cover it."""
 
 from __future__ import annotations
 

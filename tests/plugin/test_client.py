@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §6 (clientSpec.js): a stateless client against a real listener."""
+"""The reference's clientSpec.js tests: a stateless client against a real listener."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ async def test_should_not_send_a_transfer_if_peer_gives_error(pair: Pair) -> Non
     assert caught.value.code == "F00"
     assert pair.client_events["outgoing_prepare"] == []
     log = pair.client.transfer_log
-    assert await log.get_outgoing_fulfilled_and_prepared() == "0"  # weakness 2: released
+    assert await log.get_outgoing_fulfilled_and_prepared() == "0"  # released, unlike the reference
     assert (await log.get(transfer["id"]))["state"] == "cancelled"
 
 

@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §9 (conditionSpec.js): conditional transfers, expiry, rejection.
+"""The reference's conditionSpec.js tests: conditional transfers, expiry, rejection.
 
 The plugin under test is a stateful listener with maxBalance 10 (as the reference's suite); its
 peer is a raw BTP client driven by hand.
@@ -132,8 +132,8 @@ async def test_should_fulfill_a_transfer_even_if_the_initial_rpc_failed(
     plugin: Plugin, peer: RawPeer
 ) -> None:
     """What the reference's name promises (its body never failed an RPC): the peer never answers
-    the Prepare, send_transfer times out, the transfer stays prepared (weakness 2) and the peer's
-    later Fulfill still settles it."""
+    the Prepare, send_transfer times out, the transfer stays prepared (the peer may have taken
+    it) and the peer's later Fulfill still settles it."""
     transfer, fulfillment = make_transfer(PEER, amount="5")
     task = asyncio.ensure_future(plugin.send_transfer(transfer))
     await peer.next_request()  # never answered
@@ -252,7 +252,8 @@ async def _no_notices(plugin: Plugin) -> bool:
 async def test_expires_an_outgoing_transfer(
     plugin: Plugin, peer: RawPeer, events: Recorder
 ) -> None:
-    """The reference's sender also sent a Reject (weakness 8, contrary to RFC 23); ours cancels
+    """The reference's sender also sent a Reject (contrary to RFC 23, where only the receiver
+    rejects); ours cancels
     locally, emits `outgoing_cancel` and sends nothing."""
     transfer, _ = make_transfer(PEER, amount="5", expires_in=0.6)
     await send_and_ack(plugin, peer, transfer)
@@ -335,7 +336,7 @@ async def test_should_allow_an_outgoing_transfer_to_be_rejected(
     again = await peer.request(
         Reject(0, transfer["id"], (ProtocolData("ilp", 0, encode_ilp(error)),))
     )
-    assert isinstance(again, btp.Response)  # idempotent (weakness 4)
+    assert isinstance(again, btp.Response)  # idempotent (RFC 23, Reject)
     assert len(events["outgoing_reject"]) == 1
 
 

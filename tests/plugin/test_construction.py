@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §4 (indexSpec.js): construction and options, plus what API.md adds."""
+"""The reference's indexSpec.js tests: construction and options, plus our own option rules."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_constructor_should_give_an_error_without_max_balance() -> None:
 
 def test_stale_http_era_options_are_not_required() -> None:
     """The reference tests "without secret/peerPublicKey/_store/rpcUri/incorrect prefix" are
-    vacuous (BEHAVIOURS.md §4 notes): 1.3.5 needs none of those and accepts prefix `trash.`."""
+    vacuous (they check nothing): 1.3.5 needs none of those and accepts prefix `trash.`."""
     Plugin({**CLIENT, "prefix": "trash."})
 
 
@@ -70,7 +70,7 @@ async def test_methods_need_connect_first() -> None:
 
 
 async def test_listener_port_in_use_makes_connect_raise_and_a_retry_works() -> None:
-    """Probe listener-port-in-use: the reference crashed the process (weakness 18)."""
+    """Probe listener-port-in-use: the reference crashed the process."""
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()

@@ -59,7 +59,7 @@ async def test_listener_exceptions_are_logged_and_swallowed(
 
 
 async def test_callbacks_get_only_the_arguments_they_accept() -> None:
-    """New trailing arguments (weakness 31) must not break callbacks written for fewer."""
+    """Trailing arguments the reference did not pass must not break callbacks written for fewer."""
     emitter = EventEmitter()
     seen: list[Any] = []
     emitter.on(

@@ -1,4 +1,4 @@
-"""expiry.py: one heap, one timer, no 24.8-day limit (weakness 7)."""
+"""expiry.py: one heap, one timer, no 24.8-day limit (Node's timers have one)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def test_one_timer_for_many_transfers() -> None:
 
 
 async def test_expiries_far_in_the_future_do_not_fire_early() -> None:
-    """The reference's Node timers fired at once beyond ~24.8 days (weakness 7)."""
+    """The reference's Node timers fired at once beyond ~24.8 days."""
     fired: list[list[str]] = []
     clock = Clock()
     scheduler = ExpiryScheduler(fired.append, clock)

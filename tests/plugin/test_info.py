@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §5 (infoSpec.js): balance, limit, info, is_authorized, auth, disconnect."""
+"""The reference's infoSpec.js tests: balance, limit, info, is_authorized, auth, disconnect."""
 
 from __future__ import annotations
 

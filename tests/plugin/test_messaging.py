@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §7 (sendSpec.js "Send"): requests, responses and the request handler."""
+"""The reference's sendSpec.js "Send" tests: requests, responses and the request handler."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""BEHAVIOURS.md §12: behaviour pinned by probes and transcripts, plugin-level rows.
+"""Behaviour pinned by the probes and transcripts in tests/vectors, at the plugin level.
 
-Where the reference's behaviour is a defect (PROTOCOL.md §i), the fixed behaviour is tested and
+Where the reference's behaviour is a defect, the fixed behaviour is tested and
 the docstring says so.
 """
 
@@ -43,7 +43,7 @@ def b64(raw: bytes) -> str:
 
 
 async def test_unanswered_fulfill_is_kept_and_redelivered_until_acknowledged() -> None:
-    """Probe transferlog-keys: the reference fulfilled locally and never retried (weakness 5).
+    """Probe transferlog-keys: the reference fulfilled locally and never retried.
     Here fulfill_condition says the fulfilment is pending (committed, not yet acknowledged), the
     notice survives and the Fulfill is re-sent until the peer acknowledges it, which the
     incoming_fulfill_confirmed event reports."""
@@ -79,7 +79,7 @@ async def _notices(plugin: Plugin, count: int) -> bool:
 
 async def test_reject_without_reason_sends_a_default_f00(listener: Plugin, raw: RawPeer) -> None:
     """Probe reject-without-reason: the reference cancelled, then threw TypeError and never told
-    the peer (weakness 5). Defaults per API.md: F00 Bad Request from the own account."""
+    the peer. Our defaults (docs/api.md): F00 Bad Request from the own account."""
     packet, _ = prepare_packet()
     assert isinstance(await raw.request(packet), btp.Response)
     task = asyncio.ensure_future(listener.reject_incoming_transfer(packet.transfer_id))
@@ -133,7 +133,7 @@ async def test_zero_amount_and_non_uuid_ids_are_refused_before_sending(listener:
 
 
 async def test_long_expiry_does_not_fire_at_once(listener: Plugin, raw: RawPeer) -> None:
-    """Probe long-expiry-timer-overflow: 30 days ahead fired at once in 1.3.5 (weakness 7)."""
+    """Probe long-expiry-timer-overflow: 30 days ahead fired at once in 1.3.5."""
     packet, _ = prepare_packet(expires_in=30 * 24 * 3600)
     assert isinstance(await raw.request(packet), btp.Response)
     await asyncio.sleep(0.05)
@@ -142,7 +142,7 @@ async def test_long_expiry_does_not_fire_at_once(listener: Plugin, raw: RawPeer)
 
 
 async def test_request_during_connect_is_held_until_ready() -> None:
-    """Probe message-before-connect: the reference answered F00 `TypeError` (weakness 20).
+    """Probe message-before-connect: the reference answered F00 `TypeError`.
     A peer that sends a Prepare while our connect() still waits for its info answer gets a
     proper Response once we are ready."""
     answers: asyncio.Queue[btp.Packet] = asyncio.Queue()
@@ -185,7 +185,7 @@ def _with_id(packet: btp.Prepare, request_id: int) -> btp.Prepare:
 
 
 async def test_connect_retry_after_failure_works() -> None:
-    """Probe connect-retry-after-failure: later connect() calls hung in 1.3.5 (weakness 19)."""
+    """Probe connect-retry-after-failure: later connect() calls hung in 1.3.5."""
     server = Plugin(server_options())
     await server.connect()
     port = server.listener_port
@@ -206,7 +206,7 @@ async def test_connect_retry_after_failure_works() -> None:
 
 
 async def test_concurrent_connects_share_one_attempt(listener: Plugin) -> None:
-    """Probe concurrent-first-calls-open-two-sockets (weakness 13): one attempt, one event."""
+    """Probe concurrent-first-calls-open-two-sockets: one attempt, one event."""
     assert listener.listener_port is not None
     client = Plugin(client_options(listener.listener_port))
     events = Recorder(client, "connect")
@@ -219,7 +219,7 @@ async def test_concurrent_connects_share_one_attempt(listener: Plugin) -> None:
 
 async def test_auth_failure_rejects_connect_promptly_and_can_be_retried(listener: Plugin) -> None:
     """Transcript 07: a README-style URL with a username is refused; 1.3.5's connect() then
-    never settled (weakness 19)."""
+    never settled."""
     assert listener.listener_port is not None
     client = Plugin(
         {"server": f"btp+ws://username:shared_secret@127.0.0.1:{listener.listener_port}"}
@@ -244,7 +244,7 @@ async def test_stateless_client_fulfill_twice_succeeds_once(pair: Pair) -> None:
 
 async def test_side_protocol_answers(raw: RawPeer) -> None:
     """Transcript 09: balance → 8 zero bytes; an empty or unknown Message → a clean F00
-    NotAcceptedError (the reference's was `TypeError`, weakness 21)."""
+    NotAcceptedError (the reference's was `TypeError`)."""
     answer = await raw.request(Message(0, (ProtocolData("balance", 0, b"\x00"),)))
     assert answer == btp.Response(answer.request_id, (ProtocolData("balance", 0, bytes(8)),))
     answer = await raw.request(Message(0, ()))
@@ -253,7 +253,7 @@ async def test_side_protocol_answers(raw: RawPeer) -> None:
 
 
 async def test_expiry_between_a_stateful_server_and_a_stateless_client(pair: Pair) -> None:
-    """Transcript 06, with weakness 9 fixed: the stateless client expires its outgoing transfer
+    """Transcript 06, except that the stateless client expires its outgoing transfer
     too, so it reports exactly one of `outgoing_cancel` (own timer) or `outgoing_reject` (the
     server's R00 came first); the server reports `incoming_cancel`."""
     transfer, _ = make_transfer("example.red.server", amount="3", expires_in=0.6)
@@ -299,7 +299,7 @@ async def test_events_carry_the_reference_arguments(pair: Pair) -> None:
     assert incoming["ilp"] == "AQID"
     assert incoming["custom"] == {"x": 1}
     [(record, text, ilp)] = pair.server_events["incoming_fulfill"]
-    assert (record["id"], text, ilp) == (transfer["id"], fulfillment, "CQ")  # weakness 31
+    assert (record["id"], text, ilp) == (transfer["id"], fulfillment, "CQ")  # `ilp` added
     [(record, text, ilp)] = pair.client_events["outgoing_fulfill"]
     assert (record["id"], text, ilp) == (transfer["id"], fulfillment, "CQ")
     assert len(pair.server_events["connect"]) == 0  # registered after connect()
@@ -328,8 +328,9 @@ async def test_observers_see_round_trips_and_link_changes(listener: Plugin) -> N
 async def test_repeat_prepare_after_the_transfer_was_fulfilled_is_acknowledged(
     listener: Plugin, raw: RawPeer
 ) -> None:
-    """RFC 23 / weakness 3: an identical re-send of a fulfilled transfer gets the original
-    result (a Response), no new event, nothing counted again."""
+    """An identical re-send of a fulfilled transfer gets the original result (a Response, where
+    RFC 23 Prepare > Idempotency has an Error; the reference counted it again when stateless), no
+    new event, nothing counted again."""
     events = Recorder(listener, "incoming_prepare")
     packet, preimage = prepare_packet(amount=6)
     assert isinstance(await raw.request(packet), btp.Response)
@@ -358,7 +359,7 @@ async def test_client_reconnects_and_the_plugin_keeps_working() -> None:
 
 async def test_server_pays_client_reject(pair: Pair) -> None:
     """Transcript 03: the client rejects with an LPI reason; the server's `outgoing_reject`
-    carries it (with the whole `forwarded_by` list, weakness 31)."""
+    carries it (with the whole `forwarded_by` list, not only its last entry)."""
     transfer, _ = make_transfer("example.red.client", amount="3")
     await pair.server.send_transfer(transfer)
     reason = {

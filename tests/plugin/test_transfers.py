@@ -1,4 +1,4 @@
-"""BEHAVIOURS.md §8 (sendSpec.js "sendTransfer"): sending, receiving, validation, limits.
+"""The reference's sendSpec.js "sendTransfer" tests: sending, receiving, validation, limits.
 
 The plugin under test is a stateful listener (maxBalance 1000000, minBalance -40, as the
 reference's suite); its peer is a raw BTP client driven by hand.
@@ -67,7 +67,7 @@ async def test_should_send_a_transfer(plugin: Plugin, peer: RawPeer) -> None:
 async def test_should_roll_back_a_transfer_if_the_rpc_call_fails(
     plugin: Plugin, peer: RawPeer
 ) -> None:
-    """The reference kept the reservation (weakness 2); here it is released, as the name says."""
+    """The reference kept the reservation; here it is released, as the name says."""
     transfer, _ = make_transfer(PEER, amount="5")
     task = asyncio.ensure_future(plugin.send_transfer(transfer))
     prepare = await peer.next_request()
@@ -115,7 +115,7 @@ async def test_should_not_race_when_reading_the_balance(plugin: Plugin, peer: Ra
 async def test_should_not_apply_twice_when_two_identical_fulfills_come_in(
     plugin: Plugin, peer: RawPeer
 ) -> None:
-    """The reference answered the second identical Fulfill with an Error; RFC 23 (weakness 4)
+    """The reference answered the second identical Fulfill with an Error; RFC 23 (Fulfill)
     makes it idempotent: both are acknowledged, one event, counted once."""
     events = Recorder(plugin, "outgoing_prepare", "outgoing_fulfill")
     transfer, fulfillment = make_transfer(PEER, amount="5")

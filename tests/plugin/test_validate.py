@@ -1,4 +1,4 @@
-"""validate.py: LPI rules of §d.3 with weakness 10 fixed; BEHAVIOURS.md §1 validator rows."""
+"""validate.py: the LPI field rules, stricter than the reference's; its validatorSpec.js tests."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def transfer(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-# -- BEHAVIOURS.md §1, validatorSpec.js
+# -- the reference's validatorSpec.js
 
 
 def test_assert_outgoing_should_accept_matching_accounts() -> None:
@@ -67,7 +67,7 @@ def test_assert_incoming_should_reject_accounts_that_do_not_match() -> None:
         validator.check_incoming({"to": OWN, "from": "example.blue.mallory"})
 
 
-# -- ids, amounts, conditions, timestamps (weakness 10)
+# -- ids, amounts, conditions, timestamps (one canonical form each)
 
 
 def test_ids_are_canonicalised_to_lowercase() -> None:
@@ -92,7 +92,7 @@ def test_amounts_in_range_are_accepted(value: Any, amount: int) -> None:
     "value", ["0", 0, "5.0", "-5.0", "1.5", "bogus", "1e3", str(2**64), True, None, " 5"]
 )
 def test_other_amounts_are_refused(value: Any) -> None:
-    """`"5.0"` was accepted by the reference (weakness 10): refused here, as the docs say."""
+    """`"5.0"` was accepted by the reference: refused here, as the docs say."""
     with pytest.raises(InvalidFieldsError, match="amount"):
         parse_amount(value)
 

@@ -1,7 +1,7 @@
 """`ilp-paychan serve` with the example configs against the JavaScript reference (1.3.5).
 
-The seed README's two roles: our served server with the reference as its stateless client, and
-the reference as listener with our served client. The served ledger has a `receiverSecret`, so
+The reference README's two roles: our served server with the reference as its stateless client,
+and the reference as listener with our served client. The served ledger has a `receiverSecret`, so
 it fulfils what the reference sends it.
 """
 
@@ -58,7 +58,7 @@ async def test_served_server_example_pays_out_to_the_js_reference_client(
     config, port = server_config(tmp_path)
     serve = serve_factory(config, tmp_path / "data")
     await asyncio.to_thread(serve.wait_ready)
-    # the seed README's client: no store, credentials in the URL with an empty username
+    # the reference README's client: no store, credentials in the URL with an empty username
     options = {"server": f"btp+ws://:shared_secret@127.0.0.1:{port}"}
     async with await JsPeer.start({"options": options, "stateful": False}) as js:
         await js.call("connect")

@@ -1,4 +1,4 @@
-"""BtpSession without sockets: the §c.9 handshake byte for byte, request matching, deadlines."""
+"""BtpSession without sockets: the auth handshake byte for byte, request matching, deadlines."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def open_server() -> BtpSession[str]:
     return session
 
 
-# ---------------------------------------------------------------- server handshake (§c.9)
+# ---------------------------------------------------------------- server handshake (auth)
 
 
 def test_server_good_auth_asks_for_a_verdict_then_answers_an_empty_response() -> None:

@@ -1,4 +1,4 @@
-"""parse_btp_url: the reference's URL rules (PROTOCOL.md §b.2) and a token-free log form."""
+"""parse_btp_url: the reference's URL rules and a token-free log form."""
 
 from __future__ import annotations
 

@@ -184,7 +184,7 @@ async function main () {
     getAccount: () => plugin.getAccount(),
     getPeerAccount: () => plugin.getPeerAccount(),
     isAuthorized: (token) => plugin.isAuthorized(token),
-    // the reference's own TransferLog view of one transfer (a JSON string once settled, §g.3)
+    // the reference's own TransferLog view of one transfer (a JSON string once settled)
     transferInfo: (id) => plugin._transfers.get(id),
     storeDump: () => (store ? store.s : null),
     events: (names) => { eventFilter = names === 'all' ? null : new Set(names || []) },

@@ -260,7 +260,7 @@ const claimModule = {
     s.stopped = false
     if (s.isClient) {
       // The reference opens its client socket lazily on the first request, and concurrent first
-      // requests race the auth message (PROTOCOL.md §b.6): make the claim exchange that first
+      // requests can overtake the auth message: make the claim exchange that first
       // request, alone, before connect() returns.
       await resync(ctx)
     } else {
