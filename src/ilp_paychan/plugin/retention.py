@@ -1,17 +1,26 @@
 """Forgetting settled transfers once nobody can ask about them any more (bounded memory).
 
 What this module is for: a plugin on `memory:` or without a store would otherwise keep every
-settled transfer for the life of the process. Once a minute the plugin's log forgets fulfilled
-and cancelled transfers (without a pending peer notice) whose `expiresAt` lies more than
-`settledRetention` seconds in the past (`TransferLog.prune_settled`).
+settled transfer for the life of the process. Every few seconds the plugin's log forgets
+fulfilled and cancelled transfers (without a pending peer notice) whose `expiresAt` lies more
+than `settledRetention` seconds in the past (`TransferBook.forget_settled`, which calls
+`TransferLog.prune_settled`). A pass runs every third of the retention, between 1 and 60 seconds
+apart, so a transfer is gone at most that much later than its time.
 
 Why forgetting is safe: a settled transfer is remembered so that a re-sent Prepare is not counted
-twice (weakness 3) and a repeated Fulfill/Reject is idempotent (weakness 4). A re-sent Prepare
-carries the original `expiresAt`, which for a forgotten transfer is already past, and the plugin
-refuses an incoming Prepare whose expiry has passed before it reaches the ledger (F01
-InvalidFieldsError naming expiresAt); `send_transfer` likewise refuses an expiry not in the
-future. A Fulfill or Reject for a forgotten transfer comes after its expiry, when the transfer
-could no longer be settled anyway; it is answered TransferNotFoundError. Sums never change.
+twice and a repeated Fulfill/Reject is idempotent. A re-sent Prepare carries the original
+`expiresAt`, which for a forgotten transfer is past: the plugin refuses an incoming Prepare whose
+expiry has passed before it reaches the ledger (F01 InvalidFieldsError naming expiresAt), and
+`send_transfer` likewise refuses an expiry not in the future. Should the clock be set back, the
+pruning watermark refuses them all the same (`forgotten.py`). A Fulfill of a forgotten outgoing
+transfer we cancelled is still answered F05, so the receiver rolls its fulfilment back; any other
+Fulfill or Reject of a forgotten transfer comes after its expiry, when the transfer could no
+longer be settled anyway, and is answered TransferNotFoundError. Sums never change.
+
+After the expiry the record only serves repeated Fulfills and Rejects, so the retention for
+in-memory logs is a margin, not an archive: DEFAULT_SETTLED_RETENTION (options.py) covers a peer
+whose clock differs from ours by a few seconds and a peer re-sending a Fulfill whose answer was
+lost (our notices retry at most 30 s apart while connected).
 """
 
 from __future__ import annotations
@@ -21,26 +30,40 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ilp_paychan.ledger import TransferLog
+from ilp_paychan.plugin.transfers import TransferBook
 
 log = logging.getLogger("ilp_paychan.plugin")
 
-#: Seconds between two pruning passes.
+#: The longest time between two pruning passes, in seconds.
 PRUNE_INTERVAL = 60.0
+#: The shortest time between two pruning passes, in seconds.
+MIN_PRUNE_INTERVAL = 1.0
+
+
+def prune_interval(retention: float) -> float:
+    """Seconds between passes: a third of the retention, within the bounds above."""
+    return min(PRUNE_INTERVAL, max(MIN_PRUNE_INTERVAL, retention / 3))
+
+
+async def prune_pass(book: TransferBook, retention: float, now: datetime | None = None) -> int:
+    """One pass: forget the settled transfers that expired more than `retention` seconds
+    before `now` (the wall clock unless given); how many went."""
+    moment = datetime.now(UTC) if now is None else now
+    return await book.forget_settled(moment - timedelta(seconds=retention))
 
 
 async def prune_settled_periodically(
-    transfer_log: Callable[[], TransferLog | None], retention: float
+    book: Callable[[], TransferBook | None], retention: float
 ) -> None:
-    """Run pruning passes every PRUNE_INTERVAL until cancelled (by `disconnect()`)."""
-    keep = timedelta(seconds=retention)
+    """Run pruning passes until cancelled (by `disconnect()`) or the book is gone."""
+    interval = prune_interval(retention)
     while True:
-        await asyncio.sleep(PRUNE_INTERVAL)
-        current = transfer_log()
+        await asyncio.sleep(interval)
+        current = book()
         if current is None:
             return
         try:
-            gone = await current.prune_settled(datetime.now(UTC) - keep)
+            gone = await prune_pass(current, retention)
         except Exception:
             log.exception("pruning settled transfers failed")
             continue

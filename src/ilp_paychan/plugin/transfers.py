@@ -26,7 +26,10 @@ these operations and reports what they did. Rules, per side (the reference's, de
 
 The book caches the prepared transfers this plugin knows (parsed once: amount, condition bytes,
 expiry), so the hot path does no store read before the transition itself; settled or foreign ids
-fall back to `TransferLog.get`.
+fall back to `TransferLog.get`. It also forgets settled transfers for the retention task
+(`forget_settled`), keeping in `forgotten` what the answers above still need (see
+`forgotten.py`): a prepare expiring at or before the pruning watermark is refused, and a Fulfill
+of a forgotten outgoing transfer we cancelled is still AlreadyRolledBackError.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from ilp_paychan.codec.condition import b64url_decode, fulfillment_matches
 from ilp_paychan.errors import (
     AlreadyFulfilledError,
     AlreadyRolledBackError,
+    InvalidFieldsError,
     InvalidFulfillmentError,
     NotAcceptedError,
     StoreUnavailableError,
     TransferNotFoundError,
 )
 from ilp_paychan.ledger import CANCELLED, FULFILLED, PREPARED, PrepareOutcome, TransferLog
+from ilp_paychan.plugin.forgotten import ForgottenTransfers
 from ilp_paychan.plugin.validate import b64url
 
 
@@ -98,11 +103,13 @@ class Entry:
 class TransferBook:
     """The transitions of rules 1–5 over one TransferLog, with a cache of prepared transfers."""
 
-    __slots__ = ("log", "prepared")
+    __slots__ = ("forgotten", "log", "prepared")
 
-    def __init__(self, log: TransferLog) -> None:
+    def __init__(self, log: TransferLog, *, prunes: bool = False) -> None:
+        """`prunes`: the retention task will make the log forget settled transfers."""
         self.log = log
         self.prepared: dict[str, Entry] = {}
+        self.forgotten = ForgottenTransfers(keep_cancelled=prunes)
 
     async def find(self, transfer_id: str) -> Entry:
         """The entry for an id, from the cache or the store. Raises TransferNotFoundError."""
@@ -121,7 +128,15 @@ class TransferBook:
         When the store fails with StoreUnavailableError the prepare may have been committed
         all the same (the connection dropped during the commit), so the entry is kept: the
         caller arms its expiry, which cancels it if it was stored and forgets it if not.
+
+        Raises InvalidFieldsError (before the store) when the expiry is at or before the
+        pruning watermark: it could be a transfer the log has forgotten.
         """
+        if entry.expires_at <= self.forgotten.watermark:
+            raise InvalidFieldsError(
+                f"invalid expiresAt: {entry.record.get('expiresAt')} is not after the expiry of "
+                "transfers this plugin has already forgotten (was the clock set back?)"
+            )
         try:
             outcome = await self.log.prepare(entry.record, entry.is_incoming)
         except StoreUnavailableError:
@@ -144,7 +159,14 @@ class TransferBook:
         self, transfer_id: str, fulfillment: bytes, now: float
     ) -> tuple[Entry, bool]:
         """The peer fulfils a transfer we sent (rule 3)."""
-        entry = await self.find(transfer_id)
+        try:
+            entry = await self.find(transfer_id)
+        except TransferNotFoundError:
+            if self.forgotten.was_cancelled(transfer_id):
+                raise AlreadyRolledBackError(
+                    f"transfer {transfer_id} has already been cancelled."
+                ) from None
+            raise
         if entry.is_incoming:
             raise NotAcceptedError(f"transfer {transfer_id} is incoming; refusing to fulfill.")
         return entry, await self._fulfill(entry, fulfillment, now, notify_peer=False)
@@ -236,4 +258,15 @@ class TransferBook:
         entry.state = CANCELLED
         if changed:
             entry.notice = notice
+            if not entry.is_incoming:
+                self.forgotten.cancelled_outgoing(entry.id, entry.expires_at)
         return changed
+
+    async def forget_settled(self, expired_before: datetime) -> int:
+        """Have the log forget settled transfers that expired before the instant; how many.
+
+        The watermark rises first, so no re-sent Prepare of a forgotten transfer can slip in
+        between.
+        """
+        self.forgotten.pruning(expired_before.timestamp())
+        return await self.log.prune_settled(expired_before)
