@@ -252,7 +252,7 @@ async def test_outgoing_limit_counts_prepared_minus_incoming_fulfilled(log: Tran
 
 
 async def test_refused_prepare_leaves_no_trace(log: TransferLog) -> None:
-    """Weakness 1: the identical retry of a refused transfer is refused again, never counted."""
+    """The identical retry of a refused transfer is refused again, never counted."""
     with pytest.raises(NotAcceptedError):
         await log.prepare(transfer(amount="101"), True)
     with pytest.raises(TransferNotFoundError):
@@ -294,7 +294,7 @@ async def test_unserialisable_transfer_is_invalid_fields(log: TransferLog) -> No
 
 
 async def test_huge_sums_stay_plain_decimal(backend: Backend) -> None:
-    """Weakness 35: no exponential notation, no 64-bit overflow."""
+    """Sums stay plain decimal: no exponential notation, no 64-bit overflow."""
     log = backend.get_transfer_log("big")
     big = 10**30
     await log.prepare(transfer(ID1, big), True)
@@ -341,7 +341,7 @@ async def test_another_log_object_sees_the_same_data(backend: Backend) -> None:
 async def test_reopened_store_keeps_everything_including_prepared(
     log: TransferLog, reopen: Reopen
 ) -> None:
-    """Weakness 6: prepared transfers survive a restart and can be settled afterwards."""
+    """Prepared transfers survive a restart and can be settled afterwards."""
     await log.prepare(transfer(ID1), True)
     await log.prepare(transfer(ID2, "3"), False)
     await log.fulfill(ID1, "f1", notify_peer=True)

@@ -51,7 +51,7 @@ async def test_undecodable_frames_get_no_answer_and_the_connection_stays_usable(
 
 
 async def test_unknown_side_protocol_gets_a_clean_not_accepted_error(raw: RawPeer) -> None:
-    """Weakness 21: the reference answered F00 `TypeError`."""
+    """The reference answered F00 `TypeError`; ours is a clean NotAcceptedError."""
     answer = await raw.request(Message(0, (ProtocolData("frobnicate", 1, b"x"),)))
     assert_error(answer, "F00", "NotAcceptedError", "Unsupported side protocol(s): frobnicate")
     await raw.still_usable()
@@ -128,7 +128,7 @@ async def test_prepare_with_an_unreadable_timestamp_is_invalid_fields(
 async def test_prepare_over_the_limit_is_refused_and_stays_refused(
     listener: Plugin, raw: RawPeer
 ) -> None:
-    """Weakness 1: an identical re-send of a refused Prepare must not slip through uncounted."""
+    """An identical re-send of a refused Prepare must not slip through uncounted."""
     packet, _ = prepare_packet(amount=1001)
     for _ in range(2):
         answer = await raw.request(packet)
@@ -169,7 +169,7 @@ async def test_invalid_json_custom_entry_is_invalid_fields(listener: Plugin, raw
 
 
 async def test_text_frames_close_only_that_socket(listener: Plugin, raw: RawPeer) -> None:
-    """Weakness 17: the reference crashed on a text frame; the socket is closed (1003) and the
+    """The reference crashed on a text frame; the socket is closed (1003) and the
     listener keeps serving."""
     import asyncio
 
@@ -191,7 +191,7 @@ async def test_fulfill_for_an_incoming_transfer_is_refused(listener: Plugin, raw
 
 
 async def test_condition_mismatch_uses_bytes_not_text(listener: Plugin, raw: RawPeer) -> None:
-    """Weakness 10: the condition is compared as bytes."""
+    """The condition is compared as bytes."""
     preimage = os.urandom(32)
     packet, _ = prepare_packet(amount=2, condition=hashlib.sha256(preimage).digest())
     assert isinstance(await raw.request(packet), btp.Response)

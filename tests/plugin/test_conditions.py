@@ -313,7 +313,7 @@ async def test_rejects_an_incoming_transfer(
 async def test_should_allow_an_outgoing_transfer_to_be_rejected(
     plugin: Plugin, peer: RawPeer, events: Recorder
 ) -> None:
-    """Weakness 31: `forwarded_by` is the whole list (the reference gave its last element)."""
+    """`forwarded_by` is the whole list (the reference gave its last element)."""
     transfer, _ = make_transfer(PEER, amount="5")
     await send_and_ack(plugin, peer, transfer)
     when = datetime(2017, 12, 6, 19, 9, 28, 123000, tzinfo=UTC)
@@ -364,7 +364,7 @@ async def test_should_not_allow_an_incoming_transfer_to_be_rejected_by_sender(
 async def test_the_senders_expiry_reject_is_accepted_once_expired(
     plugin: Plugin, peer: RawPeer, events: Recorder
 ) -> None:
-    """Weakness 9: the reference refused a sender's expiry Reject for good."""
+    """The reference refused a sender's expiry Reject for good."""
     packet, _ = await incoming(peer, expires_in=0.6)
     error = IlpError(
         "R00", "Transfer Timed Out", "example.red.client", (), datetime.now(UTC), b"expired"

@@ -29,7 +29,7 @@ async def test_handles_get_limit_requests(raw: RawPeer) -> None:
 
 
 async def test_get_peer_balance_is_zero_not_minus_zero(pair: Pair) -> None:
-    """Weakness 30: the reference negated textually and answered "-0"."""
+    """The reference negated textually and answered "-0"."""
     assert await pair.client.get_peer_balance() == "0"
     assert await pair.server.get_peer_balance() == "0"
 
@@ -150,7 +150,7 @@ async def test_should_stay_disconnected_when_disconnected(listener: Plugin) -> N
 
 
 async def test_should_reconnect_and_the_listener_serves_again(pair: Pair) -> None:
-    """Weakness 18: the reference's listener never reopened after disconnect()."""
+    """The reference's listener never reopened after disconnect()."""
     await pair.server.disconnect()
     await pair.server.connect()
     assert pair.server.is_connected()

@@ -24,7 +24,7 @@ from .conftest import PREFIX, Pair, RawPeer
 
 
 async def test_rpc_should_throw_an_error_on_an_error_code(pair: Pair) -> None:
-    """Weakness 32: the error class is reconstructed (the reference gave a JSON message)."""
+    """The error class is reconstructed (the reference gave a JSON message)."""
     with pytest.raises(NotAcceptedError) as caught:
         await pair.server.send_request({"to": "example.red.client", "custom": {"hello": "client"}})
     assert isinstance(caught.value, PeerError)
@@ -55,7 +55,7 @@ async def test_send_request_should_send_a_request(pair: Pair) -> None:
 
 
 async def test_send_request_should_respond_to_a_request(pair: Pair) -> None:
-    """Weakness 31: `incoming_request` carries `ledger` (and the BTP request id as `id`)."""
+    """`incoming_request` carries `ledger` (and the BTP request id as `id`)."""
     pair.server.register_request_handler(lambda m: {"to": m["from"], "custom": {"ok": True}})
     await pair.client.send_request({"to": "example.red.server", "custom": {"q": 1}})
     [(request,)] = pair.server_events["incoming_request"]

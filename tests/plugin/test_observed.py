@@ -343,7 +343,7 @@ async def test_repeat_prepare_after_the_transfer_was_fulfilled_is_acknowledged(
 
 
 async def test_client_reconnects_and_the_plugin_keeps_working() -> None:
-    """Weakness 18: no reconnect in 1.3.5. The server goes away and comes back on the same
+    """The reference (1.3.5) never reconnects. The server goes away and comes back on the same
     port; the client's link redials and the plugin works without a new connect()."""
     pair = await start_pair()
     try:

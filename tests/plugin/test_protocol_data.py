@@ -59,7 +59,7 @@ def test_protocol_data_maps_back_as_the_reference(vector: dict[str, Any]) -> Non
 
 
 def test_ilp_sent_as_json_is_exposed_as_its_raw_bytes() -> None:
-    """Weakness 29: the reference re-serialised decoded JSON; we keep the bytes as sent."""
+    """The reference re-serialised decoded JSON; we keep the bytes as sent."""
     fields = lpi_fields(entries_by_name([ProtocolData("ilp", 2, b'{ "a" : 1 }')]))
     assert fields["ilp"] == "eyAiYSIgOiAxIH0"
 

@@ -86,7 +86,7 @@ def test_expiry_error_is_the_references_r00() -> None:
 
 
 def test_received_reason_keeps_the_whole_forwarded_list_and_text_data() -> None:
-    """Weakness 31: the reference reported only the last forwardedBy and 'not JSON'."""
+    """The reference reported only the last forwardedBy and 'not JSON'."""
     when = datetime(2017, 12, 6, tzinfo=UTC)
     reason = outgoing_reason(
         IlpError("R00", "Transfer Timed Out", "a", ("b", "c"), when, b"expired")

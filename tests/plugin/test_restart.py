@@ -144,7 +144,7 @@ async def _no_notices(plugin: Plugin) -> bool:
 
 
 async def test_an_undelivered_fulfill_is_delivered_after_a_restart(tmp_path: Path) -> None:
-    """Weakness 5: the fulfilment was committed but the peer never acknowledged the Fulfill."""
+    """The fulfilment was committed but the peer never acknowledged the Fulfill."""
     async with first_run(tmp_path, requestTimeout=0.2) as (first, peer, port):
         packet, preimage = prepare_packet(amount=8)
         assert isinstance(await peer.request(packet), btp.Response)

@@ -223,7 +223,7 @@ async def test_same_id_with_other_content_is_duplicate_id(plugin: Plugin, peer: 
 async def test_resent_prepare_of_a_cancelled_transfer_is_refused(
     plugin: Plugin, peer: RawPeer
 ) -> None:
-    """Weakness 3: the reference silently acknowledged re-prepares of settled ids."""
+    """The reference silently acknowledged re-prepares of settled ids."""
     packet, _ = prepare_packet(amount=5)
     assert isinstance(await peer.request(packet), btp.Response)
     rejecting = asyncio.ensure_future(plugin.reject_incoming_transfer(packet.transfer_id, {}))
