@@ -3,7 +3,10 @@
 `.ci/run` runs the suite from a fresh clone in an empty temporary folder, which catches a test that
 *reads* something outside. This scan catches the rest early and names the line: docs, scripts and
 comments that *point* outside (a reader of a clone cannot open those either), and code paths no
-test happens to run. The scanner is tested on planted lines below, so it can fail.
+test happens to run. It also refuses citations of the project's private reading material (its
+protocol, API and behaviours notes, their section numbers and numbered defect labels), which a
+reader of a clone cannot look up: a line says the reason itself or cites a public source such as
+an Interledger RFC by number. The scanner is tested on planted lines below, so it can fail.
 """
 
 from __future__ import annotations
@@ -64,6 +67,48 @@ DOTDOT = re.compile(
 JS_DIRNAME = re.compile(
     r"path\.(?:join|resolve)\(\s*__dirname\s*(?P<args>(?:,\s*['\"]\.\.['\"]\s*)*)"
 )
+# Python functions whose first argument is a regular expression: a path-like fragment in one is
+# text to match (part of a frame's file name, say), not a path the file refers to.
+REGEX_FUNCTIONS = frozenset(
+    f"re.{name}"
+    for name in ("compile", "search", "match", "fullmatch", "findall", "finditer", "sub", "subn")
+)
+
+SECTION = "\u00a7"  # the section sign, spelled so that this file passes its own scan
+#: Citations of documents a clone does not have, and what each rule says. Those notes were the
+#: project's reading material: protocol notes, an API contract, a table of the reference's tests
+#: and the README the project started from; their sections are a letter and a number, their
+#: defects were numbered. A public RFC's numbered section ("RFC 6455", SECTION, "5.2") is fine.
+#: (Patterns spell some words as `[E]` so that this file passes its own scan.)
+CITATIONS: dict[str, tuple[re.Pattern[str], str]] = {
+    "note": (
+        re.compile(r"\b(?:PROTOCOL|API|B[E]HAVIOURS)\.md\b|\bPROTOCOL\s+(?:\u00a7|[a-i]\.\d)"),
+        "cites a note outside the repository (protocol, API or behaviours)",
+    ),
+    "table": (
+        re.compile(r"\bB[E]HAVIOURS\b|\bbehaviours\s+table\b"),
+        "cites the table of the reference's behaviours",
+    ),
+    "seed": (
+        re.compile(r"\bs[e]ed\s+README\b", re.I),
+        "cites the README the project started from (the reference's own is public)",
+    ),
+    "weakness": (re.compile(r"\bweakness(?:es)?\s+\d", re.I), "cites a numbered defect label"),
+    "section": (
+        re.compile(r"\u00a7\s*[A-Za-z](?:\.\d+)?\b"),
+        "cites a lettered section of an outside note",
+    ),
+    "sign": (
+        re.compile(r"^(?!.*\bRFC\s*\d).*\u00a7"),
+        "a section sign without the RFC it belongs to",
+    ),
+    "tracker": (
+        re.compile(r"^(?!.*://).*\bissues?\s+#?\d", re.I),
+        "cites an item of the project's tracker (a public issue is cited by its address)",
+    ),
+}
+#: Citations allowed in one file only, keyed by (file, rule), with the reason.
+ALLOWED_CITATIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -97,6 +142,7 @@ def scan_text(relpath: str, text: str, known: frozenset[str] = frozenset()) -> l
     something not in it is reported too (a sibling folder named from the root looks like that).
     """
     findings: list[Finding] = []
+    patterns = regex_literals(text) if relpath.endswith(".py") else {}
     parts = PurePosixPath(relpath).parts
     depth = len(parts) - 1  # folders between the repository root and the file
     here = parts[:-1]
@@ -112,6 +158,8 @@ def scan_text(relpath: str, text: str, known: frozenset[str] = frozenset()) -> l
                 root = match["root"]
                 if line[: match.start()].endswith("sqlite://"):
                     continue  # three slashes: SQLAlchemy's form of a *relative* file path
+                if any(a <= match.start() < b for a, b in patterns.get(number, ())):
+                    continue
                 if root not in ALLOWED_ROOTS and (relpath, root) not in ALLOWED_AT:
                     add(f"absolute path under /{root}, which is not a system location")
         for match in DOTDOT.finditer(line):
@@ -125,10 +173,37 @@ def scan_text(relpath: str, text: str, known: frozenset[str] = frozenset()) -> l
         for match in JS_DIRNAME.finditer(line):
             if match["args"].count("..") > depth:
                 add("__dirname joined with '..' leaves the repository")
+        for name, (pattern, says) in CITATIONS.items():
+            if pattern.search(line) and (relpath, name) not in ALLOWED_CITATIONS:
+                add(says)
         findings.extend(Finding(relpath, number, rule, line) for rule in rules)
     if relpath.endswith(".py"):
         findings.extend(scan_python(relpath, text))
     return findings
+
+
+def regex_literals(text: str) -> dict[int, list[tuple[int, int]]]:
+    """Where the string literals given to `re` functions as patterns are: line -> column spans."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return {}  # scan_python reports it
+    lines = text.splitlines()
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and ast.unparse(node.func) in REGEX_FUNCTIONS):
+            continue
+        literal = node.args[0] if node.args else None
+        if not isinstance(literal, ast.Constant) or not isinstance(literal.value, str):
+            continue
+        last, last_col = literal.end_lineno or literal.lineno, literal.end_col_offset or 0
+        for number in range(literal.lineno, last + 1):
+            raw = lines[number - 1].encode()  # AST columns count UTF-8 bytes
+            start = literal.col_offset if number == literal.lineno else 0
+            end = last_col if number == last else len(raw)
+            span = (len(raw[:start].decode()), len(raw[:end].decode()))
+            spans.setdefault(number, []).append(span)
+    return spans
 
 
 class _Anchored:
@@ -274,14 +349,15 @@ PLANTED_BAD = [
     ("tests/t.py", f'V = os.path.join(os.path.dirname(__file__), "{UP}", "{UP}")'),
     ("tests/t.py", f'V = Path(__file__).parent / "{UP}" / "{UP}"'),
     ("tests/t.py", "V = Path.cwd().parent"),
-    ("docs/a.md", f"See {WS}/{SH}/spec/API.md for the rules."),
-    ("docs/a.md", f"[API]({UP}/{UP}/{SH}/spec/API.md)"),
-    ("docs/a.md", f"[API]({UP}/notthere/API.md)"),
+    ("docs/a.md", f"See {WS}/{SH}/spec/rules.md for the rules."),
+    ("docs/a.md", f"[rules]({UP}/{UP}/{SH}/spec/rules.md)"),
+    ("docs/a.md", f"[rules]({UP}/notthere/rules.md)"),
     ("src/x.py", 'CACHE = "/' + 'home/alice/.cache/vectors"'),
     ("src/x.py", 'STORE = "sqlite:////' + 'root/data.db"'),
     ("src/x.py", 'CACHE = "' + "~" + '/.cache/vectors"'),
     (".ci/run", f'cd "$(dirname "$0")/{UP}/{UP}"'),
     ("bench/js/a.js", f"const x = path.join(__dirname, '{UP}', '{UP}', '{UP}')"),
+    ("bench/p.py", 'X = (re.compile(r"/' + 'sqlite3/"), "/' + 'home/alice/db")'),
 ]
 PLANTED_GOOD = [
     ("tests/conftest.py", "REPO = Path(__file__).resolve().parent.parent"),
@@ -300,6 +376,8 @@ PLANTED_GOOD = [
     ("docs/operations.md", ".backup '/" + "backup/trustline.db'"),
     (".gitignore", "/" + "ilp-paychan-data/"),
     ("bench/js/a.js", f"const x = path.join(__dirname, '{UP}', '{UP}', 'tests')"),
+    ("bench/p.py", 'AREA = re.compile(r"/' + 'sqlite3/|(^|/)json/")  # héllo'),
+    ("bench/p.py", 'A = re.compile(\n    r"/' + 'asyncio/|/selectors\\.py"\n    r"|/x\\.py"\n)'),
 ]
 KNOWN = frozenset({"docs", "docs/architecture.md", "tests", "src"})
 
@@ -319,3 +397,65 @@ def test_a_finding_names_file_line_and_rule() -> None:
     (finding,) = scan_text("tests/t.py", text, KNOWN)
     assert (finding.path, finding.line) == ("tests/t.py", 3)
     assert "2 level(s) above the repository" in str(finding)
+
+
+# -- citations of documents outside the repository, on planted lines ---------------------------
+
+PROTO, API, BEHAV, SEED, TABLE, NUM = "PROTOCOL", "API", "BEHAV" + "IOURS", "seed", "table", "9"
+PLANTED_CITATIONS = [
+    ("src/x.py", f'"""BTP packets ({PROTO}.md {SECTION}c.3)."""', "note"),
+    ("src/x.py", f"# as the reference's decoder does ({PROTO} c.2)", "note"),
+    ("tests/t.py", f'"""The rules of {PROTO} {SECTION}b.5."""', "note"),
+    ("docs/a.md", f"The options are those of {API}.md.", "note"),
+    ("tests/t.py", f'"""{BEHAV}.md {SECTION}6 (clientSpec.js)."""', "note"),
+    ("tests/t.py", f"# what the {BEHAV} rows do not cover", "table"),
+    ("docs/a.md", f"See the behaviours {TABLE}, row {NUM}.", "table"),
+    ("tests/t.py", f"# the {SEED} README's two roles", "seed"),
+    ("src/x.py", f"a later call tries again (weakness {NUM}).", "weakness"),
+    ("tests/t.py", f'"""Weakness {NUM}: the reference crashed."""', "weakness"),
+    ("src/x.py", f"Rules (with weaknesses {NUM}, 3, 4 fixed)", "weakness"),
+    ("src/x.py", f"ids must match ({SECTION}i.10)", "section"),
+    ("tests/t.py", f"# ---- server handshake ({SECTION} c.9)", "section"),
+    ("docs/a.md", f"as the probes show ({SECTION}12)", "sign"),
+    ("tests/t.py", f'"""Issue {NUM} item 5: 1,000 transfers in a row."""', "tracker"),
+    ("README.md", f"Fixed in issue #{NUM}.", "tracker"),
+    ("tests/t.py", f"#: The pairings of issue {NUM} item 5", "tracker"),
+]
+PLANTED_FINE = [
+    ("src/x.py", f'"""Base64url without padding (RFC 4648 {SECTION}5)."""'),
+    ("tests/chaos/proxy.py", f"# it reads WebSocket frames (RFC 6455 {SECTION}5.2) just enough"),
+    ("docs/a.md", "See docs/api.md, and the reference's README for its own options."),
+    ("src/x.py", "context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)"),
+    ("docs/a.md", f"websockets issue {NUM} (https://github.com/python-websockets/websockets)"),
+    ("docs/a.md", "The weakness of a trustline is trust; each row below says what differs."),
+    ("docs/modules.md", f"Each side has a 32-byte {SEED} in hex; the README lists the docs."),
+    ("tests/t.py", "# RFC 23, Prepare > Idempotency: an identical re-send gets a Response."),
+]
+
+
+@pytest.mark.parametrize(("relpath", "line", "rule"), PLANTED_CITATIONS)
+def test_the_scanner_flags_a_planted_citation(relpath: str, line: str, rule: str) -> None:
+    found = {f.rule for f in scan_text(relpath, line + "\n", KNOWN)}
+    assert CITATIONS[rule][1] in found, (line, found)
+
+
+@pytest.mark.parametrize(("relpath", "line"), PLANTED_FINE)
+def test_the_scanner_leaves_public_citations_alone(relpath: str, line: str) -> None:
+    assert scan_text(relpath, line + "\n", KNOWN) == []
+
+
+def test_an_allowed_citation_is_allowed_in_its_file_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = f"The upstream {SEED} README explains the two roles.\n"
+    monkeypatch.setitem(ALLOWED_CITATIONS, ("docs/upstream.md", "seed"), "planted")
+    assert scan_text("docs/upstream.md", line, KNOWN) == []
+    assert [f.rule for f in scan_text("docs/other.md", line, KNOWN)] == [CITATIONS["seed"][1]]
+
+
+def test_every_allowed_citation_is_still_needed() -> None:
+    files = set(tracked_files())
+    for (path, rule), reason in ALLOWED_CITATIONS.items():
+        assert reason, (path, rule)
+        assert path in files, f"{path} is allowed a citation but is gone"
+        lines = (REPO / path).read_text(encoding="utf-8").splitlines()
+        pattern = CITATIONS[rule][0]
+        assert any(map(pattern.search, lines)), f"{path} no longer needs its {rule!r} allowance"
