@@ -47,8 +47,8 @@ DEFAULT_LISTENER_PORT = 4195
 DEFAULT_REQUEST_TIMEOUT = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 #: Seconds after their expiry that settled transfers of an in-memory log are forgotten: a margin
-#: for repeated Fulfills and Rejects and for clock differences (see plugin/retention.py).
-DEFAULT_SETTLED_RETENTION = 30.0
+#: for a Fulfill repeated after a dropped connection (see plugin/retention.py).
+DEFAULT_SETTLED_RETENTION = 10.0
 #: The largest time limit accepted, in seconds (one day).
 MAX_TIMEOUT = 86_400.0
 #: The largest `settledRetention`, in seconds (about 31 years).

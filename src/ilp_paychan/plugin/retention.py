@@ -17,10 +17,14 @@ transfer we cancelled is still answered F05, so the receiver rolls its fulfilmen
 Fulfill or Reject of a forgotten transfer comes after its expiry, when the transfer could no
 longer be settled anyway, and is answered TransferNotFoundError. Sums never change.
 
-After the expiry the record only serves repeated Fulfills and Rejects, so the retention for
-in-memory logs is a margin, not an archive: DEFAULT_SETTLED_RETENTION (options.py) covers a peer
-whose clock differs from ours by a few seconds and a peer re-sending a Fulfill whose answer was
-lost (our notices retry at most 30 s apart while connected).
+After the expiry a record only serves repeated Fulfills and Rejects, so for in-memory logs the
+retention is a margin, not an archive. A clock difference between the peers needs none: each
+side judges expiries by its own clock (a re-sent Prepare by ours), and the watermark covers our
+clock being set back. What the margin is for is a receiver repeating a Fulfill we accepted but whose
+answer the connection lost: it sends it again once the link is back (a client redials within a
+second) and at most a request timeout (5 s by default) after its first try. The default,
+DEFAULT_SETTLED_RETENTION (options.py, 10 s), covers that with room; a repeat that comes later
+gets TransferNotFoundError, which makes the receiver keep the money, as it should.
 """
 
 from __future__ import annotations
