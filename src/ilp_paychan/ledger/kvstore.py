@@ -28,10 +28,10 @@ from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import parse_expiry
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
-from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
 
-class KeyValueStore:
+class KeyValueStore(LedgerStore):
     """`LedgerStore` over a user's get/put object; one process only."""
 
     def __init__(self, target: Any) -> None:

@@ -18,10 +18,10 @@ from datetime import datetime
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.records import PREPARED, LogTotals, PrepareOutcome, StoredTransfer
 from ilp_paychan.ledger.settled import SettledIndex
-from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
 
-class MemoryStore:
+class MemoryStore(LedgerStore):
     """Dict-backed `LedgerStore`; nothing survives the process."""
 
     def __init__(self, *, compact_settled: bool = False) -> None:

@@ -36,7 +36,7 @@ from ilp_paychan.errors import StoreUnavailableError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import canonical_json
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
-from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
 SCHEMA_VERSION = 2
 RETRIES = 20
@@ -407,7 +407,7 @@ def _transfer_of(row: Any) -> StoredTransfer:
     )
 
 
-class PostgresStore:
+class PostgresStore(LedgerStore):
     """`LedgerStore` on a PostgreSQL database through an asyncpg pool.
 
     Writes are grouped: while one batch runs, newly submitted operations queue up, and the next

@@ -54,6 +54,7 @@ class LogTotals:
     minimum: str | None = None
 
     def copy(self) -> LogTotals:
+        """A separate copy that a transition may change while the original stays as it was."""
         return LogTotals(
             self.incoming_fulfilled,
             self.outgoing_fulfilled,

@@ -90,6 +90,7 @@ def prepare(
 
 
 def duplicate(existing: StoredTransfer, candidate: StoredTransfer) -> DuplicateIdError:
+    """The refusal of a known id with other contents, describing both transfers."""
     return DuplicateIdError(
         f"transfer {candidate.describe()} matches the id of {existing.describe()}"
         " but not the contents."
@@ -107,14 +108,17 @@ def over_limit(candidate: StoredTransfer) -> NotAcceptedError:
 
 
 def not_found(transfer_id: str) -> TransferNotFoundError:
+    """The reference's message for an id the log does not hold."""
     return TransferNotFoundError(f"No transfer found with ID {transfer_id}")
 
 
 def rolled_back(transfer_id: str) -> AlreadyRolledBackError:
+    """The reference's message for fulfilling a cancelled transfer."""
     return AlreadyRolledBackError(f"{transfer_id} has already been cancelled.")
 
 
 def already_fulfilled(transfer_id: str) -> AlreadyFulfilledError:
+    """The reference's message for cancelling a fulfilled transfer."""
     return AlreadyFulfilledError(f"{transfer_id} has already been fulfilled.")
 
 

@@ -37,7 +37,7 @@ from ilp_paychan.errors import NotAcceptedError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import expiry_sort_key
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
-from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY
+from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
@@ -253,7 +253,7 @@ class _Job:
         self.future = future
 
 
-class SqliteStore:
+class SqliteStore(LedgerStore):
     """`LedgerStore` on one SQLite file; safe for several processes sharing the file.
 
     Use it from one event loop. The statements of a batch run on that loop's thread (each takes
@@ -277,6 +277,8 @@ class SqliteStore:
         self.operations = 0
 
     async def start(self) -> None:
+        """Open the writer (on the helper thread), create or migrate the schema, open the reader;
+        called once, before any other method."""
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(
             self._helper, _connect, self.path, self.synchronous

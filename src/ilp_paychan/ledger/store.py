@@ -22,7 +22,9 @@ class LedgerStore(Protocol):
         """The log's sums and stored limits (zeros and `None` for a log never written)."""
         ...
 
-    async def read_transfer(self, key: str, transfer_id: str) -> StoredTransfer | None: ...
+    async def read_transfer(self, key: str, transfer_id: str) -> StoredTransfer | None:
+        """The stored transfer with this id, or `None` if the log has none (or pruned it)."""
+        ...
 
     async def prepare(
         self,
@@ -47,7 +49,9 @@ class LedgerStore(Protocol):
 
     async def cancel(
         self, key: str, transfer_id: str, notify_peer: bool, notice: bytes | None = None
-    ) -> bool: ...
+    ) -> bool:
+        """`rules.cancel`; `notice` is stored with the peer notice (only if `notify_peer`)."""
+        ...
 
     async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
         """`rules.revert_fulfillment` in one transaction (state, sums and notice together)."""
@@ -62,7 +66,9 @@ class LedgerStore(Protocol):
         whose expiry is at or before it."""
         ...
 
-    async def list_peer_notices(self, key: str) -> list[StoredTransfer]: ...
+    async def list_peer_notices(self, key: str) -> list[StoredTransfer]:
+        """Transfers whose peer notice is still pending (with its payload), by id."""
+        ...
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
         """Drop the notice flag and its payload."""
@@ -81,4 +87,6 @@ class LedgerStore(Protocol):
         `None` (nothing written) when it is not larger."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and threads; the store is unusable afterwards."""
+        ...

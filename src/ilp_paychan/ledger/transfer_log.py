@@ -56,11 +56,13 @@ class TransferLog:
         await self._store.set_limit(self.key, "minimum", format_limit(value, "minimum"))
 
     async def get_maximum(self) -> str:
+        """The most IFAP - OF may reach (incoming prepares count): decimal text or "Infinity"."""
         totals = await self._store.read_totals(self.key)
         limit = rules.effective_limit(totals.maximum, self._default_maximum)
         return format_limit(limit, "maximum")
 
     async def get_minimum(self) -> str:
+        """The least IF - OFAP may reach (outgoing prepares count): decimal text or "-Infinity"."""
         totals = await self._store.read_totals(self.key)
         limit = rules.effective_limit(totals.minimum, self._default_minimum)
         return format_limit(limit, "minimum")
@@ -71,15 +73,19 @@ class TransferLog:
         return str(totals.incoming_fulfilled - totals.outgoing_fulfilled)
 
     async def get_incoming_fulfilled(self) -> str:
+        """The sum of incoming transfers fulfilled (IF), as decimal text."""
         return str((await self._store.read_totals(self.key)).incoming_fulfilled)
 
     async def get_outgoing_fulfilled(self) -> str:
+        """The sum of outgoing transfers fulfilled (OF), as decimal text."""
         return str((await self._store.read_totals(self.key)).outgoing_fulfilled)
 
     async def get_incoming_fulfilled_and_prepared(self) -> str:
+        """IF plus the incoming transfers still prepared (IFAP), as decimal text."""
         return str((await self._store.read_totals(self.key)).incoming_fulfilled_and_prepared)
 
     async def get_outgoing_fulfilled_and_prepared(self) -> str:
+        """OF plus the outgoing transfers still prepared (OFAP), as decimal text."""
         return str((await self._store.read_totals(self.key)).outgoing_fulfilled_and_prepared)
 
     async def get(self, transfer_id: str) -> dict[str, Any]:
