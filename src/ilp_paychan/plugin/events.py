@@ -116,6 +116,7 @@ class EventEmitter:
             self._listeners.pop(name, None)
 
     def has_listeners(self, name: str) -> bool:
+        """Whether anyone listens to `name`, so a caller can skip building unused arguments."""
         return name in self._listeners
 
     def emit(self, name: str, *args: Any) -> None:

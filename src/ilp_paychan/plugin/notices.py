@@ -103,6 +103,8 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
+    """How one delivery of a notice ended, with the peer's error when it refused."""
+
     outcome: Outcome
     #: The peer's BTP Error, for REVERTED and REFUSED.
     error: PeerError | None = None

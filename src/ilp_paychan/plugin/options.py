@@ -185,6 +185,7 @@ class PluginSettings:
 
     @property
     def stateful(self) -> bool:
+        """Whether a store is configured, so the plugin keeps its own ledger and limits."""
         return self.store is not None
 
 

@@ -119,6 +119,7 @@ class TransferBook:
         return Entry.from_stored(await self.log.get(transfer_id))
 
     def remember(self, entry: Entry) -> None:
+        """Cache a transfer reloaded from the store, if it is still prepared."""
         if entry.state == PREPARED:
             self.prepared[entry.id] = entry
 
