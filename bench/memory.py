@@ -13,13 +13,16 @@ Configurations (listener + client):
   memory-stateless   `memory:` listener + stateless client
 
 Each transfer expires `--expiry` seconds after it is sent (default 30, as the other benches).
-A settled transfer is kept in memory until its expiry plus the retention margin, so the number
-of records held at a checkpoint is about rate x (expiry + margin) when the run is longer than
-that window, and every transfer so far when it is shorter. Every transfer is checked: the
-listener's balance must equal the number fulfilled. Prints a table; asserts nothing else.
+A `memory:` or stateless plugin keeps a settled transfer (packed, about 230 bytes) until
+`settledRetention` seconds after its expiry (`--retention`, default the plugin's), so at a
+checkpoint it holds about rate x (expiry + retention + pass interval) of them once the run is
+longer than that window, and every transfer so far while it is shorter: a short run with long
+expiries shows the cost per transfer, a long run with short ones the plateau. Every transfer is
+checked: the listener's balance must equal the number fulfilled. Prints a table; asserts
+nothing else.
 
     .venv/bin/python bench/memory.py [--config NAME ...] [--checkpoints 10000 100000]
-                                     [--in-flight 100] [--expiry 30]
+                                     [--in-flight 100] [--expiry 30] [--retention SECONDS]
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _listener_process(store: str, fulfillment: str, pipe: Connection) -> None:
+def _listener_process(
+    store: str, fulfillment: str, extra: dict[str, Any], pipe: Connection
+) -> None:
     """The listener: fulfils every incoming prepare; answers "measure" with (rss, balance)."""
 
     async def main() -> None:
@@ -91,6 +96,7 @@ def _listener_process(store: str, fulfillment: str, pipe: Connection) -> None:
                 "info": {"prefix": PREFIX, "currencyCode": "USD", "currencyScale": 9},
                 "store": store,
                 "requestTimeout": 30,
+                **extra,
             }
         )
         await server.connect()
@@ -125,6 +131,7 @@ def _client_process(
     checkpoints: list[int],
     in_flight: int,
     expiry: float,
+    extra: dict[str, Any],
     pipe: Connection,
 ) -> None:
     """The client: pays up to each checkpoint, then reports ("checkpoint", n, rss, seconds) and
@@ -134,6 +141,7 @@ def _client_process(
         options: dict[str, Any] = {
             "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}",
             "requestTimeout": 30,
+            **extra,
         }
         if store is not None:
             options.update(store=store, maxBalance=MAX_BALANCE)
@@ -195,9 +203,16 @@ def _client_process(
 Row = dict[str, Any]
 
 
-def measure(config: str, checkpoints: list[int], in_flight: int, expiry: float) -> list[Row]:
+def measure(
+    config: str,
+    checkpoints: list[int],
+    in_flight: int,
+    expiry: float,
+    retention: float | None = None,
+) -> list[Row]:
     """One run of `config`: a row per checkpoint with both processes' RSS in KiB."""
     listener_store, client_store = CONFIGURATIONS[config]
+    extra = {} if retention is None else {"settledRetention": retention}
     preimage = os.urandom(32)
     condition = _b64url(hashlib.sha256(preimage).digest())
     spawn = multiprocessing.get_context("spawn")  # fresh interpreters: nothing inherited
@@ -206,7 +221,12 @@ def measure(config: str, checkpoints: list[int], in_flight: int, expiry: float) 
         listener_end, listener_pipe = spawn.Pipe()
         listener = spawn.Process(
             target=_listener_process,
-            args=(listener_store.replace("{folder}", folder), _b64url(preimage), listener_pipe),
+            args=(
+                listener_store.replace("{folder}", folder),
+                _b64url(preimage),
+                extra,
+                listener_pipe,
+            ),
         )
         listener.start()
         client: Any = None
@@ -224,6 +244,7 @@ def measure(config: str, checkpoints: list[int], in_flight: int, expiry: float) 
                     checkpoints,
                     in_flight,
                     expiry,
+                    extra,
                     client_pipe,
                 ),
             )
@@ -289,16 +310,21 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--expiry", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--retention", type=float, help="settledRetention of both plugins (default: theirs)"
+    )
     args = parser.parse_args()
     checkpoints = sorted(set(args.checkpoints))
     if not checkpoints or checkpoints[0] <= 0:
         parser.error("checkpoints must be positive")
+    retention = "default" if args.retention is None else f"{args.retention:g} s"
     print(
         f"python {sys.version.split()[0]}, {args.in_flight} in flight, "
-        f"transfers expire after {args.expiry:g} s"
+        f"transfers expire after {args.expiry:g} s, settledRetention {retention}"
     )
     for config in args.config or list(CONFIGURATIONS):
-        report(config, measure(config, checkpoints, args.in_flight, args.expiry))
+        rows = measure(config, checkpoints, args.in_flight, args.expiry, args.retention)
+        report(config, rows)
 
 
 if __name__ == "__main__":
