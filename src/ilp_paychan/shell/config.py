@@ -110,6 +110,7 @@ class LedgerSettings:
 
     @property
     def role(self) -> Literal["listener", "client", "both"]:
+        """Whether the ledger listens, dials a server, or (both options given) does both."""
         has_listener = "listener" in self.options
         has_server = "server" in self.options
         if has_listener and has_server:
@@ -118,6 +119,7 @@ class LedgerSettings:
 
     @property
     def stateful(self) -> bool:
+        """Whether the ledger has a store (else it runs stateless)."""
         return self.store_url is not None
 
     def describe(self) -> dict[str, Any]:
@@ -137,6 +139,8 @@ class LedgerSettings:
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """What `serve` runs: the ledgers using this plugin, and the other entries it skipped."""
+
     ledgers: tuple[LedgerSettings, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (ledger, plugin name) of entries not ours
 
@@ -210,6 +214,10 @@ def load_settings(
     data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
     environ: Mapping[str, str] | None = None,
 ) -> ServeSettings:
+    """Read and validate the config file (or `CONNECTOR_LEDGERS`); raises one `ConfigError`.
+
+    Relative TLS paths are taken from the config file's folder.
+    """
     base = Path(config_path).parent if config_path is not None else None
     return parse_settings(load_document(config_path, environ), data_dir, base)
 

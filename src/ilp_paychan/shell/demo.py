@@ -139,10 +139,12 @@ class DemoResult:
 
     @property
     def server_change(self) -> int:
+        """How this run moved the server's balance (a reused store starts elsewhere than 0)."""
         return int(self.server_balance) - int(self.server_before)
 
     @property
     def client_change(self) -> int:
+        """How this run moved the client's balance."""
         return int(self.client_balance) - int(self.client_before)
 
     @property
@@ -152,6 +154,7 @@ class DemoResult:
 
     @property
     def all_settled(self) -> bool:
+        """Every planned payment reached an outcome (none was left waiting)."""
         return all(sum(d.outcomes.values()) == sum(d.planned.values()) for d in self.directions)
 
 
@@ -517,6 +520,7 @@ def summary(result: DemoResult) -> dict[str, Any]:
 
 
 def print_report(result: DemoResult) -> None:
+    """Print the balances and each direction's outcomes as tables, for a person to read."""
     from rich.console import Console
     from rich.table import Table
 

@@ -100,6 +100,8 @@ class Server:
         self._ledgers: list[_Ledger] = []
 
     async def run(self) -> int:
+        """Start every ledger and the admin port, serve until SIGINT/SIGTERM, then stop them
+        all; returns the process's exit code."""
         from ilp_paychan.shell.metrics import Metrics
 
         loop = asyncio.get_running_loop()
