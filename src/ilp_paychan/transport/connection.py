@@ -171,6 +171,7 @@ class BtpConnection:
 
     @property
     def username(self) -> str:
+        """The username of the auth handshake (empty for the reference's clients)."""
         return self._session.username
 
     def start(self) -> None:
@@ -189,6 +190,7 @@ class BtpConnection:
         await asyncio.shield(self._authenticated)
 
     async def wait_closed(self) -> None:
+        """Return once the socket is closed and the request handlers have finished."""
         await self._closed.wait()
 
     # ------------------------------------------------------------------ outgoing

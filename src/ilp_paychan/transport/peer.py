@@ -25,6 +25,9 @@ StateCallback = Callable[[bool], None]
 
 @runtime_checkable
 class PeerLink(Protocol):
+    """The plugin's one view of its peer, listener or client: requests both ways over the
+    active authenticated socket, and word when that link comes and goes."""
+
     async def start(self) -> None:
         """Listener: bind. Client: dial and authenticate (raises on refusal)."""
 
@@ -66,16 +69,19 @@ class ActiveLink:
         self._down_reason = "the BTP link is not started; call connect() first"
 
     def is_open(self) -> bool:
+        """An authenticated socket is the active one now."""
         active = self._active
         return active is not None and active.is_open
 
     def set_request_handler(self, handler: RequestHandler | None) -> None:
+        """Who answers the peer's requests from now on (None: F00 "no request handler")."""
         self._handler = handler
 
     def _current_handler(self) -> RequestHandler | None:
         return self._handler
 
     def on_state_change(self, callback: StateCallback) -> None:
+        """Add a callback for the link going up or down (see `PeerLink.on_state_change`)."""
         self._callbacks.append(callback)
 
     async def request(

@@ -187,6 +187,7 @@ class BtpListener(ActiveLink):
 
     @property
     def secure(self) -> bool:
+        """Whether the listener speaks TLS (wss:), i.e. a certificate was given."""
         return self._cert is not None
 
     async def start(self) -> None:

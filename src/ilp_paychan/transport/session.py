@@ -63,11 +63,15 @@ _EMPTY_PD: tuple[ProtocolData, ...] = ()
 
 
 class Role(Enum):
+    """Which side of the auth handshake a session plays: the client sends it."""
+
     CLIENT = "client"
     SERVER = "server"
 
 
 class SessionState(Enum):
+    """Where a session is in its life; only an OPEN one carries requests."""
+
     AUTHENTICATING = "authenticating"
     #: server side only: checks 1-4 passed, waiting for `accept_auth()` / `refuse_auth()`
     AUTH_PENDING = "auth_pending"
@@ -81,6 +85,7 @@ class SessionClosedError(UnreachableError):
 
 
 def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the default clock of a session)."""
     return datetime.now(UTC)
 
 
@@ -202,10 +207,12 @@ class BtpSession(Generic[C]):
 
     @property
     def is_open(self) -> bool:
+        """Authenticated and not closed: requests may be sent and answered."""
         return self.state is SessionState.OPEN
 
     @property
     def pending_count(self) -> int:
+        """Requests sent and not answered yet."""
         return len(self._pending)
 
     # ------------------------------------------------------------------ requests

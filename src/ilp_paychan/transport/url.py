@@ -27,6 +27,7 @@ class BtpUrl:
 
     @property
     def secure(self) -> bool:
+        """Whether the connection uses TLS (a `btp+wss:` URL)."""
         return self.ws_url.startswith("wss:")
 
     def redacted(self) -> str:
