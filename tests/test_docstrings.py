@@ -20,32 +20,9 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import ilp_paychan
 
 REPO = Path(__file__).resolve().parent.parent
-
-#: Source files other work is rewriting right now; their missing docstrings are listed by the
-#: xfail below instead of failing the suite, and this set is emptied once they have them.
-AWAITING_DOCSTRINGS: frozenset[str] = frozenset(
-    {
-        "src/ilp_paychan/plugin/notices.py",
-        "src/ilp_paychan/plugin/transfers.py",
-        "src/ilp_paychan/plugin/options.py",
-        "src/ilp_paychan/plugin/events.py",
-        "src/ilp_paychan/shell/config.py",
-        "src/ilp_paychan/shell/serve.py",
-        "src/ilp_paychan/shell/demo.py",
-    }
-)
-#: Whole folders under the same rule.
-AWAITING_FOLDERS = ("src/ilp_paychan/transport/", "src/ilp_paychan/ledger/")
-
-
-def _is_awaiting(path: str) -> bool:
-    return path in AWAITING_DOCSTRINGS or path.startswith(AWAITING_FOLDERS)
-
 
 def public_modules(package: types.ModuleType) -> Iterator[types.ModuleType]:
     """The package and every submodule without a `_`-prefixed part in its dotted name."""
@@ -160,15 +137,9 @@ def _order(item: tuple[str, str]) -> tuple[str, int, str]:
 
 def test_every_public_name_has_a_docstring() -> None:
     missing = missing_docstrings(list(public_modules(ilp_paychan)))
-    ours = [item for item in missing if not _is_awaiting(item[0].split(":")[0])]
-    assert not ours, "public names without a docstring:\n" + "\n".join(
-        f"  {where}  {what}" for where, what in ours
+    assert not missing, "public names without a docstring:\n" + "\n".join(
+        f"  {where}  {what}" for where, what in missing
     )
-    if missing:
-        pytest.xfail(
-            "docstrings still missing in files being rewritten by other work "
-            "(AWAITING_DOCSTRINGS):\n" + "\n".join(f"  {w}  {what}" for w, what in missing)
-        )
 
 
 def test_the_scan_finds_what_is_missing() -> None:
