@@ -3,7 +3,8 @@
 The object needs `get(key) -> str | None` and `put(key, value)` (and optionally `delete(key)`),
 sync or async. Such a store has no transactions, so this adapter is **single-process only**:
 one asyncio lock per adapter serialises the operations, and a crash between two `put`s can leave
-a log half-written. Use SQLite or PostgreSQL wherever money matters.
+a log half-written. Use SQLite or PostgreSQL wherever money matters. An `OSError` from the
+object (ConnectionError, TimeoutError, ...) becomes StoreUnavailableError, a temporary error.
 
 The layout extends the reference's, so its data is read as it wrote it:
 `<key>:tl:transfer:<id>` (record JSON), `<key>:tl:balance:if` / `:of` (and new `:ifap` / `:ofap`,
@@ -24,7 +25,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.errors import InvalidFieldsError, StoreUnavailableError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import parse_expiry
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
@@ -39,21 +40,30 @@ class KeyValueStore(LedgerStore):
         self._lock = asyncio.Lock()
 
     async def _get(self, name: str) -> str | None:
-        value = self._target.get(name)
-        if inspect.isawaitable(value):
-            value = await value
+        try:
+            value = self._target.get(name)
+            if inspect.isawaitable(value):
+                value = await value
+        except OSError as exc:
+            raise _unavailable(exc) from exc
         return str(value) if value else None
 
     async def _put(self, name: str, value: str) -> None:
-        done = self._target.put(name, value)
-        if inspect.isawaitable(done):
-            await done
+        try:
+            done = self._target.put(name, value)
+            if inspect.isawaitable(done):
+                await done
+        except OSError as exc:
+            raise _unavailable(exc) from exc
 
     async def _delete(self, name: str) -> None:
         delete = getattr(self._target, "delete", None)
-        done = delete(name) if callable(delete) else self._target.put(name, "")
-        if inspect.isawaitable(done):
-            await done
+        try:
+            done = delete(name) if callable(delete) else self._target.put(name, "")
+            if inspect.isawaitable(done):
+                await done
+        except OSError as exc:
+            raise _unavailable(exc) from exc
 
     async def _totals(self, key: str) -> LogTotals:
         names = ("if", "of", "ifap", "ofap")
@@ -288,6 +298,14 @@ class KeyValueStore(LedgerStore):
 
     async def close(self) -> None:
         return None
+
+
+def _unavailable(exc: OSError) -> StoreUnavailableError:
+    """The user's object could not reach its data (ConnectionError, TimeoutError, an I/O error):
+    temporary. The message names only the error's class, as a peer may be sent it."""
+    return StoreUnavailableError(
+        f"the key/value ledger store is unavailable ({type(exc).__name__}); try again later"
+    )
 
 
 def _minute_of(moment: datetime) -> str:

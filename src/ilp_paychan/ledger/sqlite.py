@@ -7,7 +7,9 @@ nobody was told about. Each operation checks first and writes at most one statem
 totals are written once per batch), so a refused or failing operation changes nothing and leaves
 the rest of its batch alone. `BEGIN IMMEDIATE` takes SQLite's write lock up front, so several
 processes on one host sharing the file serialise cleanly (they wait, up to a minute, instead of
-failing); a limit check and the sum update always happen under that lock.
+failing); a limit check and the sum update always happen under that lock. A write the file
+refuses (still locked after that minute, a disk I/O error, a full disk) raises
+StoreUnavailableError, a temporary error.
 
 Durability: WAL journal, `synchronous=FULL` by default, so every acknowledged commit is on disk
 even after a power cut; group commit pays that fsync once per batch, not per operation.
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ilp_paychan.errors import NotAcceptedError
+from ilp_paychan.errors import NotAcceptedError, StoreUnavailableError
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.inputs import expiry_sort_key
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
@@ -351,7 +353,15 @@ class SqliteStore(LedgerStore):
         self._pending.append(_Job(key, operation, future))
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._drain())
-        return await future
+        try:
+            return await future
+        except sqlite3.OperationalError as exc:
+            # The file could not be written (locked past the busy timeout, a disk I/O error, a
+            # full disk, a read-only file): a state of the store, not of this write, which may
+            # well succeed later. The message names no path: a peer may be sent it.
+            raise StoreUnavailableError(
+                f"the SQLite ledger store cannot write now ({exc}); try again later"
+            ) from exc
 
     def _read(self) -> sqlite3.Connection:
         if self._reader is None:
