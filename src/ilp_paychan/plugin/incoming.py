@@ -157,8 +157,11 @@ class IncomingRequests:
         except CodecError as error:
             return error_packet(packet.request_id, InvalidFieldsError(str(error)))
         except Exception:
+            # Not a verdict on the request (a bug, a store failing in a way it does not name):
+            # a temporary code, so the peer asks again. A final one would let a receiver
+            # re-delivering its Fulfill drop its notice while we still hold the transfer.
             log.exception("request %d failed", packet.request_id)
-            return error_packet(packet.request_id, NotAcceptedError("internal error"))
+            return error_packet(packet.request_id, UnreachableError("internal error; try again"))
         finally:
             self.running -= 1
             if not self.running:
