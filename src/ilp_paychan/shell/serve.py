@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ilp_paychan import __version__
+from ilp_paychan.errors import FulfillmentPendingError
 from ilp_paychan.plugin.events import TRANSFER_EVENTS
 from ilp_paychan.shell.config import (
     RECEIVER_SECRET,
@@ -41,6 +42,7 @@ from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.shell.logs import configure_logging, log_event
 
 log = logging.getLogger("ilp_paychan.serve")
+_REVERTED = "incoming_fulfill_reverted"
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 #: Client back-off between failed first connections: doubles up to the cap. The cap is short
@@ -203,10 +205,13 @@ class Server:
         plugin = entry.plugin
         plugin.on("connect", lambda: log_event(log, "connected", ledger=name))
         plugin.on("disconnect", lambda: log_event(log, "disconnected", ledger=name))
+        # A fulfilment the sender refused as too late is money we thought we had: always said.
+        plugin.on(_REVERTED, _TransferLogger(name, _REVERTED, logging.WARNING))
         if not log.isEnabledFor(logging.DEBUG):
             return
         for event in TRANSFER_EVENTS:
-            plugin.on(event, _TransferLogger(name, event))
+            if event != _REVERTED:
+                plugin.on(event, _TransferLogger(name, event))
 
     async def _connect_all(self) -> bool:
         """Connects every ledger; False when a stop was requested first."""
@@ -337,6 +342,15 @@ class _Receiver:
                         "message": "condition does not match this receiver",
                     },
                 )
+        except FulfillmentPendingError:
+            # Not a failure: committed here, and the Fulfill is re-sent until the sender
+            # answers; incoming_fulfill_confirmed or incoming_fulfill_reverted tells the end.
+            log_event(
+                log,
+                "receiver_pending",
+                ledger=self._entry.settings.name,
+                transfer=transfer.get("id"),
+            )
         except Exception as exc:  # the peer gone or the transfer expired meanwhile
             log_event(
                 log,
@@ -357,15 +371,16 @@ def receiver_fulfillment(secret: bytes, ilp: str | None) -> bytes:
 
 
 class _TransferLogger:
-    def __init__(self, ledger: str, event: str) -> None:
+    def __init__(self, ledger: str, event: str, level: int = logging.DEBUG) -> None:
         self._ledger = ledger
         self._event = event
+        self._level = level
 
     def __call__(self, transfer: dict[str, Any], *_rest: Any) -> None:
         log_event(
             log,
             self._event,
-            logging.DEBUG,
+            self._level,
             ledger=self._ledger,
             transfer=transfer.get("id"),
             amount=transfer.get("amount"),
