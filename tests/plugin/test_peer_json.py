@@ -3,7 +3,8 @@ answer "internal error" and log a traceback):
 
 - nested deeper than the parser allows: refused like any other bad JSON, never RecursionError;
 - a lone surrogate escape (``"\\ud800"``, valid JSON text): written back as that escape, as
-  JSON.stringify does, not refused by strict UTF-8.
+  JSON.stringify does, not refused by strict UTF-8; stored the same way by SQLite (the ledger's
+  own test of every store: tests/ledger/test_lone_surrogate.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +34,7 @@ from ilp_paychan.plugin.protocol_data import (
 from ilp_paychan.plugin.reasons import outgoing_reason
 from ilp_paychan.plugin.rpc import decode_value
 
-from .conftest import RawPeer
+from .conftest import RawPeer, prepare_packet, server_options
 
 DEEP = b"[" * 5000 + b"]" * 5000
 DEEP_OBJECT = b'{"a":' * 5000 + b"1" + b"}" * 5000
@@ -136,3 +138,21 @@ def test_protocol_data_decoders_raise_only_invalid_fields(entries: list[Protocol
         fields = lpi_fields(entries_by_name(entries))
         if "custom" in fields:
             dump_json(fields["custom"])
+
+
+async def test_sqlite_listener_stores_a_prepare_whose_custom_has_a_lone_surrogate(
+    tmp_path: Path,
+) -> None:
+    plugin = Plugin(server_options(store=f"sqlite:///{tmp_path / 'ledger.db'}"))
+    await plugin.connect()
+    assert plugin.listener_port is not None
+    raw = await RawPeer.open(plugin.listener_port)
+    try:
+        packet, _ = prepare_packet(protocol_data=(ProtocolData("custom", 2, LONE_SURROGATE),))
+        answer = await raw.request(packet)
+        assert isinstance(answer, btp.Response), answer
+        stored = await plugin.transfer_log.get(packet.transfer_id)
+        assert stored["transfer"]["custom"] == {"a": "x\ud800y", "b": "\u00e9"}
+    finally:
+        await raw.close()
+        await plugin.disconnect()

@@ -151,9 +151,14 @@ def normalise_transfer(transfer: object) -> tuple[str, dict[str, Any], int]:
 def to_json(value: Any, field: str) -> str:
     """Compact JSON of a JSON-serialisable value, in the caller's key order."""
     try:
-        return _COMPACT.encode(value)
+        text = _COMPACT.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFieldsError(f"{field} must be JSON-serialisable: {exc}") from None
+    if not text.isascii():
+        # A lone surrogate (peer JSON may carry one as an escape) has no UTF-8 form, so a store
+        # could not write it: keep it as that escape, which reads back as the same string.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def canonical_json(transfer_json: str) -> str:
