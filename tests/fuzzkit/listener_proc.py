@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import gc
 import hashlib
 import json
 import logging
 import sys
 import threading
 import traceback
+import tracemalloc
 from typing import Any
 
 SECRET = "fuzz_secret"
@@ -179,10 +182,24 @@ async def serve(store: str) -> None:
         loop.call_soon_threadsafe(commands.put_nowait, None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
+    snapshots: list[tracemalloc.Snapshot] = []
     print(json.dumps({"port": plugin.listener_port}), flush=True)
     while (command := await commands.get()) is not None:
         if command == "report":
             print(json.dumps(await report()), flush=True)
+        elif command == "objects":  # what the heap holds, by type: for chasing memory growth
+            gc.collect()
+            kinds = collections.Counter(type(o).__name__ for o in gc.get_objects())
+            print(json.dumps(dict(kinds.most_common(25))), flush=True)
+        elif command == "allocations":  # with PYTHONTRACEMALLOC set: growth since last asked
+            snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+            grown = []
+            if snapshot is not None and snapshots:
+                stats = snapshot.compare_to(snapshots[-1], "lineno")
+                grown = [str(s) for s in stats[:12]]
+            if snapshot is not None:
+                snapshots[:] = [snapshot]
+            print(json.dumps(grown), flush=True)
     if tasks:
         await asyncio.wait(tasks, timeout=10)
     final = await report()
