@@ -5,8 +5,13 @@ samples whose innermost frames are such a wait are counted apart, and the areas 
 the rest, the samples on the CPU. Each of those is given to an area: walking from the innermost
 frame outwards, the first frame that names one (a Python file of a known package, or a native
 library such as SQLite's) decides, so time in CPython's own C code counts for the Python code
-that called it. Also listed: the innermost Python functions, each thread's share, and a few
-native calls worth knowing about (the kernel's random bytes for frame masks, socket I/O).
+that called it. Also listed: the innermost Python functions, each thread's share, a few native
+calls worth knowing about (the kernel's random bytes for frame masks, socket I/O) and the time
+in the cyclic garbage collector.
+
+Caveat: to read native stacks py-spy stops the process for each sample, which catches threads in
+system calls more often than their share of the CPU; lines made of one system call are upper
+bounds.
 
     .venv/bin/python bench/_profile.py PROFILE.txt
 """
@@ -97,6 +102,7 @@ def summarise(raw: str, top: int = 12) -> str:
     threads: Counter[str] = Counter()
     native: Counter[str] = Counter()
     waits: Counter[str] = Counter()
+    collecting = 0
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -116,6 +122,8 @@ def summarise(raw: str, top: int = 12) -> str:
         if thread is not None:
             threads[thread] += count
         areas[_area(frames)] += count
+        if any(name.startswith("gc_collect") for name, _where in frames):
+            collecting += count
         python = [frame for frame in frames if PY_LOCATION.search(frame[1])]
         if python:
             name, where = python[-1]
@@ -140,6 +148,11 @@ def summarise(raw: str, top: int = 12) -> str:
         lines += ["  threads:", *share(threads, 6)]
     if native:
         lines += ["  native calls at the leaf:", *share(native, len(native))]
+    if collecting:
+        lines.append(
+            f"  {100 * collecting / total:5.1f} %  in the cyclic garbage collector (counted above"
+            " in the area that allocated)"
+        )
     return "\n".join(lines)
 
 

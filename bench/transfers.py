@@ -22,7 +22,8 @@ the repetitions and ratios to JS↔JS of the same cell. With --profile, py-spy s
 Python process for that many seconds once the warm-up is done and a summary by area follows.
 
     .venv/bin/python bench/transfers.py [--n 5000,20000] [--in-flight 1,10,100] [--reps 3]
-        [--configs js,memory,...] [--warmup 1000] [--quick] [--no-append] [--profile SECONDS]
+        [--configs js,memory,...] [--warmup 1000] [--quick] [--no-append] [--json FILE]
+        [--profile SECONDS [--profile-dir DIR]]
 
 PostgreSQL: ILP_PAYCHAN_BENCH_POSTGRES, else postgresql://postgres@127.0.0.1:5432/test, in a
 fresh schema per run (dropped afterwards); its configuration is skipped, with a note, when no
@@ -64,9 +65,15 @@ mixed pairings. The client keeps *in flight* transfers of 1 outstanding; the lis
 each from its `incoming_prepare` listener. Rates count N transfers after a warm-up; latency is
 `send_transfer` to `outgoing_fulfill`; CPU is µs per transfer of each process (all threads) over
 the measured window; peak RSS is VmHWM; commits are the durable stores' write transactions per
-transfer. Every transfer is checked on both sides. Configurations interleave round-robin; median
-(min–max) of the repetitions; ×JS is the ratio to JS↔JS in the same cell (higher is better for
-rates, lower for latency and CPU)."""
+transfer (in brackets, the store writes they carried). Every transfer is checked on both sides.
+Configurations interleave round-robin; median (min–max) of the repetitions; ×JS is the ratio to
+JS↔JS in the same cell (higher is better for rates, lower for latency and CPU).
+
+Reproduce: `.venv/bin/python bench/transfers.py` (`--n 5000,20000`, `--in-flight 1,10,100`,
+`--reps 3`, `--configs js,memory,full,normal,postgres,full-client,py-js,js-py`, `--warmup 1000`,
+`--quick`, `--no-append`, `--json FILE`, `--profile SECONDS`); PostgreSQL from
+`ILP_PAYCHAN_BENCH_POSTGRES`, else 127.0.0.1:5432 user postgres. Each run appends its entry
+below; `bench/_profile.py` summarises a py-spy profile taken with `--profile`."""
 
 
 @dataclass(frozen=True)
@@ -513,6 +520,7 @@ def parse_arguments() -> argparse.Namespace:
         "--profile", type=int, default=0, help="py-spy each Python process for SECONDS"
     )
     parser.add_argument("--profile-dir", type=Path, help="where py-spy's output goes (a tmp dir)")
+    parser.add_argument("--json", type=Path, help="also write every run's reports to this file")
     args = parser.parse_args()
     quick = args.quick
     args.n = args.n or ([20] if quick else [5000, 20000])
@@ -578,15 +586,29 @@ def measure_and_report(
     """Run the matrix, print the table (and profiles), append it to RESULTS.md; the exit code."""
     runs = asyncio.run(measure(args, settings, configs))
     about["load_end"] = _harness.load_average()
+    if args.json:
+        raw = [
+            {
+                "config": run.config.name,
+                "n": run.n,
+                "in_flight": run.in_flight,
+                "listener": run.listener,
+                "client": run.client,
+                "problems": run.problems,
+            }
+            for run in runs
+        ]
+        args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
     lines = table(runs)
     failed = [run for run in runs if run.problems]
+    title = f"{about['date']}, commit {about['commit']}"
     heading = (
-        f"{about['date']}, commit {about['commit']}: {about['nproc']} × {about['cpu']}, "
-        f"load average {about['load_start']} at start, {about['load_end']} at end; "
-        f"CPython {about['python']}, Node {about['node']}; warm-up {args.warmup}, "
-        f"{args.reps} repetition(s), N {', '.join(f'{n:,}' for n in args.n)}, "
-        f"in flight {', '.join(map(str, args.in_flight))}."
+        f"Machine: {about['nproc']} CPUs ({about['cpu']}), load average {about['load_start']} "
+        f"at start, {about['load_end']} at end. CPython {about['python']}, Node {about['node']}. "
+        f"Warm-up {args.warmup:,}, {args.reps} repetition(s), "
+        f"N {', '.join(f'{n:,}' for n in args.n)}, in flight {', '.join(map(str, args.in_flight))}."
     )
+    print(title)
     print(heading)
     for note in notes:
         print(note)
@@ -598,9 +620,9 @@ def measure_and_report(
         for problem in run.problems:
             print("   ", problem)
     if not (args.no_append or args.quick or args.profile or failed):
-        command = "`.venv/bin/python bench/transfers.py " + " ".join(sys.argv[1:]) + "`"
-        entry = "\n".join([f"### {about['date']}", "", heading, *notes, "", command, "", *lines])
-        _harness.append_to_section(HEADING, entry, INTRODUCTION)
+        command = " ".join([".venv/bin/python bench/transfers.py", *sys.argv[1:]])
+        entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
+        _harness.append_to_section(HEADING, "\n".join(entry), INTRODUCTION)
         print(f"(appended to {_harness.RESULTS.relative_to(ROOT)})")
     return 1 if failed else 0
 
