@@ -29,13 +29,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from _harness import drop_schema, postgres_base, with_schema
 
 from ilp_paychan.ledger import open_backend
 
 REPO = Path(__file__).resolve().parent.parent
 JS_MODULES = REPO / "tests" / "interop" / "js" / "node_modules"
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 JS_LOOP = r"""
 const backend = require('ilp-plugin-payment-channel-framework/src/util/backend.js')
@@ -145,31 +144,6 @@ def _next_result(out: Any, children: list[Any]) -> float:
     raise TimeoutError("benchmark processes did not finish within 10 minutes")
 
 
-def postgres_base() -> str | None:
-    url = os.environ.get("ILP_PAYCHAN_BENCH_POSTGRES", DEFAULT_PG)
-
-    async def probe() -> None:
-        connection = await asyncpg.connect(url, timeout=3)
-        await connection.close()
-
-    try:
-        asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    return url
-
-
-def drop_schema(base: str, schema: str) -> None:
-    async def drop() -> None:
-        connection = await asyncpg.connect(base)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
-
-
 def js_reference(pairs: int, in_flight: int) -> tuple[float, float] | None:
     if shutil.which("node") is None or not JS_MODULES.exists():
         return None
@@ -211,8 +185,7 @@ def main() -> None:
             for processes in (1, 4):
                 schema = f"bench_{uuid.uuid4().hex[:12]}"
                 schemas.append(schema)
-                sep = "&" if "?" in pg else "?"
-                stores.append(("postgresql", f"{pg}{sep}schema={schema}", (processes,)))
+                stores.append(("postgresql", with_schema(pg, schema), (processes,)))
         for name, url, counts in stores:
             if args.only not in name:
                 continue
