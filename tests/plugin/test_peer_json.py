@@ -4,7 +4,7 @@ answer "internal error" and log a traceback):
 - nested deeper than the parser allows: refused like any other bad JSON, never RecursionError;
 - a lone surrogate escape (``"\\ud800"``, valid JSON text): written back as that escape, as
   JSON.stringify does, not refused by strict UTF-8; stored the same way by SQLite (the ledger's
-  own test of every store: tests/ledger/test_lone_surrogate.py).
+  own test of every store: tests/ledger/test_odd_json.py).
 """
 
 from __future__ import annotations

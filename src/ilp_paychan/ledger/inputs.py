@@ -152,7 +152,7 @@ def to_json(value: Any, field: str) -> str:
     """Compact JSON of a JSON-serialisable value, in the caller's key order."""
     try:
         text = _COMPACT.encode(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidFieldsError(f"{field} must be JSON-serialisable: {exc}") from None
     if not text.isascii():
         # A lone surrogate (peer JSON may carry one as an escape) has no UTF-8 form, so a store
