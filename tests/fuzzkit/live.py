@@ -520,8 +520,8 @@ async def _write(ws: ClientConnection, message: Any) -> bool:
     except (ConnectionClosed, OSError):
         return False
     except AttributeError:
-        # websockets 17 aborts the transport again after a failed write; asyncio has released
-        # a transport that a reset already closed, so that abort fails in asyncio's own code.
+        # websockets 17 aborts the transport after a failed write; asyncio 3.11 fails to abort
+        # a transport that a graceful close has already released (it forgets its loop).
         if not ws.transport.is_closing():
             raise
         return False
@@ -592,7 +592,9 @@ async def unauthenticated_worker(
                 break
         ending = rng.random()
         if ending < 0.1:
-            ws.transport.abort()
+            # (asyncio 3.11 fails to abort a transport that a graceful close already released)
+            if not ws.transport.is_closing():
+                ws.transport.abort()
             rude = True
         elif ending < 0.15 and sum(not t.done() for t in idle) < 3:
             # Leave it open: the listener must close it by itself (answer or auth deadline).
