@@ -1,7 +1,8 @@
 """transport layer: BTP frames over WebSockets (auth, reconnects, request/response matching).
 
-`session` is the sans-I/O core; `connection`, `server` and `client` are the asyncio shells on
-`websockets`; `peer.PeerLink` is the only surface the plugin uses.
+`session` is the sans-I/O core; `websocket` frames a socket with the `websockets` library's
+sans-I/O protocol; `connection`, `server` and `client` are the asyncio shells around them;
+`peer.PeerLink` is the only surface the plugin uses.
 """
 
 from .client import BtpClient

@@ -1,4 +1,7 @@
-"""`BtpClient`: the client role of the transport, on `websockets`.
+"""`BtpClient`: the client role of the transport, on `transport.websocket`.
+
+It dials the URL's host directly, as the reference does: no HTTP proxy, and a redirect answer
+to the opening handshake is a refusal like any other non-101 status.
 
 `start()` dials once and returns when authenticated; it raises if the peer is unreachable
 (`UnreachableError`), refuses the credentials (`NotAcceptedError`, never retried) or does not
@@ -19,8 +22,8 @@ import ssl
 from collections.abc import Callable
 from datetime import datetime
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
+from websockets.uri import parse_uri
 
 from ilp_paychan.errors import InvalidFieldsError, PluginError, UnreachableError
 from ilp_paychan.transport.backoff import DEFAULT_INITIAL, DEFAULT_MAXIMUM, Backoff
@@ -29,6 +32,7 @@ from ilp_paychan.transport.events import Answer
 from ilp_paychan.transport.peer import ActiveLink
 from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
 from ilp_paychan.transport.url import parse_btp_url
+from ilp_paychan.transport.websocket import WebSocket, client_socket
 
 logger = logging.getLogger("ilp_paychan.transport")
 
@@ -153,23 +157,32 @@ class BtpClient(ActiveLink):
         return context
 
     async def _dial(self, ssl_context: ssl.SSLContext | None) -> BtpConnection:
-        """One connection attempt: WebSocket handshake, then BTP auth."""
+        """One connection attempt: TCP (and TLS), the WebSocket handshake, then BTP auth."""
         timeout = self.request_timeout
+        loop = asyncio.get_running_loop()
+        ws: WebSocket | None = None
         try:
-            ws = await connect(
-                self.url.ws_url,
-                ssl=ssl_context,
-                open_timeout=timeout,
+            uri = parse_uri(self.url.ws_url)
+            factory = client_socket(
+                uri,
                 max_size=self._max_frame,
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
-                compression=None,
-                close_timeout=1.0,
             )
-        except (OSError, TimeoutError, EOFError, WebSocketException) as exc:  # EOF: websockets < 15
+            async with asyncio.timeout(timeout):
+                _, ws = await loop.create_connection(
+                    factory,
+                    uri.host,
+                    uri.port,
+                    ssl=ssl_context,
+                    server_hostname=uri.host if ssl_context is not None else None,
+                )
+                await ws.opened
+        except (OSError, TimeoutError, EOFError, WebSocketException) as exc:
+            if ws is not None:
+                ws.abort()
             reason = str(exc) or type(exc).__name__
             raise UnreachableError(f"cannot reach {self.url.redacted()}: {reason}") from exc
-        loop = asyncio.get_running_loop()
         session: BtpSession[asyncio.Future[Answer]] = BtpSession.client(
             self.url.username,
             self.url.token,

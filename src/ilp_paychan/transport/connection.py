@@ -1,9 +1,12 @@
 """The asyncio shell around one WebSocket and its `BtpSession`.
 
-It only moves bytes and runs callbacks: a reader task feeds frames to the session and acts on the
-events; incoming requests each run as a task (at most `max_in_flight` at once — the reader stops
-reading when that many are running, which pushes back on the peer); outgoing requests wait on a
-future that the reader or the connection's single timer settles, at most `max_pending` of them
+It only moves bytes and runs callbacks: the WebSocket hands each complete message to
+`message_received` in the loop turn that read it, and the session says what it means. An answer
+settles the future its request waits on there and then; an incoming request runs as a task (at
+most `max_in_flight` at once: beyond that the socket is not read, which pushes back on the peer);
+the rare steps that must wait (a user's asynchronous auth check) hold the messages after them
+until they are done, so nothing is processed out of order. Outgoing requests wait on a future
+that an answer or the connection's single timer settles, at most `max_pending` of them
 unanswered at once (one more waits for a slot within its own timeout, and is not sent if none
 frees up: `PendingLimitError`). The session decides everything.
 """
@@ -11,16 +14,12 @@ frees up: `PendingLimitError`). The session decides everything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
-
-from websockets.asyncio.connection import Connection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from ilp_paychan.codec.btp import Error, Packet, Response, encode
 from ilp_paychan.codec.errors import CodecError
@@ -40,6 +39,7 @@ from ilp_paychan.transport.events import (
     AuthRefused,
     AuthRequested,
     AuthTimedOut,
+    Event,
     Request,
     RequestReceived,
     RequestTimedOut,
@@ -56,6 +56,7 @@ from ilp_paychan.transport.session import (
     error_data,
     with_request_id,
 )
+from ilp_paychan.transport.websocket import WebSocket
 
 logger = logging.getLogger("ilp_paychan.transport")
 
@@ -113,22 +114,24 @@ class PendingLimitError(UnreachableError):
 class BtpConnection:
     """One WebSocket carrying one BTP session (client or server side).
 
-    Call `start()` once to launch the reader; `wait_closed()` returns when the socket is gone and
-    every pending request has failed.
+    It receives the socket's messages from construction on; `start()` arms the session's
+    deadlines and sends what the session queued (a client's auth message). `wait_closed()`
+    returns when the socket is gone, every pending request has failed and the request handlers
+    have finished.
     """
 
     def __init__(
         self,
-        ws: Connection,
+        ws: WebSocket,
         session: BtpSession[asyncio.Future[Answer]],
         *,
         get_handler: Callable[[], RequestHandler | None],
         auth_check: AuthCheck | None = None,
         on_authenticated: Callable[[BtpConnection], None] | None = None,
+        on_closed: Callable[[BtpConnection], None] | None = None,
         max_in_flight: int = 1000,
         max_pending: int = 1000,
         handler_grace: float = 2.0,
-        write_limit: int = 256 * 1024,
         clock: Callable[[], datetime],
     ) -> None:
         self._ws = ws
@@ -136,7 +139,13 @@ class BtpConnection:
         self._get_handler = get_handler
         self._auth_check = auth_check
         self._on_authenticated = on_authenticated
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._on_closed = on_closed
+        self._max_in_flight = max_in_flight
+        self._running = 0
+        self._waiting: deque[Request] = deque()
+        self._held: list[bytes] | None = None
+        self._paused_for_slots = False
+        self._reading = True
         self._max_pending = max_pending
         self._out_slots = asyncio.Semaphore(max_pending)
         self._handler_grace = handler_grace
@@ -145,10 +154,9 @@ class BtpConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._write_limit = write_limit
-        self._write_scheduled = False
         self._dropped = 0
-        self._reader: asyncio.Task[None] | None = None
+        self._started = False
+        self._finishing: asyncio.Task[None] | None = None
         self._authenticated: asyncio.Future[None] = self._loop.create_future()
         self._closed = asyncio.Event()
         try:
@@ -156,13 +164,14 @@ class BtpConnection:
             self.peer = f"{host}:{port}"
         except (TypeError, ValueError):
             self.peer = "?"
+        ws.attach(self)
 
     # ------------------------------------------------------------------ state
 
     @property
     def is_open(self) -> bool:
         """Authenticated, and the socket is not closing (a failed keepalive counts at once)."""
-        return self._session.is_open and self._ws.protocol.state is State.OPEN
+        return self._session.is_open and self._ws.is_open
 
     @property
     def close_code(self) -> int | None:
@@ -175,9 +184,14 @@ class BtpConnection:
         return self._session.username
 
     def start(self) -> None:
-        """Launch the reader task and the auth deadline (and, client side, send the auth)."""
-        if self._reader is None:
-            self._reader = self._loop.create_task(self.run())
+        """Arm the auth deadline and (client side) send the auth message. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        deadline = self._session.next_deadline()
+        if deadline is not None:
+            self._arm(deadline)
+        self._flush()
 
     async def wait_authenticated(self) -> None:
         """Return once authenticated.
@@ -206,7 +220,8 @@ class BtpConnection:
                 `PendingLimitError`, no slot freed up within the timeout).
             CodecError: the packet cannot be encoded.
         """
-        if self._ws.protocol.state is not State.OPEN:
+        ws = self._ws
+        if not ws.is_open:
             raise SessionClosedError("the socket is closing; request not sent")
         loop = self._loop
         deadline = loop.time() + timeout
@@ -216,14 +231,16 @@ class BtpConnection:
         else:
             await slots.acquire()  # free: returns at once
         try:
-            if self._ws.protocol.state is not State.OPEN:
+            if not ws.is_open:
                 raise SessionClosedError("the socket is closing; request not sent")
             future: asyncio.Future[Answer] = loop.create_future()
             request_id = self._session.send_request(packet, deadline=deadline, context=future)
             if self._timer is None or deadline < self._timer_at:
                 self._arm(deadline)
             try:
-                await self._flush()
+                self._flush()
+                if ws.must_drain:
+                    await ws.drain()
                 answer = await future
             except asyncio.CancelledError:
                 self._session.forget(request_id)
@@ -247,52 +264,12 @@ class BtpConnection:
                 " request's whole timeout; it was not sent"
             ) from None
 
-    async def _flush(self) -> None:
-        """Write what the session has queued; waits only when the socket's buffer is full."""
+    def _flush(self) -> None:
+        """Hand the frames the session queued to the socket (written at the next loop turn,
+        together with everything else queued meanwhile: one syscall, not one each)."""
+        send = self._ws.send
         for frame in self._session.data_to_send():
-            await self._write(frame)
-
-    async def _write(self, frame: bytes) -> None:
-        """Hand one binary message to websockets' sans-I/O protocol; one socket write per loop
-        iteration then carries every message queued meanwhile (one syscall, not one each).
-
-        When the transport's buffer is over `write_limit` this falls back to `ws.send()`, whose
-        flow control waits for the peer to read. Frames stay in order either way: both paths
-        append to the same protocol buffer. A closed socket drops the frame silently: the
-        reader sees the closure and fails whatever is pending.
-        """
-        ws = self._ws
-        protocol = ws.protocol
-        if protocol.state is not State.OPEN:
-            return
-        if ws.transport.get_write_buffer_size() > self._write_limit:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(frame)
-            return
-        protocol.send_binary(frame)
-        if not self._write_scheduled:
-            self._write_scheduled = True
-            self._loop.call_soon(self._write_out)
-
-    def _write_out(self) -> None:
-        self._write_scheduled = False
-        chunks = self._ws.protocol.data_to_send()
-        if not chunks:
-            return
-        transport = self._ws.transport
-        if transport.is_closing():
-            return
-        if all(chunks):
-            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-            return
-        # An empty chunk is websockets' end-of-stream marker (closing handshake done).
-        for chunk in chunks:
-            if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():
-                transport.write_eof()
-            else:
-                transport.close()
+            send(frame)
 
     # ------------------------------------------------------------------ timer
 
@@ -318,75 +295,126 @@ class BtpConnection:
                 if note is not None:
                     logger.info("BTP auth with %s timed out; closing the socket%s", self.peer, note)
                 self._settle_auth(PeerTimeoutError("no answer to the BTP auth message in time"))
-                self._spawn(self._ws.close(CLOSE_POLICY_VIOLATION, "authentication timed out"))
+                self._stop_reading()
+                self._ws.close(CLOSE_POLICY_VIOLATION, "authentication timed out")
         following = self._session.next_deadline()
         if following is not None and self._session.state is not SessionState.CLOSED:
             self._arm(following)
 
-    # ------------------------------------------------------------------ reader
+    # ------------------------------------------------------------------ incoming (sink)
 
-    async def run(self) -> None:
-        """Read frames until the socket closes, then fail what is pending. Never raises."""
-        deadline = self._session.next_deadline()
-        if deadline is not None:
-            self._arm(deadline)
+    def message_received(self, data: bytes) -> None:
+        """A binary message from the socket: what the session makes of it, acted on now."""
+        held = self._held
+        if held is not None:
+            held.append(data)
+            return
+        if not self._reading:
+            return
         try:
-            await self._flush()
-            await self._read_loop()
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("BTP connection with %s failed; closing it", self.peer)
-        finally:
-            await self._finish()
-
-    async def _read_loop(self) -> None:
-        ws = self._ws
-        session = self._session
-        while True:
-            message = await ws.recv()
-            if type(message) is not bytes:
-                if isinstance(message, str):
-                    note = "" if session.is_open else STRANGER_LOGS.allow()
-                    violation = session.receive_text()
-                    if note is not None:
-                        logger.warning("%s sent a text frame; closing with 1003%s", self.peer, note)
-                    await ws.close(violation.close_code, violation.reason)
-                    return
-                message = bytes(message)
-            event = session.receive_frame(message)
+            event = self._session.receive_frame(data)
             if isinstance(event, AnswerReceived):
                 future = event.context
                 if not future.done():
                     future.set_result(event.packet)
             elif isinstance(event, RequestReceived):
-                await self._slots.acquire()
-                self._spawn(self._serve(event.packet))
-            elif isinstance(event, AuthRequested):
-                if not await self._authorise(event):
-                    return
-            elif isinstance(event, Authenticated):
-                await self._flush()
-                self._settle_auth(None)
-            elif isinstance(event, AuthRefused):
-                await self._refused(event)
-                return
-            elif isinstance(event, UnmatchedAnswer):
-                logger.debug(
-                    "dropping %s for unknown or expired request %d from %s",
-                    type(event.packet).__name__,
-                    event.packet.request_id,
-                    self.peer,
+                self._admit(event.packet)
+            else:
+                self._other(event)
+        except Exception:
+            logger.exception("BTP connection with %s failed; closing it", self.peer)
+            self._stop_reading()
+            self._ws.fail(1011, "internal error")
+
+    def text_received(self) -> None:
+        """A text message: BTP is binary only, so the session ends with 1003."""
+        if not self._reading:
+            return
+        note = "" if self._session.is_open else STRANGER_LOGS.allow()
+        violation = self._session.receive_text()
+        if note is not None:
+            logger.warning("%s sent a text frame; closing with 1003%s", self.peer, note)
+        self._stop_reading()
+        self._ws.close(violation.close_code, violation.reason)
+
+    def socket_closed(self) -> None:
+        """The socket is gone: fail what is pending, let the handlers finish, then report."""
+        self._reading = False
+        self._held = None
+        self._waiting.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sent_lost = 0
+        for future, sent in self._session.close():
+            if future.done():
+                continue
+            if sent:
+                sent_lost += 1
+                future.set_exception(
+                    ConnectionLostError("connection to the peer closed before it answered")
                 )
-            elif isinstance(event, UndecodableFrame):
-                self._report_dropped("undecodable %d-byte frame: %s", event.size, event.error)
-            elif isinstance(event, UnexpectedPacket):
-                self._report_dropped(
-                    "%s %d: %s",
-                    type(event.packet).__name__,
-                    event.packet.request_id,
-                    event.reason,
+            else:
+                future.set_exception(
+                    UnreachableError("connection to the peer closed before the request was sent")
                 )
+        if sent_lost:
+            logger.info("%d requests to %s lost with the socket", sent_lost, self.peer)
+        self._settle_auth(UnreachableError("connection closed before authentication"))
+        tasks = set(self._tasks)
+        if tasks:
+            self._finishing = self._loop.create_task(self._let_handlers_finish(tasks))
+        else:
+            self._done()
+
+    async def _let_handlers_finish(self, tasks: set[asyncio.Task[Any]]) -> None:
+        _, late = await asyncio.wait(tasks, timeout=self._handler_grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        self._done()
+
+    def _done(self) -> None:
+        self._closed.set()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def _stop_reading(self) -> None:
+        """The session is over because of what was read: ignore whatever follows (the socket
+        is read on, for the closing handshake)."""
+        self._reading = False
+        self._held = None
+        self._waiting.clear()
+        self._paused_for_slots = False
+        self._ws.resume_reading()
+
+    def _other(self, event: Event[asyncio.Future[Answer]]) -> None:
+        if isinstance(event, AuthRequested):
+            self._held = []  # messages after the auth wait for the check's verdict
+            self._ws.pause_reading()
+            self._spawn(self._authorise(event))
+        elif isinstance(event, Authenticated):
+            self._flush()
+            self._settle_auth(None)
+        elif isinstance(event, AuthRefused):
+            self._refused(event)
+        elif isinstance(event, UnmatchedAnswer):
+            logger.debug(
+                "dropping %s for unknown or expired request %d from %s",
+                type(event.packet).__name__,
+                event.packet.request_id,
+                self.peer,
+            )
+        elif isinstance(event, UndecodableFrame):
+            self._report_dropped("undecodable %d-byte frame: %s", event.size, event.error)
+        elif isinstance(event, UnexpectedPacket):
+            self._report_dropped(
+                "%s %d: %s",
+                type(event.packet).__name__,
+                event.packet.request_id,
+                event.reason,
+            )
 
     def _report_dropped(self, what: str, *args: object) -> None:
         """Log a dropped frame; past the first few per socket only every 1000th, so a peer
@@ -396,28 +424,31 @@ class BtpConnection:
         if count <= 10 or count % 1000 == 0:
             logger.warning("dropping from %s (#%d) " + what, self.peer, count, *args)
 
-    async def _authorise(self, event: AuthRequested) -> bool:
+    async def _authorise(self, event: AuthRequested) -> None:
         check = self._auth_check
         accepted = check is not None and await run_auth_check(check, event.username, event.token)
         outcome = (
             self._session.accept_auth(event.username) if accepted else self._session.refuse_auth()
         )
-        if outcome is None:  # the auth deadline passed while the check ran
-            return False
+        held, self._held = self._held, None
+        if outcome is None or held is None:  # the auth deadline passed, or the socket closed
+            return
         if isinstance(outcome, AuthRefused):
-            await self._refused(outcome)
-            return False
+            self._refused(outcome)
+            return
         self._settle_auth(None)  # the listener makes us the active socket before the peer knows
-        await self._flush()
-        return True
+        self._flush()
+        for data in held:
+            self.message_received(data)
+        self._update_reading()
 
-    async def _refused(self, event: AuthRefused) -> None:
+    def _refused(self, event: AuthRefused) -> None:
         error = event.error
         if self._session.role is Role.SERVER:
             note = STRANGER_LOGS.allow()
             if note is not None:
                 logger.info("refused BTP auth from %s: %s%s", self.peer, error.data, note)
-            await self._flush()
+            self._flush()
             self._settle_auth(UnreachableError("peer failed to authenticate"))
         else:
             self._settle_auth(
@@ -428,7 +459,8 @@ class BtpConnection:
                     triggered_at=error.triggered_at,
                 )
             )
-        await self._ws.close(event.close_code, "authentication failed")
+        self._stop_reading()
+        self._ws.close(event.close_code, "authentication failed")
 
     def _settle_auth(self, exc: BaseException | None) -> None:
         waiter = self._authenticated
@@ -444,6 +476,31 @@ class BtpConnection:
 
     # ------------------------------------------------------------------ incoming requests
 
+    def _admit(self, packet: Request) -> None:
+        """Serve the request now, or once a slot frees up (the socket is not read meanwhile)."""
+        if self._running < self._max_in_flight:
+            self._running += 1
+            self._spawn(self._serve(packet))
+        else:
+            self._waiting.append(packet)
+            if not self._paused_for_slots:
+                self._paused_for_slots = True
+                self._ws.pause_reading()
+
+    def _release_slot(self) -> None:
+        """A request was answered: its slot goes to the next one waiting, if any."""
+        if self._waiting:
+            self._spawn(self._serve(self._waiting.popleft()))
+            return
+        self._running -= 1
+        if self._paused_for_slots:
+            self._paused_for_slots = False
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self._held is None and not self._paused_for_slots:
+            self._ws.resume_reading()
+
     async def _serve(self, packet: Request) -> None:
         request_id = packet.request_id
         try:
@@ -455,9 +512,12 @@ class BtpConnection:
                 frame = encode(self._error_for(request_id, exc))
             if answer.request_id != request_id:
                 frame = with_request_id(frame, request_id)
-            await self._write(frame)
+            ws = self._ws
+            ws.send(frame)
+            if ws.must_drain:
+                await ws.drain()
         finally:
-            self._slots.release()
+            self._release_slot()
 
     async def _answer(self, packet: Request) -> Response | Error:
         handler = self._get_handler()
@@ -503,42 +563,6 @@ class BtpConnection:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the socket (the reader then fails pending requests) and wait until it is done."""
-        try:
-            await self._ws.close(code, reason)
-        finally:
-            if self._reader is not None:
-                await self._closed.wait()
-
-    async def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        sent_lost = 0
-        for future, sent in self._session.close():
-            if future.done():
-                continue
-            if sent:
-                sent_lost += 1
-                future.set_exception(
-                    ConnectionLostError("connection to the peer closed before it answered")
-                )
-            else:
-                future.set_exception(
-                    UnreachableError("connection to the peer closed before the request was sent")
-                )
-        if sent_lost:
-            logger.info("%d requests to %s lost with the socket", sent_lost, self.peer)
-        self._settle_auth(UnreachableError("connection closed before authentication"))
-        try:
-            await self._ws.close()
-        except Exception:  # the socket is gone either way
-            logger.debug("error while closing the socket", exc_info=True)
-        tasks = set(self._tasks)
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self._handler_grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
-        self._closed.set()
+        """Close the socket (pending requests then fail) and wait until it is all done."""
+        self._ws.close(code, reason)
+        await self._closed.wait()

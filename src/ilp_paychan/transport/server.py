@@ -1,4 +1,4 @@
-"""`BtpListener`: the server role of the transport, on `websockets`.
+"""`BtpListener`: the server role of the transport, on `transport.websocket`.
 
 Improvements over the reference: nothing listens before `start()`, and start-up errors (port in
 use, unreadable TLS files) are raised from it; `ca` is optional; each socket has its own auth
@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
 
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.transport.auth import AuthCheck, secret_auth_check
@@ -38,6 +39,7 @@ from ilp_paychan.transport.events import Answer
 from ilp_paychan.transport.gate import AuthGate
 from ilp_paychan.transport.peer import ActiveLink
 from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
+from ilp_paychan.transport.websocket import WebSocket
 
 logger = logging.getLogger("ilp_paychan.transport")
 
@@ -61,7 +63,7 @@ def limit_messages(protocol: Protocol, size: int) -> None:
     setattr(protocol, name, size)
 
 
-def _drop_oldest(gate: AuthGate[ServerConnection], ws: ServerConnection) -> None:
+def _drop_oldest(gate: AuthGate[WebSocket], ws: WebSocket) -> None:
     """Drop an unauthenticated socket to make room for a newer one."""
     evicted = gate.evicted
     if evicted <= 10 or evicted % 1000 == 0:  # a flood must not flood the log too
@@ -70,33 +72,39 @@ def _drop_oldest(gate: AuthGate[ServerConnection], ws: ServerConnection) -> None
             gate.limit,
             evicted,
         )
-    ws.transport.abort()
+    ws.abort()
 
 
-class _GuardedConnection(ServerConnection):
-    """A server socket that counts as unauthenticated from its TCP accept on.
+class _ListenerSocket(WebSocket):
+    """A server socket of one listener: counted as unauthenticated from its TCP accept on
+    (its creation; with TLS that is before the TLS handshake), turned into a `BtpConnection`
+    when its opening handshake succeeds."""
 
-    `BtpListener` makes a subclass per listener with `gate` and `auth_frame` filled in.
-    """
-
-    gate: AuthGate[ServerConnection]
-    auth_frame: int
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # called at the TCP accept, before any TLS handshake
-        limit_messages(self.protocol, self.auth_frame)  # before any byte is parsed
-        self.accepted_at = self.loop.time()
+    def __init__(self, listener: BtpListener, **options: Any) -> None:
+        protocol = ServerProtocol(max_size=listener._max_auth_frame)  # before any byte is parsed
+        super().__init__(protocol, **options)
+        self._listener = listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # With TLS this comes after the TLS handshake, which has a limit of its own (a socket
-        # that fails it is never counted here).
         super().connection_made(transport)
-        oldest = self.gate.admit(self)
+        listener = self._listener
+        listener._sockets.add(self)
+        oldest = listener._gate.admit(self)
         if oldest is not None:
-            _drop_oldest(self.gate, oldest)
+            _drop_oldest(listener._gate, oldest)
+
+    def respond(self, request: Request) -> Response:
+        if self._listener._server is None:  # stopping
+            assert isinstance(self.protocol, ServerProtocol)
+            return self.protocol.reject(503, "The listener is stopping.\n")
+        return super().respond(request)
+
+    def on_open(self) -> None:
+        self._listener._opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.gate.leave(self)
+        self._listener._gate.leave(self)
+        self._listener._sockets.discard(self)
         super().connection_lost(exc)
 
 
@@ -165,13 +173,14 @@ class BtpListener(ActiveLink):
         self._auth_timeout = auth_timeout
         self._max_frame = max_frame
         self._max_auth_frame = min(max_auth_frame, max_frame)
-        self._gate: AuthGate[ServerConnection] = AuthGate(max_unauthenticated)
+        self._gate: AuthGate[WebSocket] = AuthGate(max_unauthenticated)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._max_in_flight = max_in_flight
         self._max_pending = max_pending
         self._clock = clock
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
+        self._sockets: set[_ListenerSocket] = set()
         self._connections: set[BtpConnection] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._start_lock = asyncio.Lock()
@@ -208,26 +217,23 @@ class BtpListener(ActiveLink):
 
     async def _listen(self) -> None:
         ssl_context = self._ssl_context()
-        gate, auth_frame = self._gate, self._max_auth_frame
+        options: dict[str, Any] = {
+            "ping_interval": self._ping_interval,
+            "ping_timeout": self._ping_timeout,
+            "close_timeout": 1.0,
+            "open_timeout": self._auth_timeout,
+        }
 
-        class Guarded(_GuardedConnection):
-            pass
+        def new_socket() -> _ListenerSocket:
+            return _ListenerSocket(self, **options)
 
-        Guarded.gate = gate
-        Guarded.auth_frame = auth_frame
         try:
-            self._server = await serve(
-                self._handle,
+            self._server = await asyncio.get_running_loop().create_server(
+                new_socket,
                 self._host,
                 self._port,
                 ssl=ssl_context,
-                max_size=self._max_frame,
-                ping_interval=self._ping_interval,
-                ping_timeout=self._ping_timeout,
-                compression=None,
-                close_timeout=1.0,
-                open_timeout=self._auth_timeout,
-                create_connection=Guarded,
+                ssl_handshake_timeout=self._auth_timeout if ssl_context is not None else None,
             )
         except OSError as exc:
             where = f"{self._host or '*'}:{self._port}"
@@ -310,25 +316,27 @@ class BtpListener(ActiveLink):
         self._wake_waiters()
         if server is None:
             return
+        server.close()  # no new sockets; a handshake under way is answered 503
         connections = list(self._connections)
         if connections:
             await asyncio.gather(
                 *(conn.close(1000, "listener stopping") for conn in connections),
                 return_exceptions=True,
             )
-        server.close()  # also closes (1001) any socket that was mid-handshake meanwhile
+        sockets = list(self._sockets)  # mid-handshake ones, or closing for another reason
+        for ws in sockets:
+            ws.close(1001, "listener stopping")
+        if sockets:
+            await asyncio.gather(*(ws.wait_closed() for ws in sockets))
         await server.wait_closed()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self._set_active(None)
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        if self._server is None:  # arrived while stopping
-            await ws.close(1001, "listener stopping")
-            return
-        accepted_at = getattr(ws, "accepted_at", asyncio.get_running_loop().time())
+    def _opened(self, ws: _ListenerSocket) -> None:
+        """A socket finished its opening handshake: it carries a BTP session from now on."""
         session: BtpSession[asyncio.Future[Answer]] = BtpSession.server(
-            now=accepted_at, auth_timeout=self._auth_timeout, clock=self._clock
+            now=ws.created_at, auth_timeout=self._auth_timeout, clock=self._clock
         )
 
         def authenticated(connection: BtpConnection) -> None:
@@ -342,17 +350,18 @@ class BtpListener(ActiveLink):
             get_handler=self._current_handler,
             auth_check=self._auth_check,
             on_authenticated=authenticated,
+            on_closed=self._closed_connection,
             max_in_flight=self._max_in_flight,
             max_pending=self._max_pending,
             clock=self._clock,
         )
         self._connections.add(connection)
-        try:
-            await connection.run()
-        finally:
-            self._connections.discard(connection)
-            if self._active is connection:
-                self._set_active(None)
+        connection.start()
+
+    def _closed_connection(self, connection: BtpConnection) -> None:
+        self._connections.discard(connection)
+        if self._active is connection:
+            self._set_active(None)
 
     def _promote(self, connection: BtpConnection) -> None:
         """A socket authenticated: it becomes the peer; the previous one is closed."""

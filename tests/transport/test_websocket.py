@@ -1,0 +1,108 @@
+"""The WebSocket layer of the shells (`transport.websocket`) over loopback, against the
+`websockets` library's own client and server and against bare TCP: message reassembly and its
+bound, the opening handshake's refusals and time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from ilp_paychan.codec.btp import ContentType, Message, ProtocolData, Response, decode, encode
+from ilp_paychan.errors import UnreachableError
+from ilp_paychan.transport import BtpClient, BtpListener
+from ilp_paychan.transport.events import Request
+from ilp_paychan.transport.websocket import MAX_FRAGMENTS
+
+from .conftest import LOOPBACK, SECRET, ClientFactory, auth_message, eventually
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def echo(packet: Request) -> Response:
+    return Response(0, packet.protocol_data)
+
+
+def pieces(frame: bytes, count: int) -> list[bytes]:
+    step = -(-len(frame) // count)
+    return [frame[i : i + step] for i in range(0, len(frame), step)]
+
+
+async def test_fragmented_messages_are_reassembled_before_and_after_auth(
+    listener: BtpListener,
+) -> None:
+    listener.set_request_handler(echo)
+    async with connect(f"ws://{LOOPBACK}:{listener.port}") as raw:
+        await raw.send(pieces(encode(auth_message(1)), 3))
+        assert decode(await raw.recv(decode=False)) == Response(1, ())
+        entry = ProtocolData("blob", ContentType.OCTET_STREAM, bytes(range(256)) * 40)
+        await raw.send(pieces(encode(Message(9, (entry,))), 7))
+        assert decode(await raw.recv(decode=False)) == Response(9, (entry,))
+
+
+async def test_too_many_fragments_close_the_socket_with_1009(
+    listener: BtpListener, clients: ClientFactory
+) -> None:
+    listener.set_request_handler(echo)
+    async with connect(f"ws://{LOOPBACK}:{listener.port}") as raw:
+        await raw.send(encode(auth_message(1)))
+        assert decode(await raw.recv(decode=False)) == Response(1, ())
+        with contextlib.suppress(ConnectionClosed):
+            await raw.send([b""] * (MAX_FRAGMENTS + 10))
+        with pytest.raises(ConnectionClosed):
+            await raw.recv()
+        assert raw.close_code == 1009
+    client = clients(listener.port)
+    await client.start()
+    assert isinstance(await client.request(Message(0, ())), Response)
+
+
+async def test_a_plain_http_request_is_answered_426_and_closed(listener: BtpListener) -> None:
+    reader, writer = await asyncio.open_connection(LOOPBACK, listener.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)  # returns at EOF: the listener closed it
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 426 ")
+    await eventually(lambda: listener.unauthenticated_count == 0, "the socket is gone")
+
+
+async def answering(reply: bytes | None) -> tuple[asyncio.Server, int]:
+    """A TCP server that reads the opening request and sends `reply` (None: stays silent)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if reply is None:
+            await reader.read()  # until the client gives up
+        else:
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, LOOPBACK, 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_client_refused_at_the_http_handshake_is_unreachable() -> None:
+    server, port = await answering(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    client = BtpClient(f"btp+ws://:{SECRET}@{LOOPBACK}:{port}", request_timeout=5.0)
+    try:
+        with pytest.raises(UnreachableError, match="403"):
+            await client.start()
+        assert not client.is_open()
+    finally:
+        await client.stop()
+        server.close()
+
+
+async def test_a_silent_http_server_makes_the_client_give_up_after_its_timeout() -> None:
+    server, port = await answering(None)
+    client = BtpClient(f"btp+ws://:{SECRET}@{LOOPBACK}:{port}", request_timeout=0.3)
+    try:
+        with pytest.raises(UnreachableError, match="TimeoutError"):
+            await client.start()
+    finally:
+        await client.stop()
+        server.close()
