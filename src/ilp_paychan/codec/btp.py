@@ -472,6 +472,11 @@ def encode(packet: Packet) -> bytes:
 # --- decoding --------------------------------------------------------------------------------
 
 
+#: Most protocol-data entries one packet may carry. Real peers send a handful (ilp, custom, a
+#: side protocol or two); without a cap, one 4 MiB frame of empty entries costs seconds of CPU.
+MAX_PROTOCOL_DATA_ENTRIES = 256
+
+
 def _underflow(field: str, need: int, left: int) -> CodecError:
     return CodecError(f"needs {need} bytes, {max(left, 0)} left", field=field)
 
@@ -493,6 +498,10 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
         pos += k
     if count == 0:
         return ()
+    if count > MAX_PROTOCOL_DATA_ENTRIES:
+        raise CodecError(
+            f"{count} entries; at most {MAX_PROTOCOL_DATA_ENTRIES} are read", field="protocolData"
+        )
     # Each entry takes at least 3 bytes: refuse an impossible count before looping.
     if count * 3 > end - pos:
         raise CodecError(f"{count} entries cannot fit in {end - pos} bytes", field="protocolData")

@@ -24,7 +24,7 @@ decides whether a Fulfill counts, so its answer settles the notice:
   is down nothing is sent by the background task: the link's coming up wakes it.
 
 A Fulfill notice is re-sent, after the transfer's expiry too, until the sender answers: that is
-what makes both sides agree in the end. The back-off (0.25 s doubling to 30 s) restarts whenever
+what makes both sides agree in the end. The back-off (0.25 s doubling to 5 s) restarts whenever
 the link comes back or a new notice is stored, so a returning peer hears at once. A Reject
 notice is given up an hour after the expiry (a sender that never hears it cancels at its own
 expiry anyway).
@@ -71,8 +71,9 @@ _OCTETS = int(ContentType.OCTET_STREAM)
 
 #: A settled transfer's Reject notice is dropped this long after its expiry if never acknowledged.
 NOTICE_GRACE = 3600.0
-#: Longest wait between re-delivery rounds.
-NOTICE_BACKOFF_MAX = 30.0
+#: Longest wait between re-delivery rounds. Short, because a socket replaced by a newer one
+#: raises no link event to wake the round, and a fulfilment waits for it to be confirmed.
+NOTICE_BACKOFF_MAX = 5.0
 NOTICE_BACKOFF_MIN = 0.25
 #: Pause between two tries within one `deliver_until` wait (after a dropped connection).
 RETRY_PAUSE = 0.1
