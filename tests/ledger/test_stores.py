@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ilp_paychan.errors import DuplicateIdError
 from ilp_paychan.ledger import PrepareOutcome, StoreOpenError, open_backend
 from ilp_paychan.ledger.sqlite import SCHEMA_VERSION
 
@@ -209,6 +210,10 @@ async def test_postgres_upgrades_a_version_1_schema_in_place(postgres_url: str) 
             (TID2, b"\x01why"),
         ]
         assert await log.get_incoming_fulfilled_and_prepared() == "10"
+        # A row written before version 3 (spaced JSON, a digest) still answers a re-prepare.
+        assert await log.prepare(json.loads(body), True) is PrepareOutcome.REPEAT_FULFILLED
+        with pytest.raises(DuplicateIdError):
+            await log.prepare({**json.loads(body), "amount": "11"}, True)
     finally:
         await backend.close()
     conn = await asyncpg.connect(postgres_url)
@@ -216,7 +221,7 @@ async def test_postgres_upgrades_a_version_1_schema_in_place(postgres_url: str) 
         versions = await conn.fetch(f'SELECT version FROM "{schema}".ilp_schema_version')
     finally:
         await conn.close()
-    assert sorted(row[0] for row in versions) == [1, 2]
+    assert sorted(row[0] for row in versions) == [1, 2, 3]
 
 
 @pytest.mark.postgres

@@ -23,7 +23,6 @@ migrated by the library (table `ilp_schema_version`), under an advisory lock.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from datetime import datetime
@@ -34,13 +33,18 @@ import asyncpg
 
 from ilp_paychan.errors import StoreUnavailableError
 from ilp_paychan.ledger import rules
-from ilp_paychan.ledger.inputs import canonical_json
 from ilp_paychan.ledger.records import LogTotals, PrepareOutcome, StoredTransfer
 from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RETRIES = 20
 MAX_BATCH = 512
+#: Batches in flight at once, and how many operations must be waiting to start another.
+PIPELINE_DEPTH = 2
+PIPELINE_MIN = 16
+#: Longest a cleared peer notice waits for a batch to ride along with (see
+#: `PostgresStore.clear_peer_notice`) before it gets one of its own.
+CLEAR_DELAY = 0.05
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x1C0_9A1C  # arbitrary advisory-lock id for schema migrations
 
@@ -49,6 +53,7 @@ _OVER_LIMIT = "IL002"
 _NOT_FOUND = "IL003"
 _ROLLED_BACK = "IL004"
 _FULFILLED = "IL005"
+_COMPARE = "IL006"  # a known id whose stored JSON text differs: the client compares contents
 _RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 _OUTCOMES = {
@@ -327,6 +332,133 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             END CASE;
         END $$""",
     ),
+    # 3: the transfer path in one call per log and batch (`ilp_run`): the log row locked and
+    # written once per batch instead of once per operation, one statement per operation, the
+    # peer notices' clears as one statement, arrays instead of JSON. A re-prepare compares the
+    # stored JSON text (the client compares key-order-free when that differs), so the digest is
+    # no longer needed.
+    3: (
+        "ALTER TABLE ilp_transfers ALTER COLUMN digest DROP NOT NULL",
+        f"""CREATE FUNCTION ilp_run(
+            p_key text, p_kinds text[], p_ids text[], p_transfers text[], p_incoming boolean[],
+            p_amounts numeric[], p_expires timestamptz[], p_maximums numeric[],
+            p_minimums numeric[], p_fulfillments text[], p_notify boolean[], p_notices bytea[],
+            p_clears text[]
+        ) RETURNS text[] LANGUAGE plpgsql AS $$
+        DECLARE
+            l ilp_logs;
+            t record;
+            n integer := coalesce(array_length(p_ids, 1), 0);
+            results text[] := array_fill(NULL::text, ARRAY[n]);
+            v_if numeric;
+            v_of numeric;
+            v_ifap numeric;
+            v_ofap numeric;
+            v_limit numeric;
+            v_amount numeric;
+            v_over boolean;
+            v_changed boolean := false;
+            r text;
+        BEGIN
+            l := ilp_lock_log(p_key);
+            v_if := l.incoming_fulfilled;
+            v_of := l.outgoing_fulfilled;
+            v_ifap := l.incoming_fulfilled_and_prepared;
+            v_ofap := l.outgoing_fulfilled_and_prepared;
+            IF p_clears IS NOT NULL THEN
+                UPDATE ilp_transfers SET notify_peer = false, notice = NULL
+                    WHERE log_key = p_key AND id = ANY (p_clears) AND notify_peer;
+            END IF;
+            FOR i IN 1 .. n LOOP
+                r := NULL;
+                IF p_kinds[i] = 'p' THEN
+                    v_amount := p_amounts[i];
+                    IF p_incoming[i] THEN
+                        v_limit := {_LIMIT_EXPR.format(col="l.maximum", arg="p_maximums[i]")};
+                        v_over := v_limit IS NOT NULL AND v_ifap + v_amount - v_of > v_limit;
+                    ELSE
+                        v_limit := {_LIMIT_EXPR.format(col="l.minimum", arg="p_minimums[i]")};
+                        v_over := v_limit IS NOT NULL AND v_ofap + v_amount - v_if > -v_limit;
+                    END IF;
+                    IF NOT v_over THEN
+                        INSERT INTO ilp_transfers (log_key, id, transfer, is_incoming, amount,
+                                                   expires_at, state)
+                        VALUES (p_key, p_ids[i], p_transfers[i], p_incoming[i], v_amount,
+                                p_expires[i], 'prepared')
+                        ON CONFLICT (log_key, id) DO NOTHING;
+                        IF FOUND THEN
+                            IF p_incoming[i] THEN
+                                v_ifap := v_ifap + v_amount;
+                            ELSE
+                                v_ofap := v_ofap + v_amount;
+                            END IF;
+                            v_changed := true;
+                            r := 'new';
+                        END IF;
+                    END IF;
+                    IF r IS NULL THEN
+                        SELECT state, transfer, is_incoming INTO t FROM ilp_transfers
+                            WHERE log_key = p_key AND id = p_ids[i];
+                        IF NOT FOUND THEN
+                            r := '{_OVER_LIMIT}';
+                        ELSIF t.transfer = p_transfers[i] AND t.is_incoming = p_incoming[i] THEN
+                            r := t.state;
+                        ELSE
+                            r := '{_COMPARE}';
+                        END IF;
+                    END IF;
+                ELSE
+                    IF p_kinds[i] = 'f' THEN
+                        UPDATE ilp_transfers SET state = 'fulfilled',
+                            fulfillment = p_fulfillments[i], notify_peer = p_notify[i],
+                            notice = CASE WHEN p_notify[i] THEN p_notices[i] END
+                            WHERE log_key = p_key AND id = p_ids[i] AND state = 'prepared'
+                            RETURNING is_incoming, amount INTO t;
+                    ELSE
+                        UPDATE ilp_transfers SET state = 'cancelled', notify_peer = p_notify[i],
+                            notice = CASE WHEN p_notify[i] THEN p_notices[i] END
+                            WHERE log_key = p_key AND id = p_ids[i] AND state = 'prepared'
+                            RETURNING is_incoming, amount INTO t;
+                    END IF;
+                    IF FOUND THEN
+                        IF p_kinds[i] = 'f' THEN
+                            IF t.is_incoming THEN
+                                v_if := v_if + t.amount;
+                            ELSE
+                                v_of := v_of + t.amount;
+                            END IF;
+                        ELSIF t.is_incoming THEN
+                            v_ifap := v_ifap - t.amount;
+                        ELSE
+                            v_ofap := v_ofap - t.amount;
+                        END IF;
+                        v_changed := true;
+                        r := 'true';
+                    ELSE
+                        SELECT state INTO t FROM ilp_transfers
+                            WHERE log_key = p_key AND id = p_ids[i];
+                        IF NOT FOUND THEN
+                            r := '{_NOT_FOUND}';
+                        ELSIF p_kinds[i] = 'f' THEN
+                            r := CASE t.state WHEN 'fulfilled' THEN 'false'
+                                 ELSE '{_ROLLED_BACK}' END;
+                        ELSE
+                            r := CASE t.state WHEN 'cancelled' THEN 'false'
+                                 ELSE '{_FULFILLED}' END;
+                        END IF;
+                    END IF;
+                END IF;
+                results[i] := r;
+            END LOOP;
+            IF v_changed THEN
+                UPDATE ilp_logs SET incoming_fulfilled = v_if, outgoing_fulfilled = v_of,
+                    incoming_fulfilled_and_prepared = v_ifap,
+                    outgoing_fulfilled_and_prepared = v_ofap
+                    WHERE key = p_key;
+            END IF;
+            RETURN results;
+        END $$""",
+    ),
 }
 
 _TRANSFER_COLUMNS = (
@@ -387,12 +519,6 @@ async def _migrate(conn: Any, schema: str | None) -> None:
             await conn.execute("INSERT INTO ilp_schema_version (version) VALUES ($1)", version)
 
 
-def content_digest(candidate: StoredTransfer) -> bytes:
-    """What makes two prepares "the same": direction and key-order-free transfer content."""
-    canonical = canonical_json(candidate.transfer_json)
-    return hashlib.sha256(b"%d" % candidate.is_incoming + canonical.encode()).digest()
-
-
 def _transfer_of(row: Any) -> StoredTransfer:
     return StoredTransfer(
         id=row[0],
@@ -407,58 +533,153 @@ def _transfer_of(row: Any) -> StoredTransfer:
     )
 
 
+#: `ilp_run`'s call; its arrays are the columns of `_Job.row`, then the clears.
+_RUN = (
+    "SELECT ilp_run($1, $2::text[], $3::text[], $4::text[], $5::boolean[], $6::numeric[],"
+    " $7::timestamptz[], $8::numeric[], $9::numeric[], $10::text[], $11::boolean[],"
+    " $12::bytea[], $13::text[])"
+)
+_RUN_COLUMNS = 11
+_NO_ROWS: list[list[Any]] = [[] for _ in range(_RUN_COLUMNS)]
+
+
+class _Job:
+    """One submitted write: an `ilp_run` row (a transfer's prepare, fulfil or cancel) or an
+    `ilp_apply` operation (everything else), and its caller's future."""
+
+    __slots__ = ("future", "key", "op", "row")
+
+    def __init__(
+        self,
+        key: str,
+        row: tuple[Any, ...] | None,
+        op: dict[str, Any] | None,
+        future: asyncio.Future[str | None],
+    ) -> None:
+        self.key = key
+        self.row = row
+        self.op = op
+        self.future = future
+
+
 class PostgresStore(LedgerStore):
     """`LedgerStore` on a PostgreSQL database through an asyncpg pool.
 
-    Writes are grouped: while one batch runs, newly submitted operations queue up, and the next
-    batch sends them all in one statement (`ilp_apply_all`), i.e. one transaction and one WAL
-    flush for the lot. Operations in a batch were all pending at once, so any order is a valid
-    serial order; they are sorted by the rows they lock (log keys, then tracker keys) so that
-    two processes' batches never wait for each other in a cycle. Each operation checks before it
-    writes and reports refusals as result codes, so one refused operation leaves the rest of
-    its batch untouched.
+    Writes are grouped: while a batch runs, newly submitted operations queue up, and the next
+    batch sends them together: a transfer's prepare, fulfil and cancel as one `ilp_run` call
+    per log (one statement, i.e. one transaction, one round trip and one WAL flush; the log's
+    row is locked and written once), anything else in one `ilp_apply_all` call. Operations in
+    a batch were all pending at once, so any order is a valid serial order. Each operation
+    checks before it writes and reports refusals as result codes, so one refused operation
+    leaves the rest of its batch untouched. Each statement locks one log row at a time (or
+    the tracker rows in key order), so two processes' batches never wait for each other in a
+    cycle. Up to `PIPELINE_DEPTH` batches are in flight on separate connections, so the next
+    batch travels and is parsed while the previous one commits.
+
+    Clearing a peer notice takes no commit of its own (see `clear_peer_notice`).
     """
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[str | None]]] = []
-        self._runner: asyncio.Task[None] | None = None
+        self._pending: list[_Job] = []
+        #: Batches in flight (each on its own pool connection).
+        self._running = 0
+        self._runners: set[asyncio.Task[None]] = set()
+        #: Peer notices to clear with the next batch, and those batches in flight carry.
+        self._clears: list[tuple[str, str]] = []
+        self._clearing: set[tuple[str, str]] = set()
+        self._clear_timer: asyncio.TimerHandle | None = None
+        self._closed = False
         #: Write transactions committed, and the operations they carried, since the store was
         #: created: what a benchmark reads to count commits per transfer.
         self.commits = 0
         self.operations = 0
 
+    def _submit(self, job: _Job) -> asyncio.Future[str | None]:
+        if self._closed:
+            raise RuntimeError("the PostgreSQL store is closed")
+        self._pending.append(job)
+        running = self._running
+        if running == 0 or (running < PIPELINE_DEPTH and len(self._pending) >= PIPELINE_MIN):
+            self._spawn(flush=False)
+        return job.future
+
+    def _spawn(self, *, flush: bool) -> None:
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._drain(flush))
+        self._runners.add(task)
+        task.add_done_callback(self._runners.discard)
+
     async def _apply(self, op: dict[str, Any]) -> str | None:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._drain())
-        return await future
+        return await self._submit(_Job(op["key"], None, op, future))
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            batch.sort(key=_lock_order)
+    async def _run(self, key: str, row: tuple[Any, ...]) -> str | None:
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        return await self._submit(_Job(key, row, None, future))
+
+    async def _drain(self, flush: bool) -> None:
+        try:
+            if flush and not self._pending:
+                await self._run_batch([])
+            while self._pending:
+                jobs = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._run_batch(jobs)
+        finally:
+            self._running -= 1
+            if self._clears and self._running == 0 and self._clear_timer is None:
+                self._clear_timer = asyncio.get_running_loop().call_later(
+                    CLEAR_DELAY, self._flush_clears
+                )
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        """One statement per log with transfer work (its clears ride along), one for the rest;
+        each statement's failure fails only its own operations."""
+        clears, self._clears = self._clears, []
+        self._clearing.update(clears)
+        by_key: dict[str, list[_Job]] = {}
+        others: list[_Job] = []
+        for job in jobs:
+            if job.row is None:
+                others.append(job)
+            else:
+                by_key.setdefault(job.key, []).append(job)
+        cleared: dict[str, list[str]] = {}
+        for key, transfer_id in clears:
+            cleared.setdefault(key, []).append(transfer_id)
+        for key in sorted(by_key.keys() | cleared.keys()):
+            group = by_key.get(key, [])
+            ids = cleared.get(key)
+            columns = list(zip(*(job.row for job in group), strict=True)) if group else _NO_ROWS
             try:
-                results = await self._run_batch([op for op, _ in batch])
+                results = await self._call("fetchval", _RUN, key, *columns, ids)
             except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.commits += 1
-            self.operations += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                _fail(group, exc)
+                if ids:  # not committed: they go with the next batch
+                    self._clears.extend((key, transfer_id) for transfer_id in ids)
+            else:
+                self.commits += 1
+                self.operations += len(group) + (len(ids) if ids else 0)
+                _resolve(group, results)
+            if ids:
+                self._clearing.difference_update((key, transfer_id) for transfer_id in ids)
+        if others:
+            others.sort(key=_lock_order)
+            payload = json.dumps([job.op for job in others], separators=(",", ":"))
+            try:
+                results = await self._call("fetchval", "SELECT ilp_apply_all($1::jsonb)", payload)
+            except Exception as exc:
+                _fail(others, exc)
+            else:
+                self.commits += 1
+                self.operations += len(others)
+                _resolve(others, results)
 
-    async def _run_batch(self, ops: list[dict[str, Any]]) -> list[str | None]:
-        payload = json.dumps(ops, separators=(",", ":"), ensure_ascii=False)
-        results: list[str | None] = await self._call(
-            "fetchval", "SELECT ilp_apply_all($1::jsonb)", payload
-        )
-        return results
+    def _flush_clears(self) -> None:
+        self._clear_timer = None
+        if self._clears and self._running == 0 and not self._closed:
+            self._spawn(flush=True)
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
         """Run one statement (one transaction), retrying serialization failures and deadlocks.
@@ -500,27 +721,33 @@ class PostgresStore(LedgerStore):
         maximum: int | None,
         minimum: int | None,
     ) -> PrepareOutcome:
-        expires = candidate.expires_at
-        result = await self._apply(
-            {
-                "op": "prepare",
-                "key": key,
-                "id": candidate.id,
-                "transfer": candidate.transfer_json,
-                "digest": content_digest(candidate).hex(),
-                "incoming": candidate.is_incoming,
-                "amount": str(candidate.amount),
-                "expires": None if expires is None else expires.isoformat(),
-                "maximum": None if maximum is None else str(maximum),
-                "minimum": None if minimum is None else str(minimum),
-            }
+        # Row: kind, id, transfer, incoming, amount, expires, maximum, minimum, fulfillment,
+        # notify, notice (the columns of `ilp_run`).
+        result = await self._run(
+            key,
+            (
+                "p",
+                candidate.id,
+                candidate.transfer_json,
+                candidate.is_incoming,
+                candidate.amount,
+                candidate.expires_at,
+                maximum,
+                minimum,
+                None,
+                None,
+                None,
+            ),
         )
         if result == _OVER_LIMIT:
             raise rules.over_limit(candidate)
-        if result == _DUPLICATE:
+        if result in (_COMPARE, _DUPLICATE):
+            # The id is stored with other JSON text: the same content in another key order is
+            # a repeat, anything else a duplicate.
             existing = await self.read_transfer(key, candidate.id)
-            assert existing is not None
-            raise rules.duplicate(existing, candidate)
+            if existing is None:  # pruned since: the prepare now finds a free id
+                return await self.prepare(key, candidate, maximum, minimum)
+            return rules.prepare(LogTotals(), existing, candidate, None, None)
         return _OUTCOMES[str(result)]
 
     async def _settle(
@@ -531,16 +758,21 @@ class PostgresStore(LedgerStore):
         notify_peer: bool,
         notice: bytes | None,
     ) -> bool:
-        result = await self._apply(
-            {
-                "op": "settle",
-                "key": key,
-                "id": transfer_id,
-                "fulfill": fulfillment is not None,
-                "fulfillment": fulfillment,
-                "notify": notify_peer,
-                "notice": None if notice is None else notice.hex(),
-            }
+        result = await self._run(
+            key,
+            (
+                "c" if fulfillment is None else "f",
+                transfer_id,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                fulfillment,
+                notify_peer,
+                notice if notify_peer else None,
+            ),
         )
         if result == _NOT_FOUND:
             raise rules.not_found(transfer_id)
@@ -634,10 +866,30 @@ class PostgresStore(LedgerStore):
             f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = $1 AND notify_peer"
             " ORDER BY id"
         )
-        return [_transfer_of(row) for row in await self._call("fetch", sql, key)]
+        before = self._clears_of(key)
+        rows = await self._call("fetch", sql, key)
+        cleared = before | self._clears_of(key)  # a clear committed while we read included
+        return [t for t in map(_transfer_of, rows) if t.id not in cleared]
+
+    def _clears_of(self, key: str) -> set[str]:
+        return {tid for k, tid in (*self._clears, *self._clearing) if k == key}
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
-        await self._apply({"op": "clear", "key": key, "id": transfer_id})
+        """Queue the clear for the next batch: it returns before the clear is committed.
+
+        Nobody waits for a clear, and losing one costs only a harmless repeat (after a crash the
+        peer is told again, and a sender answers a repeated Fulfill or Reject the same way), so
+        it takes no commit of its own: it rides along with the next batch of this log, or gets
+        one `CLEAR_DELAY` later when no other write comes. This process's `list_peer_notices`
+        no longer lists it meanwhile.
+        """
+        if self._closed:
+            raise RuntimeError("the PostgreSQL store is closed")
+        self._clears.append((key, transfer_id))
+        if self._running == 0 and self._clear_timer is None:
+            self._clear_timer = asyncio.get_running_loop().call_later(
+                CLEAR_DELAY, self._flush_clears
+            )
 
     async def prune_settled(self, key: str, expired_before: datetime) -> int:
         result = await self._apply(
@@ -655,10 +907,31 @@ class PostgresStore(LedgerStore):
         )
 
     async def close(self) -> None:
-        """Let queued writes finish, then close the pool."""
-        while self._runner is not None and not self._runner.done():
-            await asyncio.wait({self._runner})
+        """Let queued writes (and clears) finish, then close the pool."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._clear_timer is not None:
+            self._clear_timer.cancel()
+            self._clear_timer = None
+        while self._runners:
+            await asyncio.wait(set(self._runners))
+        if self._clears:
+            self._spawn(flush=True)
+            await asyncio.wait(set(self._runners))
         await self._pool.close()
+
+
+def _resolve(jobs: list[_Job], results: list[str | None]) -> None:
+    for job, result in zip(jobs, results, strict=True):
+        if not job.future.done():
+            job.future.set_result(result)
+
+
+def _fail(jobs: list[_Job], error: Exception) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)
 
 
 def _retryable(exc: Exception) -> bool:
@@ -700,6 +973,6 @@ def _raise_if_unavailable(exc: Exception) -> None:
         ) from exc
 
 
-def _lock_order(item: tuple[dict[str, Any], Any]) -> tuple[bool, str]:
-    op = item[0]
-    return op["op"] == "max", op["key"]
+def _lock_order(job: _Job) -> tuple[bool, str]:
+    assert job.op is not None
+    return job.op["op"] == "max", job.key
