@@ -6,7 +6,9 @@
 Every line of OUT is JSON. `mix` writes one line per operation with its result and, after each,
 the sums it read in one query (to check that no committed state ever passes a limit). `crash`
 writes an intent line before each operation and an ack line after it, flushing each line with
-one write(2), so the parent knows which operations were acknowledged when SIGKILL struck.
+one write(2), so the parent knows which operations were acknowledged when SIGKILL struck; it
+clears the peer notice of some fulfilled transfers (an intent line only: a clear is not waited
+for).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ async def crash(url: str, key: str, seed: int, out: Out) -> None:
         if rng.random() < 0.6:
             await log.fulfill(tid, "f", notify_peer=True)
             out.line(op="fulfilled", id=tid)
+            if rng.random() < 0.5:  # the peer acknowledged: clear the notice
+                out.line(op="clearing", id=tid)
+                await log.clear_peer_notice(tid)
         elif rng.random() < 0.5:
             await log.cancel(tid)
             out.line(op="cancelled", id=tid)

@@ -58,3 +58,72 @@ async def test_writes_pending_together_share_commits(durable_url: str) -> None:
         assert 1 <= commits < 20
     finally:
         await backend.close()
+
+
+async def test_a_clear_rides_along_with_the_next_write(durable_url: str) -> None:
+    """Clearing an acknowledged peer notice takes no commit of its own: nobody waits for it, and
+    losing it only makes the plugin tell the peer again. It is invisible to this process at once
+    and committed with the next write."""
+    backend = await open_backend(durable_url)
+    try:
+        store: Any = backend.store
+        log = backend.get_transfer_log("counted")
+        paid = _transfer(0)["id"]
+        await log.prepare(_transfer(0), True)
+        await log.fulfill(paid, "f", notify_peer=True, notice=b"ilp")
+        assert [n["transfer"]["id"] for n in await log.list_peer_notices()] == [paid]
+        before = (store.commits, store.operations)
+        await log.clear_peer_notice(paid)
+        assert store.commits == before[0]
+        assert await log.list_peer_notices() == []
+        await log.prepare(_transfer(1), True)
+        assert (store.commits - before[0], store.operations - before[1]) == (1, 2)
+        again = await open_backend(durable_url)
+        try:
+            assert await again.get_transfer_log("counted").list_peer_notices() == []
+        finally:
+            await again.close()
+    finally:
+        await backend.close()
+
+
+async def test_a_lone_clear_is_committed_by_itself_soon(durable_url: str) -> None:
+    backend = await open_backend(durable_url)
+    try:
+        store: Any = backend.store
+        log = backend.get_transfer_log("counted")
+        paid = _transfer(0)["id"]
+        await log.prepare(_transfer(0), True)
+        await log.fulfill(paid, "f", notify_peer=True)
+        before = store.commits
+        await log.clear_peer_notice(paid)
+        for _ in range(500):  # bounded: the clear's own commit follows within CLEAR_DELAY
+            if store.commits > before:
+                break
+            await asyncio.sleep(0.01)
+        assert store.commits == before + 1
+        again = await open_backend(durable_url)
+        try:
+            assert await again.get_transfer_log("counted").list_peer_notices() == []
+        finally:
+            await again.close()
+    finally:
+        await backend.close()
+
+
+async def test_close_commits_the_clears_still_queued(durable_url: str) -> None:
+    backend = await open_backend(durable_url)
+    log = backend.get_transfer_log("counted")
+    ids = [_transfer(n)["id"] for n in range(3)]
+    for n, tid in enumerate(ids):
+        await log.prepare(_transfer(n), True)
+        await log.fulfill(tid, "f", notify_peer=True)
+    await log.clear_peer_notice(ids[0])
+    await log.clear_peer_notice(ids[2])
+    await backend.close()
+    again = await open_backend(durable_url)
+    try:
+        listed = await again.get_transfer_log("counted").list_peer_notices()
+        assert [n["transfer"]["id"] for n in listed] == [ids[1]]
+    finally:
+        await again.close()

@@ -1,7 +1,8 @@
 """SIGKILL a process in the middle of a stream of ledger operations, 20 times, then look.
 
 After each kill the reopened store must hold every acknowledged operation, hold no half of any
-operation, and its sums must equal the sums over its stored transfers by state.
+operation, and its sums must equal the sums over its stored transfers by state; a fulfilment's
+peer notice is gone only if its clear was asked for.
 """
 
 from __future__ import annotations
@@ -65,14 +66,22 @@ async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: 
     recomputed = Counter[str]()
     acknowledged_total = 0
     all_tried: set[str] = set()
+    noticed: set[str] = set()  # fulfilled with a peer notice, acknowledged
+    clearing: set[str] = set()  # their notice's clear was asked for (it may be lost)
     for round_ in range(KILLS):
         out = tmp_path / f"round{round_}.jsonl"
         run_until_killed(crash_url, key, round_, out, rng.uniform(0.0, 0.3))
         lines = [json.loads(line) for line in complete_lines(out)]
         tried = [line["id"] for line in lines if line["op"] == "try"]
         all_tried.update(tried)
-        acked = {(line["op"], line["id"]) for line in lines if line["op"] not in ("try", "ready")}
+        acked = {
+            (line["op"], line["id"])
+            for line in lines
+            if line["op"] not in ("try", "ready", "clearing")
+        }
         acknowledged_total += len(acked)
+        noticed.update(tid for op, tid in acked if op == "fulfilled")
+        clearing.update(line["id"] for line in lines if line["op"] == "clearing")
 
         backend = await open_backend(crash_url)
         try:
@@ -104,6 +113,12 @@ async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: 
             assert sums == {k: recomputed[k] for k in sums}, f"after kill {round_ + 1}"
             prepared = {r["transfer"]["id"] for r in await log.list_prepared()}
             assert prepared <= all_tried
+            # A notice goes only with a clear: a lost clear leaves it (the peer is told again),
+            # a committed fulfilment never lacks it.
+            notices = {r["transfer"]["id"] for r in await log.list_peer_notices()}
+            assert noticed - clearing <= notices, f"after kill {round_ + 1}"
+            assert notices <= all_tried
+            assert all(r["state"] == "fulfilled" for r in await log.list_peer_notices())
         finally:
             await backend.close()
     assert acknowledged_total > KILLS

@@ -9,7 +9,9 @@ the rest of its batch alone. `BEGIN IMMEDIATE` takes SQLite's write lock up fron
 processes on one host sharing the file serialise cleanly (they wait, up to a minute, instead of
 failing); a limit check and the sum update always happen under that lock. A write the file
 refuses (still locked after that minute, a disk I/O error, a full disk) raises
-StoreUnavailableError, a temporary error.
+StoreUnavailableError, a temporary error. Clearing a peer notice is the one write nobody waits
+for: it rides along with the next transaction (`SqliteStore.clear_peer_notice` says why that is
+safe).
 
 Durability: WAL journal, `synchronous=FULL` by default, so every acknowledged commit is on disk
 even after a power cut; group commit pays that fsync once per batch, not per operation.
@@ -27,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,11 @@ from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 MAX_BATCH = 50
+#: A batch of at most this many operations commits on the loop's thread (see SqliteStore).
+INLINE_COMMIT_MAX = 2
+#: Longest a cleared peer notice waits for a transaction to ride along with (see
+#: `SqliteStore.clear_peer_notice`) before it gets one of its own.
+CLEAR_DELAY = 0.05
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -112,6 +120,12 @@ _FULFILL_PREPARED = (
 _CANCEL_PREPARED = (
     "UPDATE ilp_transfers SET state = 'cancelled', notify_peer = ?, notice = ?"
     " WHERE log_key = ? AND id = ? AND state = 'prepared' RETURNING is_incoming, amount"
+)
+
+# A peer notice the peer acknowledged (the clears of a batch go as one executemany).
+_CLEAR_NOTICE = (
+    "UPDATE ilp_transfers SET notify_peer = 0, notice = NULL"
+    " WHERE log_key = ? AND id = ? AND notify_peer = 1"
 )
 
 # `rules.revert_fulfillment`'s one move (incoming fulfilled -> cancelled) as one statement.
@@ -247,32 +261,105 @@ Operation = Callable[[_Batch], Any]
 
 
 class _Job:
-    __slots__ = ("future", "key", "operation")
+    """One submitted operation, its caller's future, and what running it gave."""
 
-    def __init__(self, key: str | None, operation: Operation, future: asyncio.Future[Any]) -> None:
-        self.key = key
+    __slots__ = ("error", "future", "operation", "result")
+
+    def __init__(self, operation: Operation, future: asyncio.Future[Any]) -> None:
         self.operation = operation
         self.future = future
+        self.result: Any = None
+        self.error: Exception | None = None
+
+
+Work = Callable[[], Any]
+Done = Callable[[Any, BaseException | None], None]
+
+
+class _Helper:
+    """The store's own thread for what may block: a COMMIT's fsync, waiting for another
+    process's write lock, opening the file. Each piece of work comes back to the loop as one
+    callback (`done(result, error)`), not as a future per operation."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: queue.SimpleQueue[tuple[Work, Done] | None] = queue.SimpleQueue()
+        # A daemon: a store never closed must not hold up the interpreter's exit (SQLite's
+        # commit is atomic whenever the process ends).
+        self._thread = threading.Thread(target=self._serve, name="ilp-paychan-sqlite", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Work, done: Done) -> None:
+        self._queue.put((work, done))
+
+    async def call(self, work: Work) -> Any:
+        """Run `work` on the thread and wait for its result."""
+        future = self._loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        self.submit(work, done)
+        return await future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            work, done = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = work()
+            except BaseException as exc:  # handed to the loop, which decides
+                error = exc
+            try:
+                self._loop.call_soon_threadsafe(done, result, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
 
 
 class SqliteStore(LedgerStore):
     """`LedgerStore` on one SQLite file; safe for several processes sharing the file.
 
-    Use it from one event loop. The statements of a batch run on that loop's thread (each takes
-    microseconds, and running them there avoids handing the GIL back and forth per statement);
-    only what can block for long, waiting for another process's write lock and the COMMIT with
-    its fsync, runs on a helper thread while the loop carries on queueing the next batch.
+    Use it from one event loop. The writer is driven by loop callbacks, not a task: operations
+    submitted in one turn of the loop are collected and run as one transaction, whose
+    statements execute on the loop's thread (each takes microseconds, and running them there
+    avoids handing the GIL back and forth per statement). The COMMIT with its fsync runs on
+    the store's helper thread while the loop answers requests and collects the next batch; one
+    callback per batch brings the outcome back, and the next batch starts at once. A small
+    batch commits on the loop's thread instead (`INLINE_COMMIT_MAX`): with one transfer at a
+    time there is nothing to overlap, and the two thread switches would cost more than the
+    fsync. Waiting for another process's write lock also happens on the helper thread.
     """
 
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = str(Path(path))
         self.synchronous = synchronous
         self._pending: list[_Job] = []
-        self._runner: asyncio.Task[None] | None = None
-        self._helper = ThreadPoolExecutor(1, thread_name_prefix="ilp-paychan-sqlite")
+        #: A transaction is open (its statements running or its COMMIT on the helper thread).
+        self._busy = False
+        #: A `_start` is scheduled on the loop.
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._helper: _Helper | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._closed = False
+        self._idle: asyncio.Future[None] | None = None
+        #: Peer notices to clear with the next transaction, and those it is committing.
+        self._clears: list[tuple[str, str]] = []
+        self._clearing: list[tuple[str, str]] = []
+        self._clear_timer: asyncio.TimerHandle | None = None
         #: Write transactions committed, and the operations they carried, since the store was
         #: created: what a benchmark reads to count commits per transfer.
         self.commits = 0
@@ -281,87 +368,154 @@ class SqliteStore(LedgerStore):
     async def start(self) -> None:
         """Open the writer (on the helper thread), create or migrate the schema, open the reader;
         called once, before any other method."""
-        loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(
-            self._helper, _connect, self.path, self.synchronous
-        )
-        await loop.run_in_executor(self._helper, _migrate, self._writer)
-        self._reader = _connect(self.path, self.synchronous)
+        loop = self._loop = asyncio.get_running_loop()
+        helper = self._helper = _Helper(loop)
+        path, synchronous = self.path, self.synchronous
+        writer: sqlite3.Connection = await helper.call(lambda: _connect(path, synchronous))
+        self._writer = writer
+        await helper.call(lambda: _migrate(writer))
+        # The writer never waits inside SQLite: a lock held by another process is waited for
+        # on the helper thread (`_begin_waiting`), so the loop is never blocked by it.
+        writer.execute("PRAGMA busy_timeout = 0")
+        self._reader = _connect(path, synchronous)
 
     # -- the writer -------------------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        while self._pending:
-            jobs = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            await self._run_batch(jobs)
-            if self._pending:
-                # Let the callers of the batch just committed answer their peers before the
-                # next one runs: a burst of requests then flows on in waves of MAX_BATCH
-                # instead of all at once, so the peer works while we commit (pipelining).
-                await asyncio.sleep(0)
+    def _write(self, operation: Operation) -> asyncio.Future[Any]:
+        loop = self._loop
+        if self._closed or loop is None:
+            raise RuntimeError("the SQLite store is closed")
+        future = loop.create_future()
+        self._pending.append(_Job(operation, future))
+        if not (self._busy or self._scheduled):
+            # Not at once: the operations submitted in this turn of the loop join the batch.
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return future
 
-    async def _begin(self, conn: sqlite3.Connection) -> None:
-        """Take the write lock; wait for another process's transaction on the helper thread."""
-        conn.execute("PRAGMA busy_timeout = 0")
+    def _start(self) -> None:
+        self._scheduled = False
+        if self._busy:
+            return
+        if not (self._pending or self._clears):
+            self._wake_closer()
+            return
+        pending = self._pending
+        if len(pending) <= MAX_BATCH:
+            jobs, self._pending = pending, []
+        else:
+            jobs = pending[:MAX_BATCH]
+            del pending[:MAX_BATCH]
+        self._busy = True
+        conn = self._writer
+        helper = self._helper
+        assert conn is not None
+        assert helper is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._helper, conn.execute, "BEGIN IMMEDIATE")
-        else:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-
-    async def _run_batch(self, jobs: list[_Job]) -> None:
-        conn = self._writer
-        assert conn is not None
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            await self._begin(conn)
-            try:
-                batch = _Batch(conn)
-                outcomes = [_run_one(batch, job) for job in jobs]
-                batch.flush()
-                if self.synchronous == "NORMAL":
-                    conn.execute("COMMIT")
-                else:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self._helper, conn.execute, "COMMIT")
-                self.commits += 1
-                self.operations += len(jobs)
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as failure:
-            outcomes = [(None, failure)] * len(jobs)
-        for job, (result, error) in zip(jobs, outcomes, strict=True):
-            if job.future.done():
-                continue
-            if error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
-
-    # -- submitting work --------------------------------------------------------------------
-
-    async def _write(self, key: str | None, operation: Operation) -> Any:
-        if self._closed:
-            raise RuntimeError("the SQLite store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(key, operation, future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._drain())
-        try:
-            return await future
         except sqlite3.OperationalError as exc:
-            # The file could not be written (locked past the busy timeout, a disk I/O error, a
-            # full disk, a read-only file): a state of the store, not of this write, which may
-            # well succeed later. The message names no path: a peer may be sent it.
-            raise StoreUnavailableError(
-                f"the SQLite ledger store cannot write now ({exc}); try again later"
-            ) from exc
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                self._finish(jobs, exc)
+                return
+            # Another process is writing: wait for its lock off the loop.
+            helper.submit(
+                lambda: _begin_waiting(conn), lambda _, error: self._begun(jobs, error)
+            )
+            return
+        self._run(jobs)
+
+    def _begun(self, jobs: list[_Job], error: BaseException | None) -> None:
+        if error is not None:
+            self._finish(jobs, error)
+        else:
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """The batch's statements, on the loop's thread, inside the open transaction."""
+        conn = self._writer
+        helper = self._helper
+        assert conn is not None
+        assert helper is not None
+        try:
+            batch = _Batch(conn)
+            if self._clears:
+                self._clearing, self._clears = self._clears, []
+                conn.executemany(_CLEAR_NOTICE, self._clearing)
+            for job in jobs:
+                # Each operation checks before it writes one statement and changes the cached
+                # totals only once that succeeded, so a failing one leaves the batch as it was.
+                try:
+                    job.result = job.operation(batch)
+                except Exception as exc:
+                    job.error = exc
+            batch.flush()
+        except BaseException as exc:
+            self._rollback()
+            self._finish(jobs, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if self.synchronous == "NORMAL" or len(jobs) <= INLINE_COMMIT_MAX:
+            try:
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                self._finish(jobs, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._finish(jobs, None)
+        else:
+            helper.submit(_committer(conn), lambda _, error: self._committed(jobs, error))
+
+    def _committed(self, jobs: list[_Job], error: BaseException | None) -> None:
+        if error is not None:
+            self._rollback()
+        self._finish(jobs, error)
+
+    def _rollback(self) -> None:
+        conn = self._writer
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    def _finish(self, jobs: list[_Job], error: BaseException | None) -> None:
+        """Hand each caller its outcome (all fail when the transaction did), then go on."""
+        self._busy = False
+        if error is None:
+            self.commits += 1
+            self.operations += len(jobs) + len(self._clearing)
+            self._clearing = []
+            for job in jobs:
+                future = job.future
+                if future.done():
+                    continue
+                if job.error is None:
+                    future.set_result(job.result)
+                else:
+                    future.set_exception(_visible(job.error))
+        else:
+            if self._clearing:  # not committed: they go with the next transaction
+                self._clears[:0] = self._clearing
+                self._clearing = []
+            failure = _visible(error)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(failure)
+        if self._pending:
+            # The next batch (what came in meanwhile) starts now: its COMMIT then overlaps
+            # with the callers just answered sending their replies.
+            self._start()
+        elif self._clears and self._clear_timer is None and not self._closed:
+            loop = self._loop
+            assert loop is not None
+            self._clear_timer = loop.call_later(CLEAR_DELAY, self._flush_clears)
+        self._wake_closer()
+
+    def _wake_closer(self) -> None:
+        idle = self._idle
+        if idle is not None and not self._busy and not idle.done():
+            idle.set_result(None)
 
     def _read(self) -> sqlite3.Connection:
         if self._reader is None:
@@ -415,7 +569,7 @@ class SqliteStore(LedgerStore):
                 raise refusal
             return rules.prepare(totals, existing, candidate, most, least)
 
-        result: PrepareOutcome = await self._write(key, operation)
+        result: PrepareOutcome = await self._write(operation)
         return result
 
     async def fulfill(
@@ -442,7 +596,7 @@ class SqliteStore(LedgerStore):
             settled = _load(batch.conn, key, transfer_id)
             return rules.fulfill(totals, settled, transfer_id, fulfillment, notify_peer, kept)
 
-        result: bool = await self._write(key, operation)
+        result: bool = await self._write(operation)
         return result
 
     async def cancel(
@@ -464,7 +618,7 @@ class SqliteStore(LedgerStore):
             settled = _load(batch.conn, key, transfer_id)
             return rules.cancel(totals, settled, transfer_id, notify_peer, kept)
 
-        result: bool = await self._write(key, operation)
+        result: bool = await self._write(operation)
         return result
 
     async def revert_fulfillment(self, key: str, transfer_id: str) -> bool:
@@ -479,7 +633,7 @@ class SqliteStore(LedgerStore):
             settled = _load(batch.conn, key, transfer_id)
             return rules.revert_fulfillment(totals, settled, transfer_id)
 
-        result: bool = await self._write(key, operation)
+        result: bool = await self._write(operation)
         return result
 
     async def set_limit(self, key: str, field: str, value: str) -> None:
@@ -490,7 +644,7 @@ class SqliteStore(LedgerStore):
             else:
                 totals.minimum = value
 
-        await self._write(key, operation)
+        await self._write(operation)
 
     async def list_prepared(self, key: str, expired_at: datetime | None) -> list[StoredTransfer]:
         sql = f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = ? AND state = ?"
@@ -506,17 +660,33 @@ class SqliteStore(LedgerStore):
             f"SELECT {_TRANSFER_COLUMNS} FROM ilp_transfers WHERE log_key = ? AND notify_peer = 1"
             " ORDER BY id"
         )
-        return _transfers(self._read().execute(sql, (key,)))
+        found = _transfers(self._read().execute(sql, (key,)))
+        if not (self._clears or self._clearing):
+            return found
+        cleared = {tid for k, tid in (*self._clears, *self._clearing) if k == key}
+        return [t for t in found if t.id not in cleared]
 
     async def clear_peer_notice(self, key: str, transfer_id: str) -> None:
-        def operation(batch: _Batch) -> None:
-            batch.conn.execute(
-                "UPDATE ilp_transfers SET notify_peer = 0, notice = NULL"
-                " WHERE log_key = ? AND id = ?",
-                (key, transfer_id),
-            )
+        """Queue the clear for the next transaction: it returns before the clear is committed.
 
-        await self._write(None, operation)
+        Nobody waits for a clear, and losing one costs only a harmless repeat (after a crash the
+        peer is told again, and a sender answers a repeated Fulfill or Reject the same way), so
+        it takes no commit of its own: it rides along with the next transaction, or gets one
+        `CLEAR_DELAY` later when no other write comes. This process's `list_peer_notices` no
+        longer lists it meanwhile.
+        """
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
+        self._clears.append((key, transfer_id))
+        if not (self._busy or self._scheduled or self._pending) and self._clear_timer is None:
+            loop = self._loop
+            assert loop is not None
+            self._clear_timer = loop.call_later(CLEAR_DELAY, self._flush_clears)
+
+    def _flush_clears(self) -> None:
+        self._clear_timer = None
+        if self._clears and not (self._busy or self._scheduled):
+            self._start()
 
     async def prune_settled(self, key: str, expired_before: datetime) -> int:
         cutoff = expiry_sort_key(expired_before)
@@ -529,7 +699,7 @@ class SqliteStore(LedgerStore):
             ).rowcount
             return gone
 
-        result: int = await self._write(None, operation)
+        result: int = await self._write(operation)
         return result
 
     async def read_max(self, key: str) -> str:
@@ -551,44 +721,67 @@ class SqliteStore(LedgerStore):
             )
             return DEFAULT_MAX_ENTRY if row is None else str(row[1])
 
-        result: str | None = await self._write(None, operation)
+        result: str | None = await self._write(operation)
         return result
 
     async def close(self) -> None:
-        """Finish the queued writes, then close both connections and the helper thread."""
+        """Finish the queued writes (and clears), then close both connections and the thread."""
         if self._closed:
             return
         self._closed = True
-        while self._runner is not None and not self._runner.done():
-            await asyncio.wait({self._runner})
+        if self._clear_timer is not None:
+            self._clear_timer.cancel()
+            self._clear_timer = None
+        loop = self._loop
+        if loop is not None:
+            while self._busy or self._scheduled or self._pending or self._clears:
+                if not (self._busy or self._scheduled):
+                    self._start()  # only clears are left
+                    if not self._busy:
+                        break
+                self._idle = loop.create_future()
+                await self._idle
+            self._idle = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        self._helper.shutdown(wait=False)
+        if self._helper is not None:
+            self._helper.stop()
+            self._helper = None
 
 
-def _run_one(batch: _Batch, job: _Job) -> tuple[Any, BaseException | None]:
-    """Run one operation of a batch; its failure undoes only its own changes.
+def _visible(error: BaseException) -> BaseException:
+    """The error a caller sees: a file SQLite cannot write now is StoreUnavailableError."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return error
+    # Locked past the busy timeout, a disk I/O error, a full disk, a read-only file: a state
+    # of the store, not of this write, which may well succeed later. The message names no
+    # path: a peer may be sent it.
+    visible = StoreUnavailableError(
+        f"the SQLite ledger store cannot write now ({error}); try again later"
+    )
+    visible.__cause__ = error
+    return visible
 
-    Every operation checks first and then issues at most one write statement (the totals are
-    written once per batch by `_Batch.flush`), so SQLite's statement atomicity makes each
-    operation all-or-nothing without a savepoint per operation (two statements fewer per
-    operation, about a third of the writer's time); a failure also restores the cached totals.
-    """
-    key = job.key
-    before = None if key is None or key not in batch.totals else batch.totals[key].copy()
+
+def _begin_waiting(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to the busy timeout for another process's write lock (on
+    the helper thread; the loop's thread never waits inside SQLite)."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     try:
-        return job.operation(batch), None
-    except Exception as exc:
-        if key is not None:
-            if before is None:
-                batch.totals.pop(key, None)
-            else:
-                batch.totals[key] = before
-        return None, exc
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _committer(conn: sqlite3.Connection) -> Work:
+    def commit() -> None:
+        conn.execute("COMMIT")
+
+    return commit
 
 
 def _load(conn: sqlite3.Connection, key: str, transfer_id: str) -> StoredTransfer | None:
