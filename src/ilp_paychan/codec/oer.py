@@ -1,4 +1,5 @@
-"""OER primitives exactly as the reference's oer-utils 1.3.3 reads and writes them.
+"""OER primitives exactly as the reference's oer-utils 1.3.3 reads and writes them, plus what
+today's Interledger adds (RFC 30): var-uints up to 8 bytes and the 17-digit Interledger timestamp.
 
 Pure functions on bytes; never any I/O. Every read is bounds-checked against the end of the
 enclosing frame *before* slicing, so a length prefix claiming more than the frame holds fails at
@@ -15,21 +16,26 @@ from typing import Final
 from .errors import CodecError
 
 __all__ = [
+    "INTERLEDGER_TIME_LENGTH",
     "LONG_FORM_MIN",
     "MAX_INT_BYTES",
+    "MAX_VAR_UINT64_BYTES",
     "SHORT_LENGTHS",
     "UINT64_MAX",
     "Reader",
     "Writer",
     "ascii_bytes",
     "ascii_text",
+    "decode_interledger_time",
     "decode_timestamp",
     "decode_timestamp_or_none",
+    "encode_interledger_time",
     "encode_length",
     "encode_pd_count",
     "encode_timestamp",
     "encode_var_octets",
     "encode_var_uint",
+    "encode_var_uint64",
     "read_length",
 ]
 
@@ -44,6 +50,8 @@ _U64: Final = struct.Struct(">Q")
 # and n > 6 is "too large integer". Reproduced exactly so we refuse what the reference refuses.
 LONG_FORM_MIN: Final = (1 << 24, 128, 256, 1 << 16, 1 << 24, 128, 256)
 MAX_INT_BYTES: Final = 6
+#: oer-utils 5 (today's JavaScript stack) reads and writes var-uints of up to 8 bytes (a UInt64).
+MAX_VAR_UINT64_BYTES: Final = 8
 
 SHORT_LENGTHS: Final = tuple(bytes((n,)) for n in range(128))
 """``SHORT_LENGTHS[n]`` is the one-byte length determinant of ``n < 128``, prebuilt."""
@@ -76,6 +84,16 @@ def encode_var_uint(value: int) -> bytes:
     k = max(1, (value.bit_length() + 7) >> 3)
     if k > MAX_INT_BYTES:
         raise CodecError(f"{value} does not fit in {MAX_INT_BYTES} bytes", field="varUInt")
+    return bytes((k,)) + value.to_bytes(k, "big")
+
+
+def encode_var_uint64(value: int) -> bytes:
+    """RFC 30 var-uint of up to 8 bytes, minimal (0 is ``01 00``), as oer-utils 5 writes it."""
+    if type(value) is not int:
+        raise CodecError(f"expected int, got {type(value).__name__}", field="varUInt")
+    if value < 0 or value > UINT64_MAX:
+        raise CodecError(f"{value} is outside 0..{UINT64_MAX}", field="varUInt")
+    k = max(1, (value.bit_length() + 7) >> 3)
     return bytes((k,)) + value.to_bytes(k, "big")
 
 
@@ -206,6 +224,15 @@ class Reader:
             raise CodecError(f"var-uint of {len(raw)} bytes is too large", field=field)
         return int.from_bytes(raw, "big")
 
+    def read_var_uint64(self, field: str) -> int:
+        """RFC 30 var-uint of 1 to 8 bytes; leading zeros accepted, as oer-utils 5 reads it."""
+        raw = self.read_var_octets(field)
+        if not raw:
+            raise CodecError("var-uint of length 0", field=field)
+        if len(raw) > MAX_VAR_UINT64_BYTES:
+            raise CodecError(f"var-uint of {len(raw)} bytes is too large", field=field)
+        return int.from_bytes(raw, "big")
+
     def read_pd_count(self, field: str = "protocolData") -> int:
         """BTP's count: one byte ``L`` in 0..6 and an ``L``-byte integer (``00`` reads as 0)."""
         k = self.read_uint8(field)
@@ -257,6 +284,13 @@ class Writer:
         """An ILP var-uint in its minimal form."""
         try:
             self.parts.append(encode_var_uint(value))
+        except CodecError as exc:
+            raise CodecError(exc.reason, field=field) from None
+
+    def write_var_uint64(self, value: int, field: str) -> None:
+        """An RFC 30 var-uint of up to 8 bytes, minimal."""
+        try:
+            self.parts.append(encode_var_uint64(value))
         except CodecError as exc:
             raise CodecError(exc.reason, field=field) from None
 
@@ -356,3 +390,51 @@ def decode_timestamp(raw: bytes, field: str = "timestamp") -> datetime:
     if dt is None:
         raise CodecError(f"{raw[:40]!r} is not a GeneralizedTime", field=field)
     return dt
+
+
+# --- Interledger timestamp (RFC 30 "Fixed-length Timestamps", RFC 27 Prepare expiresAt) ---------
+
+INTERLEDGER_TIME_LENGTH: Final = 17
+
+
+def encode_interledger_time(dt: datetime, field: str = "expiresAt") -> bytes:
+    """``YYYYMMDDHHmmssfff`` in UTC: 17 ASCII digits, always four year digits.
+
+    Sub-millisecond digits are dropped, as JavaScript's Date does.
+    """
+    try:
+        offset = dt.utcoffset()
+    except AttributeError:
+        raise CodecError(f"expected datetime, got {type(dt).__name__}", field=field) from None
+    if offset is None:
+        raise CodecError("datetime must be timezone-aware", field=field)
+    if offset:
+        try:
+            dt = dt.astimezone(UTC)
+        except OverflowError:
+            raise CodecError(f"{dt.isoformat()} is out of range", field=field) from None
+    return b"%04d%02d%02d%02d%02d%02d%03d" % (
+        dt.year,
+        dt.month,
+        dt.day,
+        dt.hour,
+        dt.minute,
+        dt.second,
+        dt.microsecond // 1000,
+    )
+
+
+def decode_interledger_time(raw: bytes, field: str = "expiresAt") -> datetime:
+    """Parse 17 ASCII digits ``YYYYMMDDHHmmssfff`` as a UTC time, as strictly as RFC 30 asks.
+
+    Refused: any other length or character, a month, day, hour, minute or second out of range
+    (midnight is ``000000`` of the next day, never ``24``; an unsmeared leap second ``60`` is
+    refused) and year 0000.
+    """
+    if len(raw) != INTERLEDGER_TIME_LENGTH or not raw.isdigit():
+        raise CodecError(f"{bytes(raw[:40])!r} is not 17 ASCII digits", field=field)
+    text = raw.decode("ascii")
+    try:
+        return _from_iso(f"{text[:8]}T{text[8:14]}.{text[14:]}Z")
+    except ValueError as exc:
+        raise CodecError(f"{text} is not a valid time: {exc}", field=field) from None
