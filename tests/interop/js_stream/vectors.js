@@ -542,12 +542,24 @@ async function check (request) {
   return answer
 }
 
+function readStdin () {
+  // fs.readFileSync(0) fails with EAGAIN on a large non-blocking pipe; read it as a stream.
+  return new Promise((resolve, reject) => {
+    const chunks = []
+    process.stdin.on('data', (chunk) => chunks.push(chunk))
+    process.stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    process.stdin.on('error', reject)
+  })
+}
+
 async function main () {
   if (mode === 'generate' && process.argv[3]) {
     await generate(process.argv[3])
   } else if (mode === 'check') {
-    const input = fs.readFileSync(0, 'utf8')
-    process.stdout.write(JSON.stringify(await check(JSON.parse(input))) + '\n')
+    const input = await readStdin()
+    const text = JSON.stringify(await check(JSON.parse(input))) + '\n'
+    // A pipe is written asynchronously: exiting before the write completes would cut the answer.
+    await new Promise((resolve) => process.stdout.write(text, resolve))
   } else {
     process.stderr.write('usage: node vectors.js generate OUT_DIR | node vectors.js check < request.json\n')
     process.exitCode = 2
