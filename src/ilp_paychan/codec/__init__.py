@@ -1,5 +1,8 @@
 """codec layer: pure functions between bytes and packets (OER, BTP 1.0, ILP v1, conditions).
 
+Today's Interledger lives in submodules, imported by name: `ilp4` (ILPv4 packets), `btp2`
+(BTP 2.0), `ildcp`, `ilp_compat` (the transitional ILP packets 9-11) and `address` (RFC 15).
+
 No I/O, no asyncio, no imports from other layers. The only exception raised is `CodecError`.
 """
 

@@ -1,0 +1,96 @@
+"""The committed vectors of tests/vectors/v4 are what the pinned JavaScript libraries produce now:
+generate.js is run again into a temporary folder and every file must match byte for byte.
+
+The codec tests read the committed files and need no node; this test catches a vector file that
+was edited by hand, or a lock file changed without regenerating.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import VECTORS
+
+from .jspeer import npm_ci_command
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
+
+JS_V4 = Path(__file__).resolve().parent / "js_v4"
+STAMP = JS_V4 / "node_modules" / ".ilp-paychan-stamp"
+
+
+def _install() -> None:
+    """`npm ci` in js_v4 unless node_modules matches package.json and the lock file already."""
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((JS_V4 / name).read_bytes())
+    wanted = digest.hexdigest()
+    npm = shutil.which("npm")
+    assert npm is not None
+    lock_name = "ilp-paychan-npm-" + hashlib.sha256(str(JS_V4).encode()).hexdigest()[:16] + ".lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if STAMP.exists() and STAMP.read_text() == wanted:
+                return
+            result = subprocess.run(
+                npm_ci_command(npm),
+                cwd=JS_V4,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
+            )
+            assert result.returncode == 0, f"npm ci failed:\n{result.stderr[-4000:]}"
+            STAMP.write_text(wanted)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are required for the interop suite in CI")
+        pytest.skip("node/npm not installed (./dev test installs them)")
+    _install()
+    out = tmp_path_factory.mktemp("v4")
+    node = shutil.which("node")
+    assert node is not None
+    result = subprocess.run(
+        [node, str(JS_V4 / "generate.js"), str(out)],
+        cwd=JS_V4,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+COMMITTED = sorted(p.name for p in (VECTORS / "v4").glob("*.json"))
+
+
+def test_generator_writes_exactly_the_committed_files(regenerated: Path) -> None:
+    assert sorted(p.name for p in regenerated.glob("*.json")) == COMMITTED
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_vectors_match_a_fresh_run(regenerated: Path, name: str) -> None:
+    fresh = (regenerated / name).read_text(encoding="utf-8")
+    committed = (VECTORS / "v4" / name).read_text(encoding="utf-8")
+    # The node version is recorded for provenance only; anything else must be identical.
+    assert _without_node_version(fresh) == _without_node_version(committed)
+
+
+def _without_node_version(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith('"node"'))
