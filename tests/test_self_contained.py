@@ -334,7 +334,10 @@ def test_the_vectors_are_part_of_the_repository() -> None:
     assert "tests/vectors/README.md" in tracked
     stream = [f for f in tracked if f.startswith("tests/vectors/stream/") and f.endswith(".json")]
     assert len(stream) == 5  # packets, decode edge cases, crypto, tokens, receipts
-    assert len([f for f in tracked if f.endswith(".json") and f not in stream]) == 23
+    v4 = [f for f in tracked if f.startswith("tests/vectors/v4/") and f.endswith(".json")]
+    assert len(v4) == 7  # ILPv4 packets, error codes, ILDCP, BTP 2.0, ilp-compat, edge cases, OER
+    rest = [f for f in tracked if f.endswith(".json") and f not in stream and f not in v4]
+    assert len(rest) == 23
 
 
 # -- the scanner on planted lines ---------------------------------------------------------------
