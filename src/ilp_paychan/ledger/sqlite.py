@@ -336,10 +336,11 @@ class SqliteStore(LedgerStore):
     statements execute on the loop's thread (each takes microseconds, and running them there
     avoids handing the GIL back and forth per statement). The COMMIT with its fsync runs on
     the store's helper thread while the loop answers requests and collects the next batch; one
-    callback per batch brings the outcome back, and the next batch starts at once. A small
-    batch commits on the loop's thread instead (`INLINE_COMMIT_MAX`): with one transfer at a
-    time there is nothing to overlap, and the two thread switches would cost more than the
-    fsync. Waiting for another process's write lock also happens on the helper thread.
+    callback per batch brings the outcome back, and the next batch starts in the following
+    turn, once the callers just answered have sent their replies. A small batch commits on the
+    loop's thread instead (`INLINE_COMMIT_MAX`): with one transfer at a time there is nothing
+    to overlap, and the two thread switches would cost more than the fsync. Waiting for
+    another process's write lock also happens on the helper thread.
     """
 
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
@@ -503,9 +504,13 @@ class SqliteStore(LedgerStore):
                 if not job.future.done():
                     job.future.set_exception(failure)
         if self._pending:
-            # The next batch (what came in meanwhile) starts now: its COMMIT then overlaps
-            # with the callers just answered sending their replies.
-            self._start()
+            # The next batch (what came in meanwhile) starts in the next loop turn: first the
+            # callers just answered send their replies, then its statements run and its COMMIT
+            # overlaps with the peer's work on those replies.
+            if not self._scheduled:
+                self._scheduled = True
+                assert self._loop is not None
+                self._loop.call_soon(self._start)
         elif self._clears and self._clear_timer is None and not self._closed:
             loop = self._loop
             assert loop is not None
