@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
-from conftest import VECTORS
 from ilp_paychan.stream import IlpPacketType, StreamPacket
 from ilp_paychan.stream import frames as f
 
-STREAM_VECTORS = VECTORS / "stream"
+# Not `conftest.VECTORS`: under a whole-suite run "conftest" may be another folder's conftest.
+STREAM_VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "stream"
 
 #: frame name -> (class, [(JSON field, kind)]) in constructor order; kind is how JSON holds it.
 FRAMES: dict[str, tuple[type[Any], list[tuple[str, str]]]] = {
