@@ -141,3 +141,35 @@ def test_client_masking_keys_are_consecutive_slices_of_kernel_random_blocks(
     assert all(frame[1] & 0x80 for frame in frames)
     assert not binary_frame(b"same payload", mask=False)[1] & 0x80
     websocket._mask_keys.discard()  # later frames use real random bytes again
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.closed = 0
+
+    def message_received(self, data: bytes) -> None:
+        self.messages.append(data)
+
+    def text_received(self) -> None:
+        raise AssertionError("no text expected")
+
+    def socket_closed(self) -> None:
+        self.closed += 1
+
+
+async def test_a_sink_attached_late_gets_the_early_messages_and_the_closure() -> None:
+    """A client's BtpConnection is made a loop turn after the handshake: what arrived or
+    happened meanwhile must still reach it (else a dead socket would wait for its auth
+    deadline)."""
+    ws = websocket.WebSocket(
+        Protocol(Side.CLIENT, state=State.OPEN, max_size=None),  # type: ignore[arg-type]
+        ping_interval=None,
+        ping_timeout=None,
+    )
+    ws.data_received(binary_frame(b"one", mask=False) + binary_frame(b"two", mask=False))
+    ws.connection_lost(None)
+    sink = _Sink()
+    ws.attach(sink)
+    assert sink.messages == [b"one", b"two"]
+    assert sink.closed == 1

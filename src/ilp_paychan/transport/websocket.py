@@ -212,11 +212,14 @@ class WebSocket(asyncio.BufferedProtocol):
         return self._write_paused
 
     def attach(self, sink: MessageSink) -> None:
-        """Deliver messages to `sink` from now on (and those that arrived before it)."""
+        """Deliver messages to `sink` from now on (and those that arrived before it, and the
+        closure if the socket is gone already)."""
         self.sink = sink
         early, self._early = self._early, []
         for data in early:
             sink.message_received(data)
+        if self._lost.done():
+            sink.socket_closed()
 
     # ------------------------------------------------------------------ sending
 
