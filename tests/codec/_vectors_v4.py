@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from conftest import VECTORS
 from ilp_paychan.codec import btp2, ilp4, ilp_compat
 from ilp_paychan.codec.oer import encode_length
 
-V4 = VECTORS / "v4"
+# From this file's path: in a whole-suite run another folder's conftest may own that module name.
+V4 = Path(__file__).resolve().parent.parent / "vectors" / "v4"
 BIG = 4096
 
 

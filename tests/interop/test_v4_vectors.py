@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VECTORS
-
 from .jspeer import npm_ci_command
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
 JS_V4 = Path(__file__).resolve().parent / "js_v4"
+V4 = Path(__file__).resolve().parent.parent / "vectors" / "v4"
 STAMP = JS_V4 / "node_modules" / ".ilp-paychan-stamp"
 
 
@@ -77,7 +76,7 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-COMMITTED = sorted(p.name for p in (VECTORS / "v4").glob("*.json"))
+COMMITTED = sorted(p.name for p in V4.glob("*.json"))
 
 
 def test_generator_writes_exactly_the_committed_files(regenerated: Path) -> None:
@@ -87,7 +86,7 @@ def test_generator_writes_exactly_the_committed_files(regenerated: Path) -> None
 @pytest.mark.parametrize("name", COMMITTED)
 def test_committed_vectors_match_a_fresh_run(regenerated: Path, name: str) -> None:
     fresh = (regenerated / name).read_text(encoding="utf-8")
-    committed = (VECTORS / "v4" / name).read_text(encoding="utf-8")
+    committed = (V4 / name).read_text(encoding="utf-8")
     # The node version is recorded for provenance only; anything else must be identical.
     assert _without_node_version(fresh) == _without_node_version(committed)
 
