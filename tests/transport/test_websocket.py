@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -173,3 +174,41 @@ async def test_a_sink_attached_late_gets_the_early_messages_and_the_closure() ->
     ws.attach(sink)
     assert sink.messages == [b"one", b"two"]
     assert sink.closed == 1
+
+
+async def big_echo_round_trips(scheme: str, cert: Path | None, key: Path | None) -> list[int]:
+    """Messages larger than one read, and many small ones in flight, over one connection."""
+    ca = str(cert) if cert is not None else None
+    server = BtpListener(
+        0, LOOPBACK, incoming_secret=SECRET, cert=ca, key=str(key) if key is not None else None
+    )
+    server.set_request_handler(echo)
+    await server.start()
+    client = BtpClient(f"{scheme}://:{SECRET}@{LOOPBACK}:{server.port}", ca=ca)
+    try:
+        await client.start()
+        sizes = [0, 1, websocket.READ_SIZE - 100, 3 * websocket.READ_SIZE + 7, 1_000_000]
+        blobs = [ProtocolData("b", ContentType.OCTET_STREAM, bytes(n)) for n in sizes * 20]
+        answers = await asyncio.gather(*(client.request(Message(0, (b,))) for b in blobs))
+        assert [a.protocol_data for a in answers] == [(b,) for b in blobs]
+        return [len(a.protocol_data[0].data) for a in answers[: len(sizes)]]
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["btp+ws", "btp+wss"])
+def test_large_and_many_messages_on_uvloop(scheme: str, tls_files: tuple[Path, Path]) -> None:
+    """The reused read buffer and our frames on uvloop's transports, with and without TLS."""
+    uvloop = pytest.importorskip("uvloop")
+    cert, key = tls_files if scheme == "btp+wss" else (None, None)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        sizes = runner.run(big_echo_round_trips(scheme, cert, key))
+    assert sizes[-1] == 1_000_000
+
+
+@pytest.mark.parametrize("scheme", ["btp+ws", "btp+wss"])
+async def test_large_and_many_messages(scheme: str, tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files if scheme == "btp+wss" else (None, None)
+    sizes = await big_echo_round_trips(scheme, cert, key)
+    assert sizes[-1] == 1_000_000
