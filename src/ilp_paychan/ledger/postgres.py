@@ -23,6 +23,7 @@ migrated by the library (table `ilp_schema_version`), under an advisory lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from datetime import datetime
@@ -589,6 +590,8 @@ class PostgresStore(LedgerStore):
         self._clears: list[tuple[str, str]] = []
         self._clearing: set[tuple[str, str]] = set()
         self._clear_timer: asyncio.TimerHandle | None = None
+        #: Connections the runners keep between batches (at most PIPELINE_DEPTH).
+        self._writers: list[Any] = []
         self._closed = False
         #: Write transactions committed, and the operations they carried, since the store was
         #: created: what a benchmark reads to count commits per transfer.
@@ -619,21 +622,47 @@ class PostgresStore(LedgerStore):
         return await self._submit(_Job(key, row, None, future))
 
     async def _drain(self, flush: bool) -> None:
+        conn: Any = None
         try:
-            if flush and not self._pending:
-                await self._run_batch([])
-            while self._pending:
+            while self._pending or flush:
+                flush = False
                 jobs = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
-                await self._run_batch(jobs)
+                if conn is None:
+                    try:
+                        conn = await self._writer()
+                    except Exception as exc:
+                        _fail(jobs, _visible(exc))
+                        continue
+                await self._run_batch(conn, jobs)
+                if not _usable(conn):
+                    await self._discard(conn)
+                    conn = None
         finally:
+            if conn is not None and _usable(conn):
+                self._writers.append(conn)
             self._running -= 1
             if self._clears and self._running == 0 and self._clear_timer is None:
                 self._clear_timer = asyncio.get_running_loop().call_later(
                     CLEAR_DELAY, self._flush_clears
                 )
 
-    async def _run_batch(self, jobs: list[_Job]) -> None:
+    async def _writer(self) -> Any:
+        """A connection for one runner: kept between batches (a pool's release would reset the
+        session, one more round trip per batch), from the pool when none is kept."""
+        while self._writers:
+            conn = self._writers.pop()
+            if _usable(conn):
+                return conn
+            await self._discard(conn)
+        return await self._pool.acquire()
+
+    async def _discard(self, conn: Any) -> None:
+        """Give a broken connection back to the pool (which closes it), if it is not back yet."""
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def _run_batch(self, conn: Any, jobs: list[_Job]) -> None:
         """One statement per log with transfer work (its clears ride along), one for the rest;
         each statement's failure fails only its own operations."""
         clears, self._clears = self._clears, []
@@ -653,7 +682,7 @@ class PostgresStore(LedgerStore):
             ids = cleared.get(key)
             columns = list(zip(*(job.row for job in group), strict=True)) if group else _NO_ROWS
             try:
-                results = await self._call("fetchval", _RUN, key, *columns, ids)
+                results = await self._call("fetchval", _RUN, key, *columns, ids, on=conn)
             except Exception as exc:
                 _fail(group, exc)
                 if ids:  # not committed: they go with the next batch
@@ -668,7 +697,9 @@ class PostgresStore(LedgerStore):
             others.sort(key=_lock_order)
             payload = json.dumps([job.op for job in others], separators=(",", ":"))
             try:
-                results = await self._call("fetchval", "SELECT ilp_apply_all($1::jsonb)", payload)
+                results = await self._call(
+                    "fetchval", "SELECT ilp_apply_all($1::jsonb)", payload, on=conn
+                )
             except Exception as exc:
                 _fail(others, exc)
             else:
@@ -681,12 +712,14 @@ class PostgresStore(LedgerStore):
         if self._clears and self._running == 0 and not self._closed:
             self._spawn(flush=True)
 
-    async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        """Run one statement (one transaction), retrying serialization failures and deadlocks.
-        A server that cannot be reached raises StoreUnavailableError."""
+    async def _call(self, method: str, sql: str, *args: Any, on: Any = None) -> Any:
+        """Run one statement (one transaction) on the pool or connection `on`, retrying
+        serialization failures and deadlocks. A server that cannot be reached raises
+        StoreUnavailableError."""
+        target = self._pool if on is None else on
         for attempt in range(RETRIES):
             try:
-                return await getattr(self._pool, method)(sql, *args)
+                return await getattr(target, method)(sql, *args)
             except Exception as exc:
                 _raise_if_unavailable(exc)
                 if not _retryable(exc) or attempt == RETRIES - 1:
@@ -919,7 +952,28 @@ class PostgresStore(LedgerStore):
         if self._clears:
             self._spawn(flush=True)
             await asyncio.wait(set(self._runners))
+        writers, self._writers = self._writers, []
+        for conn in writers:
+            await self._discard(conn)
         await self._pool.close()
+
+
+def _usable(conn: Any) -> bool:
+    """Whether a connection we hold still works (a broken one goes back to the pool by
+    itself, and then refuses every call)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
+def _visible(exc: Exception) -> Exception:
+    """The error a caller sees: StoreUnavailableError when the server cannot be reached."""
+    try:
+        _raise_if_unavailable(exc)
+    except StoreUnavailableError as unavailable:
+        return unavailable
+    return exc
 
 
 def _resolve(jobs: list[_Job], results: list[str | None]) -> None:
