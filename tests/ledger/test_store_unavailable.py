@@ -9,13 +9,14 @@ it may reach the peer.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from ilp_paychan.errors import StoreUnavailableError
-from ilp_paychan.ledger import open_backend
+from ilp_paychan.ledger import PrepareOutcome, open_backend
 from ilp_paychan.ledger import sqlite as sqlite_store
 
 TRANSFER = {
@@ -111,3 +112,31 @@ async def test_other_errors_of_a_key_value_object_pass_through_unchanged() -> No
     assert caught.value is failure
     target.failure = None
     assert await log.get_incoming_fulfilled_and_prepared() == "0"
+
+
+async def test_a_write_waits_for_another_writers_lock_without_blocking_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process holds SQLite's write lock, the write waits on the store's thread:
+    the event loop goes on (a peer is still answered), and the write completes once the lock
+    is free. Were the loop blocked, the sleeps below could not return before the busy timeout
+    ran out and failed the write."""
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 20_000)
+    path = tmp_path / "ledger.db"
+    backend = await open_backend(f"sqlite:///{path}")
+    try:
+        log = backend.get_transfer_log("k")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            write = asyncio.ensure_future(log.prepare(TRANSFER, True))
+            for _ in range(10):
+                await asyncio.sleep(0.01)
+            assert not write.done()
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert await write is PrepareOutcome.NEW
+        assert await log.get_incoming_fulfilled_and_prepared() == "10"
+    finally:
+        await backend.close()
