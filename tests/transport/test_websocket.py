@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side, State
 
 from ilp_paychan.codec.btp import ContentType, Message, ProtocolData, Response, decode, encode
 from ilp_paychan.errors import UnreachableError
 from ilp_paychan.transport import BtpClient, BtpListener, websocket
 from ilp_paychan.transport.events import Request
-from ilp_paychan.transport.websocket import MAX_FRAGMENTS, binary_frame
+from ilp_paychan.transport.websocket import MAX_FRAGMENTS
 
 from .conftest import LOOPBACK, SECRET, ClientFactory, auth_message, eventually
 
@@ -112,36 +110,10 @@ async def test_a_silent_http_server_makes_the_client_give_up_after_its_timeout()
         server.close()
 
 
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
-@pytest.mark.parametrize("mask", [True, False])
-def test_our_binary_frames_parse_as_the_library_reads_them(size: int, mask: bool) -> None:
-    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-    reader = Protocol(Side.SERVER if mask else Side.CLIENT, state=State.OPEN, max_size=None)
-    reader.receive_data(binary_frame(data, mask=mask))
-    (frame,) = reader.events_received()
-    assert (frame.opcode, frame.fin, frame.data) == (Opcode.BINARY, True, data)
-    assert reader.state is State.OPEN  # nothing it had to refuse
-
-
-def test_client_masking_keys_are_consecutive_slices_of_kernel_random_blocks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    blocks: list[bytes] = []
-
-    def urandom(size: int) -> bytes:
-        block = bytes((len(blocks) * 7 + i) % 256 for i in range(size))
-        blocks.append(block)
-        return block
-
-    monkeypatch.setattr(os, "urandom", urandom)
-    websocket._mask_keys.discard()  # start from a fresh block
-    frames = [binary_frame(b"same payload", mask=True) for _ in range(1500)]
-    keys = b"".join(frame[2:6] for frame in frames)
-    assert len(blocks) == 2  # 1024 keys per 4 KiB block
-    assert keys == (blocks[0] + blocks[1])[: 4 * 1500]
-    assert all(frame[1] & 0x80 for frame in frames)
-    assert not binary_frame(b"same payload", mask=False)[1] & 0x80
-    websocket._mask_keys.discard()  # later frames use real random bytes again
+def _server_frame(data: bytes) -> bytes:
+    """A short unmasked binary frame, as a server sends it (RFC 6455 section 5.2)."""
+    assert len(data) < 126
+    return bytes((0x82, len(data))) + data
 
 
 class _Sink:
@@ -168,7 +140,7 @@ async def test_a_sink_attached_late_gets_the_early_messages_and_the_closure() ->
         ping_interval=None,
         ping_timeout=None,
     )
-    ws.data_received(binary_frame(b"one", mask=False) + binary_frame(b"two", mask=False))
+    ws.data_received(_server_frame(b"one") + _server_frame(b"two"))
     ws.connection_lost(None)
     sink = _Sink()
     ws.attach(sink)

@@ -10,17 +10,13 @@ sans-I/O API (`ServerProtocol`, `ClientProtocol`): the opening handshake and its
 parsing, masking, UTF-8 and size checks, answering pings and close frames, close codes. What
 its asyncio layer added is here instead: message reassembly from fragments (at most
 `MAX_FRAGMENTS` pieces, so empty fragments cannot grow a message without bound), keepalive
-pings, time limits for opening and closing, and write flow control. Outgoing binary messages
-are framed here too (`binary_frame`: one unfragmented frame, which is all BTP sends), because
-the library draws each client masking key from the kernel with a system call of its own;
-here keys come from a block of random bytes fetched 4 KiB at a time.
+pings, time limits for opening and closing, and write flow control.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -31,11 +27,6 @@ from websockets.http11 import USER_AGENT, Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # the library's C extension is optional
-    from websockets.utils import apply_mask
 
 #: Pieces one fragmented message may arrive in (the library's asyncio layer allows as many).
 MAX_FRAGMENTS = 4096
@@ -78,56 +69,6 @@ class _ReadBuffer(threading.local):
 _read_buffer = _ReadBuffer()
 
 
-class _MaskKeys(threading.local):
-    """Client masking keys, 4 bytes each, from a block of `os.urandom` bytes per thread.
-
-    RFC 6455 section 5.3 asks for a fresh key per frame from a strong source of entropy, one
-    that does not let a server or proxy predict the next key: consecutive slices of the
-    kernel's CSPRNG output are that (knowing used keys tells nothing of the unused ones). A
-    forked child drops what it inherited, so two processes never share keys.
-    """
-
-    def __init__(self) -> None:
-        self.block = b""
-        self.at = 0
-
-    def take(self) -> bytes:
-        at = self.at
-        if at >= len(self.block):
-            self.block = os.urandom(4096)
-            at = 0
-        self.at = at + 4
-        return self.block[at : at + 4]
-
-    def discard(self) -> None:
-        self.at = len(self.block)
-
-
-_mask_keys = _MaskKeys()
-os.register_at_fork(after_in_child=_mask_keys.discard)
-
-_SHORT = struct.Struct("!BB").pack
-_MEDIUM = struct.Struct("!BBH").pack
-_LONG = struct.Struct("!BBQ").pack
-
-
-def binary_frame(data: bytes, *, mask: bool) -> bytes:
-    """One unfragmented binary frame (RFC 6455 section 5.2) holding `data`; masked as a client
-    must (section 5.3) when `mask`."""
-    length = len(data)
-    bit = 0x80 if mask else 0
-    if length < 126:
-        head = _SHORT(0x82, bit | length)
-    elif length < 65536:
-        head = _MEDIUM(0x82, bit | 126, length)
-    else:
-        head = _LONG(0x82, bit | 127, length)
-    if not mask:
-        return head + data
-    key = _mask_keys.take()
-    return b"".join((head, key, apply_mask(data, key)))
-
-
 class WebSocket(asyncio.BufferedProtocol):
     """One WebSocket connection, client or server side, as an asyncio protocol.
 
@@ -165,8 +106,6 @@ class WebSocket(asyncio.BufferedProtocol):
         self._lost: asyncio.Future[None] = self.loop.create_future()
         self._early: list[bytes] = []
         self._parts: list[Any] | None = None  # the pieces of a fragmented message
-        self._out: list[bytes] = []  # frames to write, in order (the protocol's are moved here)
-        self._masked = isinstance(protocol, ClientProtocol)
         self._flush_scheduled = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -229,9 +168,10 @@ class WebSocket(asyncio.BufferedProtocol):
         Dropped silently unless the socket is open: whoever waits for an answer learns of the
         closure from `socket_closed`.
         """
-        if self.protocol.state is not _OPEN:
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
             return
-        self._out.append(binary_frame(data, mask=self._masked))
+        protocol.send_binary(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
@@ -253,13 +193,10 @@ class WebSocket(asyncio.BufferedProtocol):
         self.flush()
 
     def flush(self) -> None:
-        """Write what is queued now (ours first: the protocol's output is collected right after
-        each call that makes some, so it is always the newest), in one write when it can."""
-        chunks = self._out
-        chunks.extend(self.protocol.data_to_send())
+        """Write whatever the protocol has queued now, in one write when it can."""
+        chunks = self.protocol.data_to_send()
         if not chunks:
             return
-        self._out = []
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -362,12 +299,7 @@ class WebSocket(asyncio.BufferedProtocol):
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
-        answers = protocol.data_to_send()  # the protocol's own: pongs, the close frame's echo
-        if answers:
-            self._out.extend(answers)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._scheduled_flush)
+        self.flush()  # the protocol's own answers: pongs, the close frame's echo
         for event in events:
             if type(event) is Frame:
                 self._frame(event)
