@@ -322,11 +322,8 @@ _FRACTION_SCALE: Final = (0, 100_000, 10_000, 1_000)
 _from_iso: Final = datetime.fromisoformat
 
 
-def encode_timestamp(dt: datetime, field: str = "timestamp") -> bytes:
-    """``YYYYMMDDHHMMSS.fffZ`` in UTC, always three fraction digits (the reference reads no other).
-
-    Sub-millisecond digits are dropped, as JavaScript's Date does.
-    """
+def _as_utc(dt: datetime, field: str) -> datetime:
+    """`dt` in UTC; refuses what is not a timezone-aware datetime, naming `field`."""
     try:
         offset = dt.utcoffset()
     except AttributeError:
@@ -335,9 +332,18 @@ def encode_timestamp(dt: datetime, field: str = "timestamp") -> bytes:
         raise CodecError("datetime must be timezone-aware", field=field)
     if offset:
         try:
-            dt = dt.astimezone(UTC)
+            return dt.astimezone(UTC)
         except OverflowError:
             raise CodecError(f"{dt.isoformat()} is out of range", field=field) from None
+    return dt
+
+
+def encode_timestamp(dt: datetime, field: str = "timestamp") -> bytes:
+    """``YYYYMMDDHHMMSS.fffZ`` in UTC, always three fraction digits (the reference reads no other).
+
+    Sub-millisecond digits are dropped, as JavaScript's Date does.
+    """
+    dt = _as_utc(dt, field)
     return b"%04d%02d%02d%02d%02d%02d.%03dZ" % (
         dt.year,
         dt.month,
@@ -402,17 +408,7 @@ def encode_interledger_time(dt: datetime, field: str = "expiresAt") -> bytes:
 
     Sub-millisecond digits are dropped, as JavaScript's Date does.
     """
-    try:
-        offset = dt.utcoffset()
-    except AttributeError:
-        raise CodecError(f"expected datetime, got {type(dt).__name__}", field=field) from None
-    if offset is None:
-        raise CodecError("datetime must be timezone-aware", field=field)
-    if offset:
-        try:
-            dt = dt.astimezone(UTC)
-        except OverflowError:
-            raise CodecError(f"{dt.isoformat()} is out of range", field=field) from None
+    dt = _as_utc(dt, field)
     return b"%04d%02d%02d%02d%02d%02d%03d" % (
         dt.year,
         dt.month,
