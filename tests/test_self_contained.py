@@ -347,7 +347,7 @@ WS = "/" + "work"
 SH = "shared"
 PLANTED_BAD = [
     ("tests/conftest.py", f'SPEC = Path("{UP}/shared") / "spec"'),
-    ("tests/conftest.py", 'REPO = Path(__file__).parent.parent\nSPEC = REPO.parent / "shared"'),
+    ("tests/conftest.py", f'REPO = Path(__file__).parent.parent\nSPEC = REPO.parent / "{SH}"'),
     ("tests/plugin/conftest.py", 'V = Path(__file__).resolve().parents[2].parent / "x"'),
     ("tests/plugin/conftest.py", "V = Path(__file__).resolve().parents[3]"),
     ("tests/t.py", "V = Path(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))"),

@@ -14,7 +14,7 @@ raise `CodecError`: the framework never answers them. A timestamp JavaScript wou
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -457,9 +457,19 @@ def encode(packet: Packet) -> bytes:
     Raises:
         CodecError: a field that cannot be put on the wire (``field`` names it).
     """
-    encoder = _ENCODERS.get(type(packet))
+    return encode_with(_ENCODERS, packet, "")
+
+
+def encode_with(
+    encoders: Mapping[type, Callable[[Any], bytes]], packet: object, version: str
+) -> bytes:
+    """Run the encoder for ``packet``'s class; anything but a CodecError becomes one.
+
+    Shared by the BTP 1.0 and 2.0 codecs, which differ only in their tables of encoders.
+    """
+    encoder = encoders.get(type(packet))
     if encoder is None:
-        raise CodecError(f"cannot encode {type(packet).__name__}", field="type")
+        raise CodecError(f"cannot encode {type(packet).__name__}{version}", field="type")
     try:
         return encoder(packet)
     except CodecError:

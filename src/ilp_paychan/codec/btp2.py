@@ -98,15 +98,7 @@ def encode(packet: Packet) -> bytes:
     Raises:
         CodecError: a BTP 1.0-only packet (``type``) or a field that cannot be put on the wire.
     """
-    encoder = _ENCODERS.get(type(packet))
-    if encoder is None:
-        raise CodecError(f"cannot encode {type(packet).__name__} in BTP 2.0", field="type")
-    try:
-        return encoder(packet)
-    except CodecError:
-        raise
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise CodecError(str(exc), field="packet") from None
+    return btp.encode_with(_ENCODERS, packet, " in BTP 2.0")
 
 
 # --- decoding --------------------------------------------------------------------------------
