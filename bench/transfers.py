@@ -21,9 +21,14 @@ repetition at a time, so machine noise hits them alike; the table gives the medi
 the repetitions and ratios to JS↔JS of the same cell. With --profile, py-spy samples every
 Python process for that many seconds once the warm-up is done and a summary by area follows.
 
+An A/B run compares two versions in the same run: `--src PATH` gives another checkout's src/
+folder (e.g. `git archive` of a commit, unpacked), `--b-env NAME=VALUE` variables for the B side
+(e.g. `ILP_PAYCHAN_LOOP=uvloop`); each Python configuration then runs on both, one after the
+other within each repetition, and its B row follows its A row. Nothing is appended then.
+
     .venv/bin/python bench/transfers.py [--n 5000,20000] [--in-flight 1,10,100] [--reps 3]
         [--configs js,memory,...] [--warmup 1000] [--quick] [--no-append] [--json FILE]
-        [--profile SECONDS [--profile-dir DIR]]
+        [--profile SECONDS [--profile-dir DIR]] [--src PATH] [--b-env NAME=VALUE ...]
 
 PostgreSQL: ILP_PAYCHAN_BENCH_POSTGRES, else postgresql://postgres@127.0.0.1:5432/test, in a
 fresh schema per run (dropped afterwards); its configuration is skipped, with a note, when no
@@ -71,7 +76,9 @@ JS↔JS in the same cell (higher is better for rates, lower for latency and CPU)
 
 Reproduce: `.venv/bin/python bench/transfers.py` (`--n 5000,20000`, `--in-flight 1,10,100`,
 `--reps 3`, `--configs js,memory,full,normal,postgres,full-client,py-js,js-py`, `--warmup 1000`,
-`--quick`, `--no-append`, `--json FILE`, `--profile SECONDS`); PostgreSQL from
+`--quick`, `--no-append`, `--json FILE`, `--profile SECONDS`; for an A/B run `--src PATH` (another
+checkout's src/) and `--b-env NAME=VALUE`, which add a B row, interleaved, after each Python
+configuration and append nothing); PostgreSQL from
 `ILP_PAYCHAN_BENCH_POSTGRES`, else 127.0.0.1:5432 user postgres. Each run appends its entry
 below; `bench/_profile.py` summarises a py-spy profile taken with `--profile`."""
 
@@ -82,6 +89,10 @@ class Side:
 
     implementation: str  # "py" or "js"
     store: str | None  # "memory", "sqlite-full", "sqlite-normal", "postgres", "js-memory"
+    #: The library a Python side imports (this checkout's src/ when None) and environment
+    #: variables set for it: what the B side of an A/B run (--src, --b-env) changes.
+    src: Path | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,7 +207,7 @@ class Peer:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=sink,
                 cwd=ROOT,
-                env=_child_environment(),
+                env=_child_environment(side),
             )
         return cls(process, role, errors)
 
@@ -238,13 +249,33 @@ class Peer:
                 self.process.kill()
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(side: Side) -> dict[str, str]:
     """The environment of a peer: our processes import the library of this checkout (its
-    src/ first on the path), whatever the virtualenv has installed."""
+    src/ first on the path), whatever the virtualenv has installed, or the side's own src/
+    and variables in an A/B run."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    src = side.src or ROOT / "src"
+    paths = [str(src), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(side.env)
     return env
+
+
+def variant_b(config: Config, src: Path | None, env: tuple[tuple[str, str], ...]) -> Config:
+    """The B side of an A/B run: `config` with its Python processes on `src` and `env`."""
+
+    def side(old: Side) -> Side:
+        if old.implementation != "py":
+            return old
+        return Side(old.implementation, old.store, src, env)
+
+    what = ", ".join([*([f"src {src}"] if src else []), *(f"{k}={v}" for k, v in env)])
+    return Config(
+        config.name + "+b",
+        f"{config.label} [B: {what}]",
+        side(config.listener),
+        side(config.client),
+    )
 
 
 def run_timeout(total: int, in_flight: int) -> float:
@@ -252,9 +283,7 @@ def run_timeout(total: int, in_flight: int) -> float:
     return 120 + total * (0.02 if in_flight == 1 else 0.005)
 
 
-async def run_once(
-    config: Config, n: int, in_flight: int, warmup: int, settings: Settings
-) -> Run:
+async def run_once(config: Config, n: int, in_flight: int, warmup: int, settings: Settings) -> Run:
     """Start the pair, drive one run, collect and check both reports."""
     total = warmup + n
     run = Run(config, n, in_flight, total)
@@ -427,7 +456,11 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def table(runs: list[Run]) -> list[str]:
-    """Markdown rows: one per configuration and cell, with ratios to JS↔JS of the same cell."""
+    """Markdown rows: one per configuration and cell, with ratios to JS↔JS of the same cell
+    (the B sides of an A/B run follow their A side)."""
+    configs = list(dict.fromkeys(run.config for run in runs))
+    order = {config.name: index for index, config in enumerate(CONFIGS)}
+    configs.sort(key=lambda config: (order.get(config.name.removesuffix("+b"), 99), config.name))
     header = (
         "| configuration | in flight | N | transfers/s median (min–max) | ×JS "
         "| latency ms p50 / p99 / max | p50 ×JS | CPU µs/transfer listener + client | ×JS "
@@ -438,7 +471,8 @@ def table(runs: list[Run]) -> list[str]:
     for n, in_flight in cells:
         in_cell = [run for run in runs if (run.n, run.in_flight) == (n, in_flight)]
         summary: dict[str, dict[str, float | None]] = {}
-        for config in CONFIGS:
+        labels = {config.name: config.label for config in configs}
+        for config in configs:
             mine = [run for run in in_cell if run.config == config]
             if not mine:
                 continue
@@ -475,7 +509,7 @@ def table(runs: list[Run]) -> list[str]:
             }
         js = summary.get("js", {})
         for name, row in summary.items():
-            label = BY_NAME[name].label
+            label = labels[name]
             if row["failed"]:
                 label += f" ({row['failed']:.0f} of {row['runs']:.0f} runs FAILED the check)"
             rss_l = None if row["rss_l"] is None else row["rss_l"] / 1024
@@ -521,6 +555,19 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--profile-dir", type=Path, help="where py-spy's output goes (a tmp dir)")
     parser.add_argument("--json", type=Path, help="also write every run's reports to this file")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        help="A/B run: every Python configuration also runs (interleaved) on this src/ folder "
+        "of another checkout",
+    )
+    parser.add_argument(
+        "--b-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A/B run: an environment variable for the B side's Python processes (repeatable)",
+    )
     args = parser.parse_args()
     quick = args.quick
     args.n = args.n or ([20] if quick else [5000, 20000])
@@ -530,6 +577,17 @@ def parse_arguments() -> argparse.Namespace:
     unknown = [name for name in args.configs if name not in BY_NAME]
     if unknown:
         parser.error(f"unknown configuration {unknown}; known: {', '.join(BY_NAME)}")
+    if args.src is not None:
+        args.src = args.src.resolve()
+        if not (args.src / "ilp_paychan" / "__init__.py").is_file():
+            parser.error(f"--src {args.src} holds no ilp_paychan package")
+    pairs = []
+    for item in args.b_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            parser.error(f"--b-env wants NAME=VALUE, got {item!r}")
+        pairs.append((name, value))
+    args.b_env = tuple(pairs)
     return args
 
 
@@ -557,6 +615,13 @@ async def measure(args: argparse.Namespace, settings: Settings, configs: list[Co
 def main() -> int:
     args = parse_arguments()
     configs = [config for config in CONFIGS if config.name in args.configs]
+    if args.src is not None or args.b_env:
+        with_b = []
+        for config in configs:
+            with_b.append(config)
+            if "py" in (config.listener.implementation, config.client.implementation):
+                with_b.append(variant_b(config, args.src, args.b_env))
+        configs = with_b
     notes = []
     postgres = None
     if any(config.needs_postgres for config in configs):
@@ -619,7 +684,8 @@ def measure_and_report(
         print(f"CHECK FAILED {run.config.label} N={run.n} in flight {run.in_flight}:")
         for problem in run.problems:
             print("   ", problem)
-    if not (args.no_append or args.quick or args.profile or failed):
+    ab = args.src is not None or bool(args.b_env)
+    if not (args.no_append or args.quick or args.profile or failed or ab):
         command = " ".join([".venv/bin/python bench/transfers.py", *sys.argv[1:]])
         entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
         _harness.append_to_section(HEADING, "\n".join(entry), INTRODUCTION)
