@@ -18,15 +18,21 @@ AuthCheck = Callable[[str, str], "bool | Awaitable[bool]"]
 logger = logging.getLogger("ilp_paychan.transport")
 
 
-def secret_auth_check(incoming_secret: str | None) -> Callable[[str, str], bool]:
-    """The reference's rule: username ``""`` and token == `incoming_secret`; None refuses all."""
+def secret_auth_check(
+    incoming_secret: str | None, *, any_username: bool = False
+) -> Callable[[str, str], bool]:
+    """The reference's rule: username ``""`` and token == `incoming_secret`; None refuses all.
+
+    With `any_username` the username is not looked at (ilp-plugin-btp's rule for BTP 2.0: its
+    clients send the URL's user part, often empty, and its listener checks the token only).
+    """
     secret = None if incoming_secret is None else incoming_secret.encode("utf-8")
 
     def check(username: str, token: str) -> bool:
         if secret is None:
             return False
         token_ok = hmac.compare_digest(token.encode("utf-8"), secret)
-        return token_ok and username == ""
+        return token_ok and (any_username or username == "")
 
     return check
 

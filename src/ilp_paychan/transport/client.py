@@ -30,7 +30,7 @@ from ilp_paychan.transport.backoff import DEFAULT_INITIAL, DEFAULT_MAXIMUM, Back
 from ilp_paychan.transport.connection import BtpConnection
 from ilp_paychan.transport.events import Answer
 from ilp_paychan.transport.peer import ActiveLink
-from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
+from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, session_class, utc_now
 from ilp_paychan.transport.url import parse_btp_url
 from ilp_paychan.transport.websocket import WebSocket, client_socket
 
@@ -60,6 +60,8 @@ class BtpClient(ActiveLink):
             is not read (the peer's further requests wait in its send buffer).
         max_pending: our requests awaiting the peer's answer; one more waits for a free slot
             within its own timeout.
+        version: the BTP version spoken, "1.0" (default) or "2.0" (RFC 23); the auth Message
+            is the same in both. InvalidFieldsError naming ``version`` otherwise.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class BtpClient(ActiveLink):
         max_in_flight: int = 1000,
         max_pending: int = 1000,
         clock: Callable[[], datetime] = utc_now,
+        version: str = "1.0",
     ) -> None:
         super().__init__(request_timeout=request_timeout)
+        self._session_class = session_class(version)
         self.url = parse_btp_url(url)
         if key is not None and cert is None:
             raise InvalidFieldsError("clientKey is given but clientCert is not")
@@ -96,6 +100,11 @@ class BtpClient(ActiveLink):
         self._opened_at = 0.0
         self._start_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def version(self) -> str:
+        """The BTP version the client speaks ("1.0" or "2.0")."""
+        return self._session_class.version
 
     async def start(self) -> None:
         """Dial and authenticate; returns when the link is open. Idempotent.
@@ -183,7 +192,7 @@ class BtpClient(ActiveLink):
                 ws.abort()
             reason = str(exc) or type(exc).__name__
             raise UnreachableError(f"cannot reach {self.url.redacted()}: {reason}") from exc
-        session: BtpSession[asyncio.Future[Answer]] = BtpSession.client(
+        session: BtpSession[asyncio.Future[Answer]] = self._session_class.client(
             self.url.username,
             self.url.token,
             now=loop.time(),

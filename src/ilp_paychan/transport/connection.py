@@ -19,9 +19,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from ilp_paychan.codec.btp import Error, Packet, Response, encode
+from ilp_paychan.codec.btp import Error, Response
 from ilp_paychan.codec.errors import CodecError
 from ilp_paychan.errors import (
     PeerError,
@@ -35,12 +35,15 @@ from ilp_paychan.transport.auth import AuthCheck, run_auth_check
 from ilp_paychan.transport.events import (
     Answer,
     AnswerReceived,
+    AnyPacket,
+    AnyRequest,
     Authenticated,
     AuthRefused,
     AuthRequested,
     AuthTimedOut,
     Event,
     Request,
+    Request2,
     RequestReceived,
     RequestTimedOut,
     UndecodableFrame,
@@ -61,7 +64,12 @@ from ilp_paychan.transport.websocket import WebSocket
 logger = logging.getLogger("ilp_paychan.transport")
 
 RequestHandler = Callable[[Request], Awaitable[Response | Error]]
-"""Answers one request of the peer. The answer's `request_id` is replaced by the request's."""
+"""Answers one request of a BTP 1.0 peer. The answer's `request_id` is replaced by the
+request's."""
+Btp2RequestHandler = Callable[[Request2], Awaitable[Response | Error]]
+"""Answers one request (Message or Transfer) of a BTP 2.0 peer, likewise."""
+AnyRequestHandler = RequestHandler | Btp2RequestHandler
+"""A handler of either version; a connection only hands it requests of its session's version."""
 
 
 class ConnectionLostError(PeerTimeoutError):
@@ -125,7 +133,7 @@ class BtpConnection:
         ws: WebSocket,
         session: BtpSession[asyncio.Future[Answer]],
         *,
-        get_handler: Callable[[], RequestHandler | None],
+        get_handler: Callable[[], AnyRequestHandler | None],
         auth_check: AuthCheck | None = None,
         on_authenticated: Callable[[BtpConnection], None] | None = None,
         on_closed: Callable[[BtpConnection], None] | None = None,
@@ -142,7 +150,7 @@ class BtpConnection:
         self._on_closed = on_closed
         self._max_in_flight = max_in_flight
         self._running = 0
-        self._waiting: deque[Request] = deque()
+        self._waiting: deque[AnyRequest] = deque()
         self._held: list[bytes] | None = None
         self._paused_for_slots = False
         self._reading = True
@@ -179,6 +187,11 @@ class BtpConnection:
         return self._ws.close_code
 
     @property
+    def version(self) -> str:
+        """The BTP version its session speaks ("1.0" or "2.0")."""
+        return self._session.version
+
+    @property
     def username(self) -> str:
         """The username of the auth handshake (empty for the reference's clients)."""
         return self._session.username
@@ -209,7 +222,7 @@ class BtpConnection:
 
     # ------------------------------------------------------------------ outgoing
 
-    async def request(self, packet: Packet, timeout: float) -> Response:  # noqa: ASYNC109
+    async def request(self, packet: AnyPacket, timeout: float) -> Response:  # noqa: ASYNC109
         """Send a request and wait for its answer (the packet's own `request_id` is ignored).
 
         Raises:
@@ -218,7 +231,7 @@ class BtpConnection:
                 socket closed while waiting).
             UnreachableError: the request could not be written (connection closed; or
                 `PendingLimitError`, no slot freed up within the timeout).
-            CodecError: the packet cannot be encoded.
+            CodecError: the packet cannot be encoded (or is not of the session's BTP version).
         """
         ws = self._ws
         if not ws.is_open:
@@ -476,7 +489,7 @@ class BtpConnection:
 
     # ------------------------------------------------------------------ incoming requests
 
-    def _admit(self, packet: Request) -> None:
+    def _admit(self, packet: AnyRequest) -> None:
         """Serve the request now, or once a slot frees up (the socket is not read meanwhile)."""
         if self._running < self._max_in_flight:
             self._running += 1
@@ -501,8 +514,9 @@ class BtpConnection:
         if self._held is None and not self._paused_for_slots:
             self._ws.resume_reading()
 
-    async def _serve(self, packet: Request) -> None:
+    async def _serve(self, packet: AnyRequest) -> None:
         request_id = packet.request_id
+        encode = self._session.encode
         try:
             answer = await self._answer(packet)
             try:
@@ -519,8 +533,10 @@ class BtpConnection:
         finally:
             self._release_slot()
 
-    async def _answer(self, packet: Request) -> Response | Error:
-        handler = self._get_handler()
+    async def _answer(self, packet: AnyRequest) -> Response | Error:
+        handler = cast(
+            "Callable[[AnyRequest], Awaitable[Response | Error]] | None", self._get_handler()
+        )
         if handler is None:
             return Error(
                 packet.request_id,

@@ -10,11 +10,19 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ilp_paychan.codec.btp import Error, Fulfill, Message, Packet, Prepare, Reject, Response
+from ilp_paychan.codec.btp2 import Transfer
 from ilp_paychan.codec.errors import CodecError
 
 C = TypeVar("C")
 
+#: The requests of a BTP 1.0 session.
 Request = Prepare | Fulfill | Reject | Message
+#: The requests of a BTP 2.0 session (RFC 23: ILP packets travel inside a Message).
+Request2 = Message | Transfer
+#: A request of either version; a session only ever reports those of its own.
+AnyRequest = Request | Transfer
+#: A packet of either version (what a session may be asked to send or may decode).
+AnyPacket = Packet | Transfer
 Answer = Response | Error
 
 
@@ -52,9 +60,10 @@ class AuthTimedOut:
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """The peer sent a request (Prepare, Fulfill, Reject or Message) on an open session."""
+    """The peer sent a request on an open session: Prepare, Fulfill, Reject or Message (BTP
+    1.0), Message or Transfer (BTP 2.0)."""
 
-    packet: Request
+    packet: AnyRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,7 @@ class UndecodableFrame:
 class UnexpectedPacket:
     """A decodable packet that has no place in the current state (e.g. a request before auth)."""
 
-    packet: Packet
+    packet: AnyPacket
     reason: str
 
 

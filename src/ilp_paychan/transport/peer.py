@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ilp_paychan.codec.btp import Packet, Response
+from ilp_paychan.codec.btp import Response
 from ilp_paychan.errors import NotConnectedError, UnreachableError
-from ilp_paychan.transport.connection import BtpConnection, RequestHandler
+from ilp_paychan.transport.connection import AnyRequestHandler, BtpConnection
+from ilp_paychan.transport.events import AnyPacket
 from ilp_paychan.transport.session import SessionClosedError
 
 logger = logging.getLogger("ilp_paychan.transport")
@@ -39,12 +40,12 @@ class PeerLink(Protocol):
 
     async def request(
         self,
-        packet: Packet,
+        packet: AnyPacket,
         timeout: float | None = None,  # noqa: ASYNC109 - a session deadline, one timer
     ) -> Response:
         """Send a request to the peer and return its Response (the request id is filled in)."""
 
-    def set_request_handler(self, handler: RequestHandler | None) -> None:
+    def set_request_handler(self, handler: AnyRequestHandler | None) -> None:
         """Who answers the peer's requests (None: answer F00 "no request handler registered")."""
 
     def on_state_change(self, callback: StateCallback) -> None:
@@ -62,7 +63,7 @@ class ActiveLink:
             raise ValueError("request_timeout must be positive")
         self.request_timeout = request_timeout
         self._active: BtpConnection | None = None
-        self._handler: RequestHandler | None = None
+        self._handler: AnyRequestHandler | None = None
         self._callbacks: list[StateCallback] = []
         self._link_up = asyncio.Event()
         self._started = False
@@ -73,11 +74,11 @@ class ActiveLink:
         active = self._active
         return active is not None and active.is_open
 
-    def set_request_handler(self, handler: RequestHandler | None) -> None:
+    def set_request_handler(self, handler: AnyRequestHandler | None) -> None:
         """Who answers the peer's requests from now on (None: F00 "no request handler")."""
         self._handler = handler
 
-    def _current_handler(self) -> RequestHandler | None:
+    def _current_handler(self) -> AnyRequestHandler | None:
         return self._handler
 
     def on_state_change(self, callback: StateCallback) -> None:
@@ -86,7 +87,7 @@ class ActiveLink:
 
     async def request(
         self,
-        packet: Packet,
+        packet: AnyPacket,
         timeout: float | None = None,  # noqa: ASYNC109 - a session deadline, one timer
     ) -> Response:
         """Send `packet` on the active connection, waiting for one if the link is down.

@@ -38,7 +38,7 @@ from ilp_paychan.transport.connection import BtpConnection
 from ilp_paychan.transport.events import Answer
 from ilp_paychan.transport.gate import AuthGate
 from ilp_paychan.transport.peer import ActiveLink
-from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, utc_now
+from ilp_paychan.transport.session import CLOSE_REPLACED, BtpSession, session_class, utc_now
 from ilp_paychan.transport.websocket import WebSocket
 
 logger = logging.getLogger("ilp_paychan.transport")
@@ -118,8 +118,11 @@ class BtpListener(ActiveLink):
             cert file holds it; `ca` (optional) adds chain certificates to send to clients.
         client_ca: PEM file of the CAs that sign client certificates: with it, a TLS client
             must present a certificate signed by one of them (mutual TLS). Needs `cert`.
-        incoming_secret: the token the default auth check expects (with an empty username).
+        incoming_secret: the token the default auth check expects: with an empty username for
+            BTP 1.0 (the reference's rule), with any username for BTP 2.0 (ilp-plugin-btp's).
         auth_check: replaces the default check; `(username, token) -> bool`, sync or async.
+        version: the BTP version spoken, "1.0" (default) or "2.0" (RFC 23; see
+            `session.Btp2Session`). InvalidFieldsError naming ``version`` otherwise.
         auth_timeout: seconds a new socket has, from its TCP accept, to authenticate.
         request_timeout: default seconds to wait for the peer's answer.
         max_frame: largest accepted message in bytes; a larger one closes that socket (1009).
@@ -154,8 +157,10 @@ class BtpListener(ActiveLink):
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_pending: int = DEFAULT_MAX_PENDING,
         clock: Callable[[], datetime] = utc_now,
+        version: str = "1.0",
     ) -> None:
         super().__init__(request_timeout=request_timeout)
+        self._session_class = session_class(version)
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise InvalidFieldsError(f"listener.port must be an integer in 0..65535, got {port!r}")
         if key is not None and cert is None:
@@ -168,7 +173,9 @@ class BtpListener(ActiveLink):
         self._host = host
         self._cert, self._key, self._ca, self._client_ca = cert, key, ca, client_ca
         self._auth_check: AuthCheck = (
-            auth_check if auth_check is not None else secret_auth_check(incoming_secret)
+            auth_check
+            if auth_check is not None
+            else secret_auth_check(incoming_secret, any_username=version == "2.0")
         )
         self._auth_timeout = auth_timeout
         self._max_frame = max_frame
@@ -193,6 +200,11 @@ class BtpListener(ActiveLink):
         clients find the listener where it was.
         """
         return self._port
+
+    @property
+    def version(self) -> str:
+        """The BTP version the listener speaks ("1.0" or "2.0")."""
+        return self._session_class.version
 
     @property
     def secure(self) -> bool:
@@ -335,7 +347,7 @@ class BtpListener(ActiveLink):
 
     def _opened(self, ws: _ListenerSocket) -> None:
         """A socket finished its opening handshake: it carries a BTP session from now on."""
-        session: BtpSession[asyncio.Future[Answer]] = BtpSession.server(
+        session: BtpSession[asyncio.Future[Answer]] = self._session_class.server(
             now=ws.created_at, auth_timeout=self._auth_timeout, clock=self._clock
         )
 

@@ -12,6 +12,12 @@ Rules this module keeps (everything that decides what a frame means lives here):
   undecodable frames are reported and never answered (as RFC 23 and the reference do).
 - Times are the caller's monotonic clock readings (floats, seconds); only `triggeredAt` of the
   Error packets uses the injected wall clock.
+
+Two versions share this machinery: `BtpSession` speaks BTP 1.0 (`codec.btp`) and
+`Btp2Session` BTP 2.0 (`codec.btp2`: Message and Transfer requests, ILP packets inside a
+Message). They differ only in the codec and in the server's checks of the auth Message, which
+follow the peer software of each generation (see `Btp2Session`). `session_class(version)` picks
+one.
 """
 
 from __future__ import annotations
@@ -22,22 +28,21 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
+from ilp_paychan.codec import btp, btp2
 from ilp_paychan.codec.btp import (
     ContentType,
     Error,
     Message,
-    Packet,
     ProtocolData,
     Response,
-    decode,
-    encode,
 )
 from ilp_paychan.codec.errors import CodecError
-from ilp_paychan.errors import UnreachableError
+from ilp_paychan.errors import InvalidFieldsError, UnreachableError
 from ilp_paychan.transport.events import (
     AnswerReceived,
+    AnyPacket,
     Authenticated,
     AuthRefused,
     AuthRequested,
@@ -60,6 +65,9 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 4001
 
 _EMPTY_PD: tuple[ProtocolData, ...] = ()
+
+#: The BTP versions a session speaks, by the names the `version` options take.
+BTP_VERSIONS: Final = ("1.0", "2.0")
 
 
 class Role(Enum):
@@ -131,7 +139,13 @@ class BtpSession(Generic[C]):
 
     Request ids are random 32-bit numbers (as the reference's `crypto.randomBytes(4)`),
     redrawn when they collide with a pending request, so two requests in flight never share one.
+
+    This class speaks BTP 1.0; `Btp2Session` is the BTP 2.0 variant.
     """
+
+    #: The BTP version this session speaks (one of BTP_VERSIONS).
+    version: ClassVar[str] = "1.0"
+    _bad_credentials: ClassVar[tuple[str, str, str]] = _BAD_CREDENTIALS
 
     def __init__(
         self,
@@ -143,6 +157,9 @@ class BtpSession(Generic[C]):
         rng: random.Random | None = None,
     ) -> None:
         self.role = role
+        self.encode: Callable[[Any], bytes]
+        self._decode: Callable[[bytes], AnyPacket]
+        self.encode, self._decode = _CODECS[self.version]
         self.state = SessionState.AUTHENTICATING
         self.username = ""
         self._clock = clock
@@ -193,7 +210,7 @@ class BtpSession(Generic[C]):
                 ProtocolData("auth_token", ContentType.TEXT_PLAIN_UTF8, token.encode()),
             ),
         )
-        session._outbox.append(encode(auth))
+        session._outbox.append(session.encode(auth))
         return session
 
     # ------------------------------------------------------------------ output
@@ -217,13 +234,14 @@ class BtpSession(Generic[C]):
 
     # ------------------------------------------------------------------ requests
 
-    def send_request(self, packet: Packet, *, deadline: float, context: C) -> int:
+    def send_request(self, packet: AnyPacket, *, deadline: float, context: C) -> int:
         """Queue a request (its own `request_id` is ignored) and return the id it goes out with.
 
         On a client that is still authenticating the frame waits behind the auth Message.
 
         Raises:
-            CodecError: the packet cannot be encoded (nothing is queued).
+            CodecError: the packet cannot be encoded, or is not of this session's BTP version
+                (nothing is queued).
             SessionClosedError: the session is closed, or is a server side not yet open.
         """
         state = self.state
@@ -231,7 +249,7 @@ class BtpSession(Generic[C]):
             state is SessionState.CLOSED or self.role is Role.SERVER
         ):
             raise SessionClosedError(f"BTP session is {state.value}; request not sent")
-        frame = encode(packet)
+        frame = self.encode(packet)
         request_id = self._new_request_id()
         frame = with_request_id(frame, request_id)
         opened = state is SessionState.OPEN
@@ -266,7 +284,7 @@ class BtpSession(Generic[C]):
     def receive_frame(self, frame: bytes) -> Event[C]:
         """Feed one binary WebSocket message; returns what it meant."""
         try:
-            packet = decode(frame)
+            packet = self._decode(frame)
         except CodecError as exc:
             return UndecodableFrame(exc, len(frame))
         if self.state is SessionState.OPEN:
@@ -295,7 +313,7 @@ class BtpSession(Generic[C]):
 
     # ------------------------------------------------------------------ server auth
 
-    def _check_auth_packet(self, packet: Packet) -> Event[C]:
+    def _check_auth_packet(self, packet: AnyPacket) -> Event[C]:
         if not isinstance(packet, Message):
             return self._refuse(packet.request_id, _NOT_A_MESSAGE)
         entries = packet.protocol_data
@@ -330,7 +348,7 @@ class BtpSession(Generic[C]):
                 return None
             raise RuntimeError(f"accept_auth() in state {self.state.value}")
         assert self._auth_request_id is not None
-        self._outbox.append(encode(Response(self._auth_request_id, _EMPTY_PD)))
+        self._outbox.append(self.encode(Response(self._auth_request_id, _EMPTY_PD)))
         self._auth_request_id = None
         self.state = SessionState.OPEN
         self.username = username
@@ -343,18 +361,22 @@ class BtpSession(Generic[C]):
                 return None
             raise RuntimeError(f"refuse_auth() in state {self.state.value}")
         assert self._auth_request_id is not None
-        return self._refuse(self._auth_request_id, _BAD_CREDENTIALS)
+        return self._refuse(self._auth_request_id, self._bad_credentials)
+
+    def _refusal_data(self, message: str) -> str:
+        """The data of an auth refusal: the reference's JSON `{"message": ...}`."""
+        return error_data(message)
 
     def _refuse(self, request_id: int, reason: tuple[str, str, str]) -> AuthRefused:
         code, name, message = reason
-        error = Error(request_id, code, name, self._clock(), error_data(message), _EMPTY_PD)
-        self._outbox.append(encode(error))
+        error = Error(request_id, code, name, self._clock(), self._refusal_data(message), _EMPTY_PD)
+        self._outbox.append(self.encode(error))
         self._close()
         return AuthRefused(error, CLOSE_POLICY_VIOLATION)
 
     # ------------------------------------------------------------------ client auth
 
-    def _receive_auth_answer(self, packet: Packet) -> Event[C]:
+    def _receive_auth_answer(self, packet: AnyPacket) -> Event[C]:
         if not isinstance(packet, Response | Error):
             return UnexpectedPacket(packet, "request received before the auth answer")
         if packet.request_id != self._auth_request_id:
@@ -434,3 +456,80 @@ def _first_named(entries: tuple[ProtocolData, ...], name: str) -> ProtocolData |
         if entry.protocol_name == name:
             return entry
     return None
+
+
+# Auth refusals of a BTP 2.0 listener: ilp-plugin-btp 1.5.0's checks, in its order, all
+# answered F00 NotAcceptedError with the message itself as data.
+_V2_NOT_A_MESSAGE = (
+    "F00",
+    "NotAcceptedError",
+    "First message sent over BTP connection must be auth packet",
+)
+_V2_TOO_FEW = ("F00", "NotAcceptedError", "Auth packet must have auth and auth_token subprotocols")
+_V2_AUTH_NOT_FIRST = ("F00", "NotAcceptedError", "First subprotocol must be auth")
+_V2_NO_TOKEN = ("F00", "NotAcceptedError", "auth_token subprotocol is required")
+_V2_BAD_TOKEN = ("F00", "NotAcceptedError", "invalid auth_token")
+
+
+class Btp2Session(BtpSession[C]):
+    """A BTP 2.0 session (RFC 23): Message and Transfer requests, decoded with `codec.btp2`.
+
+    The client side sends the same auth Message as BTP 1.0 (`auth` empty octet stream,
+    `auth_username` and `auth_token` as text, RFC 23 "Authentication"). The server side checks
+    it as ilp-plugin-btp 1.5.0 does, so every client that software accepts is accepted here:
+    the first packet must be a Message with at least two entries, `auth` first, and an
+    `auth_token` entry; `auth_username` may be absent (then the username is "") and content
+    types are not checked. Refusals are F00 NotAcceptedError whose data is the message itself
+    (not JSON), as that software sends them.
+    """
+
+    version: ClassVar[str] = "2.0"
+    _bad_credentials: ClassVar[tuple[str, str, str]] = _V2_BAD_TOKEN
+
+    def _refusal_data(self, message: str) -> str:
+        """ilp-plugin-btp puts the bare message in the data of an auth refusal."""
+        return message
+
+    def _check_auth_packet(self, packet: AnyPacket) -> Event[C]:
+        if not isinstance(packet, Message):
+            return self._refuse(packet.request_id, _V2_NOT_A_MESSAGE)
+        entries = packet.protocol_data
+        if len(entries) < 2:
+            return self._refuse(packet.request_id, _V2_TOO_FEW)
+        if entries[0].protocol_name != "auth":
+            return self._refuse(packet.request_id, _V2_AUTH_NOT_FIRST)
+        token_entry = _first_named(entries, "auth_token")
+        if token_entry is None:
+            return self._refuse(packet.request_id, _V2_NO_TOKEN)
+        username_entry = _first_named(entries, "auth_username")
+        username = "" if username_entry is None else username_entry.data.decode("utf-8", "replace")
+        self.state = SessionState.AUTH_PENDING
+        self._auth_request_id = packet.request_id
+        return AuthRequested(
+            packet.request_id, username, token_entry.data.decode("utf-8", errors="replace")
+        )
+
+
+_CODECS: Final[dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], AnyPacket]]]] = {
+    "1.0": (btp.encode, btp.decode),
+    "2.0": (btp2.encode, btp2.decode),
+}
+
+
+def check_version(version: object) -> str:
+    """The BTP version of a `version` option, checked.
+
+    Raises:
+        InvalidFieldsError: naming ``version``, for anything but "1.0" or "2.0".
+    """
+    if version not in BTP_VERSIONS:
+        raise InvalidFieldsError(
+            f'invalid "version": expected one of {", ".join(map(repr, BTP_VERSIONS))};'
+            f" got {version!r}"
+        )
+    return str(version)
+
+
+def session_class(version: str) -> type[BtpSession[Any]]:
+    """The session class of a BTP version ("1.0" or "2.0"; see `check_version`)."""
+    return Btp2Session if check_version(version) == "2.0" else BtpSession
