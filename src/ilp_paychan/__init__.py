@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FulfillmentPendingError",
     "Plugin",
+    "V1Adapter",
     "__version__",
     "errors",
     "make_payment_channel_plugin",
@@ -25,9 +26,11 @@ if TYPE_CHECKING:
     from ilp_paychan.ledger import open_backend
     from ilp_paychan.plugin.paychan import make_payment_channel_plugin
     from ilp_paychan.plugin.plugin import Plugin
+    from ilp_paychan.v2.adapter import V1Adapter
 
 _LAZY = {
     "Plugin": ("ilp_paychan.plugin.plugin", "Plugin"),
+    "V1Adapter": ("ilp_paychan.v2.adapter", "V1Adapter"),
     "make_payment_channel_plugin": ("ilp_paychan.plugin.paychan", "make_payment_channel_plugin"),
     "open_backend": ("ilp_paychan.ledger", "open_backend"),
     "errors": ("ilp_paychan.errors", None),
