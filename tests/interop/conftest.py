@@ -20,6 +20,7 @@ import pytest
 
 from pgserver import postgres_url  # noqa: F401  (session fixture: a real PostgreSQL database)
 
+from .connector import HarnessFactory, ensure_npm_project
 from .jspeer import ensure_node_modules
 from .sides import INFO, PREFIX, SECRET, JsSide, PySide, Side
 
@@ -36,6 +37,26 @@ def js_reference() -> None:
             pytest.fail("node and npm are required for the interop suite in CI")
         pytest.skip("node/npm not installed (./dev test installs them)")
     ensure_node_modules()
+
+
+@pytest.fixture(scope="session")
+def js_connector() -> None:
+    """ilp-connector 23 and its plugins, pinned in js_connector/, are installed (`npm ci`)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are required for the interop suite in CI")
+        pytest.skip("node/npm not installed (./dev test installs them)")
+    ensure_npm_project()
+
+
+@pytest.fixture
+async def harnesses(js_connector: None) -> AsyncIterator[HarnessFactory]:
+    """Starts connector harnesses (js_connector/harness.js) for a test; all end at teardown."""
+    factory = HarnessFactory()
+    try:
+        yield factory
+    finally:
+        await factory.close()
 
 
 def py_server_options(
