@@ -74,6 +74,13 @@ class ActiveLink:
         active = self._active
         return active is not None and active.is_open
 
+    @property
+    def peer_username(self) -> str | None:
+        """The username the active connection authenticated with (None while there is none):
+        a listener that names its client (an ILDCP address, say) reads it here."""
+        active = self._active
+        return None if active is None else active.username
+
     def set_request_handler(self, handler: AnyRequestHandler | None) -> None:
         """Who answers the peer's requests from now on (None: F00 "no request handler")."""
         self._handler = handler
