@@ -749,6 +749,9 @@ class Harness {
       if (port !== undefined) out.port = port
       if (spec.type === 'btp-server') out.url = 'btp+ws://:' + encodeURIComponent(spec.secret) + '@' + HOST + ':' + port
       if (spec.type === 'mini-accounts') out.url = 'btp+ws://' + HOST + ':' + port
+      if (spec.type === 'lpi1-server') {
+        out.url = 'btp+ws://:' + encodeURIComponent(spec.options.incomingSecret) + '@' + HOST + ':' + port
+      }
       if (out.relation === 'child') out.address = this.address + '.' + (spec.ilpAddressSegment || id)
       accounts[id] = out
     }
