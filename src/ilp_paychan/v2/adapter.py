@@ -42,6 +42,9 @@ from ilp_paychan.errors import (
     PeerError,
     PeerTimeoutError,
     PluginError,
+    RequestHandlerAlreadyRegisteredError,
+    StoreUnavailableError,
+    UnreachableError,
 )
 from ilp_paychan.plugin.events import EventEmitter
 from ilp_paychan.plugin.plugin import Plugin
@@ -57,10 +60,10 @@ from .compat_mapping import (
     no_handler_reason,
     prepare_to_transfer,
     reason_to_reject,
+    refusal_to_reject,
     reject_to_reason,
     transfer_to_prepare,
 )
-from .errors import DataHandlerAlreadyRegisteredError, MoneyHandlerAlreadyRegisteredError
 from .interface import V2_EVENTS, DataHandler, MoneyHandler
 
 __all__ = ["V1Adapter"]
@@ -79,9 +82,10 @@ class V1Adapter:
     amount, condition and expiry, ``ilp`` = a type 10 forwarded payment) and returns the ILPv4
     Fulfill or Reject its outcome maps to: ``outgoing_fulfill`` -> Fulfill (data from the type 9
     ``ilp``), ``outgoing_reject`` -> Reject (the peer's code, message and data), the v1 plugin's
-    expiry (``outgoing_cancel``) -> R00. It raises what `Plugin.send_transfer` raises when the
-    transfer is refused or cannot be sent (nothing moved), and `NotConnectedError` for calls in
-    flight when the plugin disconnects (the transfer then settles by its stored state). A
+    expiry (``outgoing_cancel``) -> R00. A transfer refused or never sent (nothing moved) is
+    answered with a Reject made here (T04 for a balance limit, T01 for no link), as `BtpPlugin`
+    answers; calls in flight when the plugin disconnects raise `NotConnectedError` (the
+    outcome is unknown to them: the transfer settles by its stored state). A
     ``peer.config`` Prepare is answered here from the plugin's account and info (ILDCP);
     another packet type goes as a v1 message, as ilp-compat-plugin sends it.
 
@@ -189,11 +193,12 @@ class V1Adapter:
     # ------------------------------------------------------------------ handlers
 
     def register_data_handler(self, handler: DataHandler) -> None:
-        """Set the one handler of incoming Prepares."""
+        """Set the one handler of incoming Prepares (RequestHandlerAlreadyRegisteredError if
+        one is set, TypeError if it is not callable, as `BtpPlugin`)."""
         if not callable(handler):
-            raise InvalidFieldsError("data handler must be a function")
+            raise TypeError(f"the data handler must be callable; got {handler!r}")
         if self._data_handler is not None:
-            raise DataHandlerAlreadyRegisteredError("data handler is already registered")
+            raise RequestHandlerAlreadyRegisteredError("a data handler is already registered")
         self._data_handler = handler
 
     def deregister_data_handler(self) -> None:
@@ -203,9 +208,9 @@ class V1Adapter:
     def register_money_handler(self, handler: MoneyHandler) -> None:
         """Set the money handler (kept for the interface; a v1 trustline never calls it)."""
         if not callable(handler):
-            raise InvalidFieldsError("money handler must be a function")
+            raise TypeError(f"the money handler must be callable; got {handler!r}")
         if self._money_handler is not None:
-            raise MoneyHandlerAlreadyRegisteredError("money handler is already registered")
+            raise RequestHandlerAlreadyRegisteredError("a money handler is already registered")
         self._money_handler = handler
 
     def deregister_money_handler(self) -> None:
@@ -226,13 +231,15 @@ class V1Adapter:
     async def send_data(self, data: bytes) -> bytes:
         """Send one ILPv4 Prepare over the v1 link; returns its Fulfill or Reject (bytes).
 
+        A transfer that is refused or cannot be sent (nothing moved) is answered with a Reject
+        made here (`compat_mapping.refusal_to_reject`: T04 for a balance limit, T01 for no
+        link, else the peer's code), as `BtpPlugin` answers; ilp-compat-plugin throws.
+
         Raises:
-            InvalidFieldsError: `data` is not bytes, or not a valid Prepare (the field named),
-                or the transfer is refused locally for its fields.
-            NotConnectedError: the plugin is not connected, or disconnected while waiting.
-            NotAcceptedError: the plugin's ``minBalance`` would be passed; nothing sent.
-            PeerError: the peer refused the transfer; nothing moved.
-            UnreachableError: the transfer could not be sent; nothing moved.
+            InvalidFieldsError: `data` is not bytes, or not a valid Prepare (the field named).
+            NotConnectedError: the plugin is not connected, or it disconnected while the
+                outcome was awaited (the outcome is then unknown here: the transfer settles by
+                its stored state once the plugin is connected again).
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidFieldsError(
@@ -247,7 +254,7 @@ class V1Adapter:
         try:
             prepare = ilp4.decode_prepare(data)
         except CodecError as error:
-            raise InvalidFieldsError(f"invalid Prepare {error.field}: {error}") from None
+            raise InvalidFieldsError(f"invalid Prepare {error.field}: {error.reason}") from None
         if prepare.destination == ILDCP_DESTINATION:
             return ildcp_answer(self._own_account(), self._plugin.get_info())
         if prepare.amount == 0:
@@ -272,11 +279,20 @@ class V1Adapter:
             # Sent, unanswered: the peer may hold it. Its Fulfill or Reject, or else the v1
             # plugin's expiry, resolves the future.
             log.info("transfer %s sent without an answer; waiting for its outcome", transfer_id)
+        except PeerError as error:
+            self._pending.pop(transfer_id, None)
+            return ilp4.encode_reject(refusal_to_reject(error, self._peer_account))
+        except NotConnectedError:
+            self._pending.pop(transfer_id, None)
+            raise
         except InvalidFieldsError:
             self._pending.pop(transfer_id, None)
             if prepare.expires_at.timestamp() <= time.time():
                 return self._expired_reject("the Prepare expired before it was sent")
             raise
+        except (NotAcceptedError, UnreachableError, StoreUnavailableError) as error:
+            self._pending.pop(transfer_id, None)
+            return ilp4.encode_reject(refusal_to_reject(error, self._own_account()))
         except BaseException:
             self._pending.pop(transfer_id, None)
             raise
@@ -303,7 +319,13 @@ class V1Adapter:
         except PeerTimeoutError:
             if prepare is None:
                 raise
-            return self._expired_reject("no answer from the peer in time")
+            return self._expired_reject("the peer did not answer in time")
+        except (PeerError, UnreachableError) as error:
+            if prepare is None:
+                raise
+            code = "T01" if isinstance(error, UnreachableError) else "T00"
+            text = f"the peer could not answer the Prepare: {error}"[: ilp4.MAX_MESSAGE_LENGTH]
+            return ilp4.encode_reject(ilp4.IlpReject(code, self._own_account(), text))
         ilp = response.get("ilp")
         if isinstance(ilp, str) and ilp:
             reply = b64_lenient(ilp)
@@ -316,11 +338,14 @@ class V1Adapter:
         if prepare is not None:
             try:
                 ilp4.decode_reply(reply)
-            except CodecError as error:
-                raise NotAcceptedError(
-                    f"the peer answered a zero-amount Prepare with no ILP Fulfill or Reject "
-                    f"({error})"
-                ) from None
+            except CodecError:
+                return ilp4.encode_reject(
+                    ilp4.IlpReject(
+                        "T00",
+                        self._own_account(),
+                        "the peer answered without an ILP Fulfill or Reject",
+                    )
+                )
         return reply
 
     def _on_outgoing_fulfill(self, transfer: Mapping[str, Any], fulfillment: str, ilp: Any) -> None:
@@ -354,7 +379,8 @@ class V1Adapter:
             packet = ilp4.encode_prepare(transfer_to_prepare(transfer))
         except CodecError as error:
             log.info("transfer %s cannot become an ILP Prepare: %s", transfer_id, error)
-            await self._reject(transfer_id, _reason("F01", f"invalid {error.field}: {error}"))
+            text = f"invalid {error.field}: {error.reason}"
+            await self._reject(transfer_id, _reason("F01", text))
             return
         handler = self._data_handler
         if handler is None:

@@ -52,6 +52,12 @@ from ilp_paychan.codec.ilp_compat import (
     decode_compat,
     encode_compat,
 )
+from ilp_paychan.errors import (
+    NotAcceptedError,
+    NotConnectedError,
+    PeerError,
+    UnreachableError,
+)
 
 __all__ = [
     "COMPAT_ERROR_NAMES",
@@ -67,6 +73,7 @@ __all__ = [
     "no_handler_reason",
     "prepare_to_transfer",
     "reason_to_reject",
+    "refusal_to_reject",
     "reject_to_reason",
     "transfer_to_prepare",
 ]
@@ -295,6 +302,32 @@ def reason_to_reject(reason: Mapping[str, Any] | None) -> ilp4.IlpReject:
     if len(data) > ilp4.MAX_DATA_LENGTH:
         data = b""
     return ilp4.IlpReject(code, triggered_by, message, data)
+
+
+def refusal_to_reject(error: BaseException, triggered_by: str) -> ilp4.IlpReject:
+    """The Reject `send_data` answers with when its LPI v1 transfer was refused or never sent
+    (nothing moved), where ilp-compat-plugin throws: a caller of the v2 interface (a connector,
+    a STREAM sender) needs a Reject to go on, as `BtpPlugin` gives one.
+
+    A limit refusal (`NotAcceptedError`: the peer's ``maxBalance`` or our ``minBalance``) is T04
+    Insufficient Liquidity; a peer or link that cannot take it now (`UnreachableError`) T01;
+    any other refusal of the peer keeps the peer's ILP code; anything else is T00.
+    """
+    if isinstance(error, NotAcceptedError):
+        code = "T04"
+    elif isinstance(error, UnreachableError | NotConnectedError):
+        code = "T01"
+    elif isinstance(error, PeerError) and len(error.code) == 3 and error.code.isascii():
+        code = error.code
+    else:
+        code = "T00"
+    if isinstance(error, PeerError):
+        text = f"the peer refused the transfer: {error.name}: {error}"
+    else:
+        text = f"the transfer was not sent: {type(error).__name__}: {error}"
+    if not is_valid_address(triggered_by):
+        triggered_by = ""
+    return ilp4.IlpReject(code, triggered_by, text[: ilp4.MAX_MESSAGE_LENGTH])
 
 
 def handler_failure_reason(error: BaseException, now: datetime) -> dict[str, Any]:
