@@ -1,7 +1,8 @@
 """Prometheus metrics and the `/status` snapshot of running plugins.
 
 Counters are fed by plugin events (`plugin.on`) and by the plugin's observer interface
-(`round_trip`, `link_changed`); gauges that need the store (balance, prepared count) are
+(`round_trip`, `link_changed`, and a v2 plugin's `packet`: ILPv4 packets by direction, type and
+reject code, see `v2.observe`); gauges that need the store (balance, prepared count) are
 refreshed on the asyncio loop just before each scrape, so the hot path pays for nothing but a
 counter increment. A private `CollectorRegistry` keeps two `serve`s in one process (tests)
 apart.
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ilp_paychan.v2.interface import PluginV2
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +122,30 @@ class Metrics:
             buckets=ROUND_TRIP_BUCKETS,
             registry=reg,
         )
+        self.v2_packets = Counter(
+            "ilp_paychan_v2_packets",
+            "ILPv4 packets and BTP 2.0 money transfers of a v2 plugin, by direction (of the"
+            " Prepare, or of the money), type (prepare, fulfill, reject, money) and reject code.",
+            ["ledger", "direction", "type", "code"],
+            registry=reg,
+        )
         self.ledgers: dict[str, LedgerState] = {}
 
     def attach(self, name: str, plugin: Any, info: dict[str, Any] | None = None) -> LedgerState:
         """Subscribes to a plugin's events and observer calls; `info` goes into /status as is."""
         state = LedgerState(name=name, plugin=plugin, info=dict(info or {}))
         self.ledgers[name] = state
-        for event, (attr, direction) in _EVENT_COUNTERS.items():
-            child = getattr(self, attr).labels(name, direction)
-            plugin.on(event, _Increment(child))
-        for attr in ("prepares", "fulfills", "rejects", "expiries"):
+        if isinstance(plugin, PluginV2):  # no transfer events: its observer counts packets
             for direction in DIRECTIONS:
-                getattr(self, attr).labels(name, direction)  # export zeros from the start
+                for kind in ("prepare", "fulfill", "money"):
+                    self.v2_packets.labels(name, direction, kind, "")
+        else:
+            for event, (attr, direction) in _EVENT_COUNTERS.items():
+                child = getattr(self, attr).labels(name, direction)
+                plugin.on(event, _Increment(child))
+            for attr in ("prepares", "fulfills", "rejects", "expiries"):
+                for direction in DIRECTIONS:
+                    getattr(self, attr).labels(name, direction)  # export zeros from the start
         self.connected.labels(name).set(0)
         self.reconnects.labels(name)
         add_observer = getattr(plugin, "add_observer", None)
@@ -208,6 +223,14 @@ class _Observer:
 
     def link_changed(self, up: bool) -> None:
         self._metrics.link_changed(self._state, up)
+
+    def packet(self, direction: str, kind: str, code: str) -> None:
+        key = f"{direction} {kind} {code}"
+        child = self._children.get(key)
+        if child is None:
+            child = self._metrics.v2_packets.labels(self._state.name, direction, kind, code)
+            self._children[key] = child
+        child.inc()
 
 
 async def _ledger_snapshot(state: LedgerState) -> dict[str, Any]:
