@@ -31,8 +31,10 @@ const DEFAULT_EXPIRY_MS = 30000
 // ---------------------------------------------------------------------------------------------
 // wire helpers
 
+let sink = (line) => process.stdout.write(line)
+
 function write (obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
+  sink(JSON.stringify(obj) + '\n')
 }
 
 function errorToWire (err, extra) {
@@ -878,10 +880,20 @@ async function main () {
   write(harness.ready())
 }
 
-process.on('unhandledRejection', (err) => write({ event: 'unhandled_rejection', error: errorToWire(err) }))
-process.on('uncaughtException', (err) => write({ event: 'uncaught_exception', error: errorToWire(err) }))
-
-main().catch((err) => {
-  write({ event: 'fatal', error: errorToWire(err) })
-  shutdown(3)
-})
+if (require.main === module) {
+  process.on('unhandledRejection', (err) => write({ event: 'unhandled_rejection', error: errorToWire(err) }))
+  process.on('uncaughtException', (err) => write({ event: 'uncaught_exception', error: errorToWire(err) }))
+  main().catch((err) => {
+    write({ event: 'fatal', error: errorToWire(err) })
+    shutdown(3)
+  })
+} else {
+  // bench/js uses the same connector set-up in its own process
+  setListenHost(HOST)
+  module.exports = {
+    Harness,
+    fulfillmentFor,
+    /** Where event lines go when used as a module (default stdout); `() => {}` drops them. */
+    setEventSink: (fn) => { sink = fn }
+  }
+}
