@@ -510,9 +510,16 @@ function lease (plugin, counts, address) {
     isConnected: () => plugin.isConnected(),
     sendData: async (data) => {
       counts.prepares++
-      const reply = await plugin.sendData(data)
+      let reply
+      try {
+        reply = await plugin.sendData(data)
+      } catch (err) {
+        counts.failed++
+        throw err
+      }
       if (reply[0] === IlpPacket.Type.TYPE_ILP_FULFILL) counts.fulfilled++
-      else counts.rejected++
+      else if (reply[0] === IlpPacket.Type.TYPE_ILP_REJECT) counts.rejected++
+      else counts.other++
       return reply
     },
     sendMoney: (amount) => plugin.sendMoney(amount),
@@ -598,7 +605,7 @@ class StreamClientHost {
       if (secret.length !== 32) throw new TypeError('secret must be 32 bytes (base64)')
     }
     const total = amountString(amount === undefined ? '0' : amount, 'amount')
-    const counts = { prepares: 0, fulfilled: 0, rejected: 0 }
+    const counts = { prepares: 0, fulfilled: 0, rejected: 0, failed: 0, other: 0 }
     const opts = { plugin: lease(this.plugin, counts, this.address), destinationAccount: destination, sharedSecret: secret }
     if (slippage !== undefined) opts.slippage = Number(slippage)
     if (exchangeRate !== undefined) opts.exchangeRate = Number(exchangeRate)
