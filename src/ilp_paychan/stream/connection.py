@@ -753,6 +753,7 @@ class Connection:
         if reply.code == "F99" and reply.data:
             packet = self._open_reply(out, reply.data, IlpPacketType.REJECT)
             if packet is not None:
+                self._apply_frames(packet.frames)
                 return ProbeResult(out.source_amount, delivered=packet.prepare_amount)
             return ProbeResult(out.source_amount, code="F99")
         if reply.code == "F08":
@@ -943,7 +944,6 @@ class Connection:
         if packet.sequence != out.sequence or packet.ilp_packet_type is not kind:
             return None
         self._remote_knows_address = True
-        self._apply_frames(packet.frames)
         return packet
 
     def handle_reply(self, out: OutgoingPacket, raw: bytes | None) -> float:
@@ -974,13 +974,15 @@ class Connection:
                 self._open_reply(out, reply.data, IlpPacketType.FULFILL) if reply.data else None
             )
             delivered = packet.prepare_amount if packet is not None else out.min_destination
+            # Settle first: the reply's StreamMaxMoney totals already include this packet.
+            self._settle(out, delivered)
             if packet is not None:
+                self._apply_frames(packet.frames)
                 for frame in packet.frames:
                     if isinstance(frame, StreamReceiptFrame):
                         stream = self._streams.get(frame.stream_id)
                         if stream is not None:
                             stream.receipt = frame.receipt
-            self._settle(out, delivered)
             return 0.0
 
         self.counters.rejected += 1
@@ -989,6 +991,7 @@ class Connection:
         if code == "F99" and reply.data:
             packet = self._open_reply(out, reply.data, IlpPacketType.REJECT)
             if packet is not None:
+                self._apply_frames(packet.frames)
                 if out.source_amount and packet.prepare_amount < out.min_destination:
                     return self._rate_fell(out, packet.prepare_amount)
                 self.counters.receiver_rejects_in_a_row += 1

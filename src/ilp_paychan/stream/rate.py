@@ -112,6 +112,7 @@ class RateProbe:
         self.rate: Fraction | None = None
         self.final_codes: list[str] = []
         self.temporary = False
+        self.last_temporary: str | None = None
 
     def volley(self) -> list[int]:
         """The amounts of the next volley (empty when there is nothing left to try)."""
@@ -136,6 +137,7 @@ class RateProbe:
         if result.code is not None:
             if result.code[:1] in ("T", "R"):
                 self.temporary = True
+                self.last_temporary = result.code
             else:
                 self.final_codes.append(result.code)
 

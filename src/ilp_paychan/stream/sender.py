@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..codec.errors import CodecError
 from ..codec.ilp4 import IlpReject, decode_reply
 from .connection import Connection, OutgoingPacket, State, final_error_of
-from .errors import ExchangeRateError, NoRouteError, StreamError
+from .errors import ExchangeRateError, InsufficientLiquidityError, NoRouteError, StreamError
 from .rate import RateProbe
 
 if TYPE_CHECKING:
@@ -271,6 +271,12 @@ class SendLoop:
                 if last_final is not None and probe.rate is None and not probe.temporary:
                     raise final_error_of(last_final)
                 if probe.temporary:
+                    if probe.volleys > conn.options.max_retries:
+                        raise InsufficientLiquidityError(
+                            f"temporary errors ({probe.last_temporary}) on every test packet "
+                            f"after {probe.volleys} tries",
+                            code=probe.last_temporary or "T00",
+                        )
                     await asyncio.sleep(conn._backoff(probe.volleys))
             if conn.state is State.CLOSED or self._stopped:
                 return
@@ -278,6 +284,11 @@ class SendLoop:
                 conn.set_rate(probe.rate, probe.max_packet_amount)
                 self._rate_done.set()
                 return
+            if probe.rate is None and probe.last_temporary is not None:
+                raise InsufficientLiquidityError(
+                    f"temporary errors ({probe.last_temporary}) on every test packet",
+                    code=probe.last_temporary,
+                )
             raise ExchangeRateError(
                 "could not measure the exchange rate: no test packet reached the receiver"
                 if probe.rate is None
