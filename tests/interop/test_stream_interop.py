@@ -1,0 +1,105 @@
+"""STREAM between us and ilp-protocol-stream 2.7.2-alpha.3, through ilp-connector 23.
+
+Our `BtpPlugin` is a child account of the connector (BTP 2.0, address by ILDCP); the JS end hosts
+sit on accounts of their own. Python `pay`/`connect` pay a JS STREAM server (money and data, one
+payment above the path's maximum packet amount so F08 sizes the packets), and a JS STREAM client
+pays our `StreamServer` (money and data). Totals must agree exactly on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ilp_paychan.stream import StreamServer, connect, pay
+from ilp_paychan.v2.plugin import BtpPlugin
+
+from .connector import ConnectorHarness, HarnessFactory
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
+
+MAX_PACKET = 2000
+
+
+def _config() -> dict[str, Any]:
+    return {
+        "address": "test.conn",
+        "accounts": {
+            "py": {"type": "btp-server", "secret": "py-secret", "maxPacketAmount": str(MAX_PACKET)}
+        },
+        "hosts": {
+            "srv": {"kind": "stream-server"},
+            "cli": {"kind": "stream-client", "account": {"maxPacketAmount": str(MAX_PACKET)}},
+        },
+    }
+
+
+@pytest.fixture
+async def harness(harnesses: HarnessFactory) -> ConnectorHarness:
+    return await harnesses.start(_config())
+
+
+@pytest.fixture
+async def plugin(harness: ConnectorHarness) -> AsyncIterator[BtpPlugin]:
+    ours = BtpPlugin({"server": harness.account_url("py")})
+    await ours.connect()
+    try:
+        yield ours
+    finally:
+        await ours.disconnect()
+
+
+@pytest.mark.parametrize("amount", [1, 1500, 60_000])
+async def test_python_pays_js_server(
+    harness: ConnectorHarness, plugin: BtpPlugin, amount: int
+) -> None:
+    destination, secret = await harness.generate("srv", connection_tag="py-pays")
+    receipt = await pay(plugin, destination, secret, amount, timeout=60)
+    assert receipt.amount_sent == receipt.amount_delivered == amount
+    assert receipt.destination_asset == ("XRP", 9)
+    if amount > MAX_PACKET:
+        assert receipt.packets_fulfilled >= amount // MAX_PACKET
+    received = await harness.received("srv")
+    assert received["connections"][destination]["total"] == str(amount)
+    assert not harness.events_named("stream_error")
+
+
+async def test_python_sends_money_and_data_to_js_server(
+    harness: ConnectorHarness, plugin: BtpPlugin
+) -> None:
+    destination, secret = await harness.generate("srv")
+    conn = await connect(plugin, destination, secret)
+    stream = conn.create_stream()
+    stream.write(b"invoice 7")
+    await asyncio.wait_for(stream.send_money(4321), 30)
+    await asyncio.wait_for(stream.drain(), 30)
+    await conn.close(timeout=10)
+    event = await harness.wait_event("stream_data", connection=destination)
+    assert base64.b64decode(event["data"]) == b"invoice 7"
+    money = harness.events_named("stream_money", connection=destination)
+    assert sum(int(e["amount"]) for e in money) == conn.total_delivered == 4321
+    assert not harness.events_named("stream_error")
+
+
+@pytest.mark.parametrize("amount", [1, 60_000])
+async def test_js_client_pays_python_server(
+    harness: ConnectorHarness, plugin: BtpPlugin, amount: int
+) -> None:
+    server = StreamServer(plugin, server_secret=bytes(range(32)))
+    await server.listen()
+    assert server.address == "test.conn.py"
+    destination, secret = server.generate_address_and_secret("js-pays")
+    receipt = await harness.pay(
+        "cli", amount, destination=destination, secret=secret, data=b"hello python"
+    )
+    assert receipt["sent"] == receipt["delivered"] == str(amount)
+    conn = await asyncio.wait_for(server.accept(), 10)
+    assert conn.connection_tag == "js-pays"
+    assert conn.total_received == amount
+    incoming = await asyncio.wait_for(conn.accept_stream(), 10)
+    assert await asyncio.wait_for(incoming.read(), 10) == b"hello python"
+    await server.close()
