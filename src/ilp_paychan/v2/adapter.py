@@ -64,6 +64,7 @@ from .compat_mapping import (
     reject_to_reason,
     transfer_to_prepare,
 )
+from .errors import InvalidInputError
 from .interface import V2_EVENTS, DataHandler, MoneyHandler
 
 __all__ = ["V1Adapter"]
@@ -223,9 +224,9 @@ class V1Adapter:
         """Checks `amount` and does nothing else, as ilp-compat-plugin: on a v1 trustline every
         fulfilled transfer already moved the balance, and settlement is the plugin's."""
         if type(amount) is not str or not amount.isdigit() or not amount.isascii():
-            raise InvalidFieldsError(
-                f"invalid amount: expected a decimal string of a non-negative integer; "
-                f"got {amount!r}"
+            raise InvalidInputError(
+                f"expected a decimal string of a non-negative integer; got {amount!r}",
+                field="amount",
             )
 
     async def send_data(self, data: bytes) -> bytes:
@@ -236,15 +237,15 @@ class V1Adapter:
         link, else the peer's code), as `BtpPlugin` answers; ilp-compat-plugin throws.
 
         Raises:
-            InvalidFieldsError: `data` is not bytes, or not a valid Prepare (the field named).
+            InvalidInputError: `data` is not bytes, or not a valid Prepare (``field`` names
+                the field; an `InvalidFieldsError` and a `ValueError`, as `BtpPlugin` raises).
             NotConnectedError: the plugin is not connected, or it disconnected while the
                 outcome was awaited (the outcome is then unknown here: the transfer settles by
                 its stored state once the plugin is connected again).
         """
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidFieldsError(
-                f"invalid data: send_data takes the bytes of an ILP packet; "
-                f"got {type(data).__name__}"
+            raise InvalidInputError(
+                f"expected the ILP packet as bytes; got {type(data).__name__}", field="data"
             )
         data = bytes(data)
         if not self._plugin.is_connected():
@@ -254,7 +255,7 @@ class V1Adapter:
         try:
             prepare = ilp4.decode_prepare(data)
         except CodecError as error:
-            raise InvalidFieldsError(f"invalid Prepare {error.field}: {error.reason}") from None
+            raise InvalidInputError(error.reason, field=error.field) from None
         if prepare.destination == ILDCP_DESTINATION:
             return ildcp_answer(self._own_account(), self._plugin.get_info())
         if prepare.amount == 0:
