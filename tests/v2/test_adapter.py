@@ -627,3 +627,23 @@ async def test_the_adapter_waits_for_running_handlers_before_disconnecting(sides
     await sides.server.disconnect()
     assert await call == ilp4.IlpFulfill(preimage)
     await sides.server.connect()
+
+
+async def test_an_adapter_made_after_connect_knows_the_accounts() -> None:
+    server = Plugin(server_options())
+    await server.connect()
+    port = server.listener_port
+    assert port is not None
+    client = Plugin(client_options(port))
+    await client.connect()
+    a, b = V1Adapter(server), V1Adapter(client)
+    try:
+        packet, preimage = prepare(4)
+        records: list[dict[str, Any]] = []
+        server.on("incoming_prepare", records.append)
+        a.register_data_handler(fulfiller(by_condition(preimage)))
+        assert await send(b, packet) == ilp4.IlpFulfill(preimage)
+        assert (records[0]["from"], records[0]["ledger"]) == (client.get_account(), PREFIX)
+    finally:
+        await b.disconnect()
+        await a.disconnect()

@@ -186,6 +186,7 @@ class V1Adapter:
         self._prefix = prefix if isinstance(prefix, str) else ""
 
     def _own_account(self) -> str:
+        """Our account (remembered at `connect`; read now if wrapped after it)."""
         if self._account is None:
             self._remember_accounts()
         assert self._account is not None
@@ -263,12 +264,9 @@ class V1Adapter:
         if prepare.expires_at.timestamp() <= time.time():
             return self._expired_reject("the Prepare expired before it was sent")
         transfer_id = str(uuid.uuid4())
+        account = self._own_account()  # first: it fills in the peer's account and the prefix
         transfer = prepare_to_transfer(
-            prepare,
-            transfer_id,
-            to=self._peer_account or self._plugin.get_peer_account(),
-            from_=self._own_account(),
-            ledger=self._prefix,
+            prepare, transfer_id, to=self._peer_account, from_=account, ledger=self._prefix
         )
         if not transfer["ledger"]:
             del transfer["ledger"]
@@ -308,11 +306,8 @@ class V1Adapter:
     async def _send_message(self, data: bytes, prepare: ilp4.IlpPrepare | None) -> bytes:
         """A packet that is not a paying Prepare goes as a v1 message with ``ilp`` = the packet,
         and the answer's ``ilp`` is the reply (ilp-compat-plugin's path for non-Prepares)."""
-        message: dict[str, Any] = {
-            "to": self._peer_account or self._plugin.get_peer_account(),
-            "from": self._own_account(),
-            "ilp": b64url(data),
-        }
+        account = self._own_account()
+        message: dict[str, Any] = {"to": self._peer_account, "from": account, "ilp": b64url(data)}
         if self._prefix:
             message["ledger"] = self._prefix
         try:
