@@ -39,7 +39,9 @@ async def test_pay_in_many_packets_with_exact_totals() -> None:
     link = LinkedPlugins(rate=Fraction(3, 2), max_packet_amount=1000)
     server, address, secret = await listening(link)
     seen: list[tuple[str | None, int]] = []
-    server.on_money(lambda conn, s, amount: seen.append((conn.connection_tag, amount)))
+    totals: list[int] = []
+    server.on_money(lambda conn, amount, total: seen.append((conn.connection_tag, amount)))
+    server.on_money(lambda conn, amount, total: totals.append(total))
     progress: list[tuple[int, int]] = []
     receipt = await stream.pay(
         link.alice, address, secret, 123_457, on_progress=lambda s, d: progress.append((s, d))
@@ -55,6 +57,7 @@ async def test_pay_in_many_packets_with_exact_totals() -> None:
     assert receipt.amount_delivered == link.alice.tally.destination_fulfilled
     assert link.alice.tally.source_fulfilled == 123_457
     assert {tag for tag, _ in seen} == {"order-7"}
+    assert totals[-1] == receipt.amount_delivered
     assert progress[-1] == (123_457, receipt.amount_delivered)
     await server.close()
 
@@ -233,7 +236,7 @@ def test_delivered_is_what_the_server_received(
         link = LinkedPlugins(rate=rate, max_packet_amount=max_packet)
         server, address, secret = await listening(link)
         got: list[int] = []
-        server.on_money(lambda conn, s, a: got.append(a))
+        server.on_money(lambda conn, a, total: got.append(a))
         receipt = await stream.pay(
             link.alice, address, secret, amount, min_exchange_rate=rate * Fraction(9, 10)
         )

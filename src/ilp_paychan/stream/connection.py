@@ -358,7 +358,8 @@ class Connection:
         self._stream_callbacks.append(callback)
 
     def on_money(self, callback: ConnectionMoneyCallback) -> None:
-        """Call ``callback(stream, amount)`` for every amount received on any stream."""
+        """Call ``callback(stream, amount)`` for every amount received on any stream
+        (``total_received`` already includes it)."""
         self._money_callbacks.append(callback)
 
     def on_close(self, callback: Callable[[Connection], object]) -> None:
@@ -516,6 +517,7 @@ class Connection:
             if stream is not None:
                 stream._receive_data(f.offset, f.data)
         receipts: list[Frame] = []
+        self._total_received += amount
         for sid, part in split:
             stream = self._streams[sid]
             stream._receive_money(part)
@@ -530,7 +532,6 @@ class Connection:
                         ),
                     )
                 )
-        self._total_received += amount
         self.counters.fulfilled += 1
 
         reply.insert(0, ConnectionMaxDataFrame(self._max_connection_offset()))

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CLOSED_REMEMBERED: Final = 1024
 
 ConnectionCallback = Callable[[Connection], object]
-MoneyCallback = Callable[[Connection, DataAndMoneyStream, int], object]
+MoneyCallback = Callable[[Connection, int, int], object]
 
 
 class StreamServer:
@@ -198,7 +198,8 @@ class StreamServer:
         self._connection_callbacks.append(callback)
 
     def on_money(self, callback: MoneyCallback) -> None:
-        """Call ``callback(connection, stream, amount)`` for every amount received."""
+        """Call ``callback(connection, amount, total)`` for every amount received, ``total``
+        being the connection's ``total_received`` with it (per stream: `Connection.on_money`)."""
         self._money_callbacks.append(callback)
 
     async def accept(self) -> Connection:
@@ -287,6 +288,6 @@ def _bind_money(
     callback: MoneyCallback, conn: Connection
 ) -> Callable[[DataAndMoneyStream, int], object]:
     def on_money(stream: DataAndMoneyStream, amount: int) -> object:
-        return callback(conn, stream, amount)
+        return callback(conn, amount, conn.total_received)
 
     return on_money
