@@ -1,0 +1,147 @@
+"""The plugin config file of `pay`, `receive`: one plugin, v1 or v2, in `serve`'s file shape.
+
+Accepted documents:
+- what `serve --config` reads (one options object, or a ledger map) with exactly one ledger of
+  this package's v1 plugin: built as `Plugin(options)` behind `V1Adapter`;
+- a ledger map whose one entry names ``"plugin": "ilp-plugin-btp"`` (as ilp-connector's account
+  configs do), or one options object with ``"plugin": "ilp-plugin-btp"`` among its keys: built as
+  `BtpPlugin(options)` (BTP 2.0).
+
+`serve` itself runs v1 ledgers only (it skips other entries, as before); this loader is the one
+place that knows the v2 entry. Errors are `ConfigError`s, one line naming the ledger and field,
+secrets masked, as `serve` prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ilp_paychan.errors import InvalidFieldsError
+from ilp_paychan.shell.config import (
+    ConfigError,
+    _resolve_tls_files,
+    load_document,
+    mask_secrets,
+    parse_settings,
+)
+
+__all__ = ["V2_PLUGIN_NAMES", "PluginSpec", "load_plugin_spec"]
+
+#: The `plugin` names this loader builds as `BtpPlugin`.
+V2_PLUGIN_NAMES = ("ilp-plugin-btp",)
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """The one plugin a config file describes, checked, ready to build."""
+
+    name: str
+    kind: Literal["v1", "btp"]
+    options: dict[str, Any]
+
+    def build(self) -> Any:
+        """A plugin with the v2 interface (no I/O yet): `BtpPlugin`, or `V1Adapter(Plugin)`.
+
+        Raises:
+            ConfigError: the plugin's constructor refused the options (secrets masked).
+        """
+        from ilp_paychan.errors import PluginError
+
+        try:
+            if self.kind == "btp":
+                from ilp_paychan.v2.plugin import BtpPlugin
+
+                return BtpPlugin(self.options)
+            from ilp_paychan import Plugin
+            from ilp_paychan.v2.adapter import V1Adapter
+
+            return V1Adapter(Plugin(self.options))
+        except (PluginError, ValueError, TypeError) as exc:
+            message = mask_secrets(str(exc), self.options)
+            raise ConfigError(message, ledger=self.name) from None
+
+    def listener_address(self) -> str | None:
+        """The ILP address a BTP listener gives itself (`address`, or the parent of what its
+        `ildcp` hands out): a listener is the parent of its link, so it cannot ask ILDCP."""
+        if self.kind != "btp" or "listener" not in self.options:
+            return None
+        from ilp_paychan.v2.options import check_btp_options
+
+        address = check_btp_options(self.options).address
+        return address or None
+
+
+def load_plugin_spec(path: str, data_dir: str) -> PluginSpec:
+    """Read and check a config file that describes exactly one plugin.
+
+    Raises:
+        ConfigError: one line naming the ledger and the field.
+    """
+    document = load_document(path)
+    base = Path(path).parent
+    if isinstance(document, dict) and document.get("plugin") in V2_PLUGIN_NAMES:
+        options = {k: v for k, v in document.items() if k != "plugin"}
+        return _btp_spec("(options)", options, base, "")
+    if isinstance(document, dict) and document and not _looks_like_options(document):
+        v2 = [key for key, value in document.items() if _names_v2(value)]
+        if v2:
+            if len(document) != 1:
+                raise ConfigError(
+                    f"config {path}: expected one ledger for this command, found "
+                    + ", ".join(json.dumps(key) for key in document)
+                )
+            entry = document[v2[0]]
+            extra = sorted(set(entry) - {"plugin", "options", "currency"})
+            if extra:
+                raise ConfigError("unknown field", ledger=v2[0], field=extra[0])
+            options = entry.get("options")
+            if not isinstance(options, dict):
+                raise ConfigError("expected an object", ledger=v2[0], field="options")
+            return _btp_spec(v2[0], options, base, "options.")
+    settings = parse_settings(document, data_dir, base)
+    ledgers = settings.ledgers
+    if len(ledgers) != 1 or settings.skipped:
+        names = [ledger.name for ledger in ledgers] + [name for name, _ in settings.skipped]
+        raise ConfigError(
+            f"config {path}: expected one ledger for this command, found "
+            + ", ".join(json.dumps(name) for name in names)
+        )
+    ledger = ledgers[0]
+    if ledger.receiver_secret is not None:
+        raise ConfigError(
+            "is for serve's test receiver; pay and receive use STREAM",
+            ledger=ledger.name,
+            field="receiverSecret",
+        )
+    return PluginSpec(name=ledger.name, kind="v1", options=dict(ledger.options))
+
+
+def _looks_like_options(document: dict[str, Any]) -> bool:
+    from ilp_paychan.plugin.options import PLUGIN_OPTIONS
+
+    return bool(PLUGIN_OPTIONS.intersection(document)) or "receiverSecret" in document
+
+
+def _names_v2(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("plugin") in V2_PLUGIN_NAMES
+
+
+def _btp_spec(name: str, raw: dict[str, Any], base: Path, where: str) -> PluginSpec:
+    from ilp_paychan.v2.options import check_btp_options
+
+    options = dict(raw)
+    try:
+        check_btp_options(options)
+    except InvalidFieldsError as exc:
+        secrets = {**options, "token": options.get("btpToken")}
+        listener = options.get("listener")
+        if isinstance(listener, dict):
+            secrets["incomingSecret"] = listener.get("secret")
+        raise ConfigError(
+            mask_secrets(str(exc), secrets), ledger=name, field=where.rstrip(".") or None
+        ) from None
+    _resolve_tls_files(options, base, name, where)
+    return PluginSpec(name=name, kind="btp", options=options)
