@@ -21,7 +21,9 @@ decides whether a Fulfill counts, so its answer settles the notice:
   nothing is reverted, a warning is logged. (The reference answers F00 TypeError to a Fulfill of
   any transfer it has settled, fulfilled or cancelled alike, so that answer cannot decide.)
 - A timeout or a lost connection: no answer; the notice stays and is sent again. While the link
-  is down nothing is sent by the background task: the link's coming up wakes it.
+  is down nothing is sent by the background task: the link's coming up wakes it, and it also
+  looks at the link every `LINK_RECHECK` seconds, since a socket that authenticates while the
+  old one is still closing takes over with no link event (`PeerLink.on_state_change`).
 
 A Fulfill notice is re-sent, after the transfer's expiry too, until the sender answers: that is
 what makes both sides agree in the end. The back-off (0.25 s doubling to 5 s) restarts whenever
@@ -77,6 +79,8 @@ NOTICE_BACKOFF_MAX = 5.0
 NOTICE_BACKOFF_MIN = 0.25
 #: Pause between two tries within one `deliver_until` wait (after a dropped connection).
 RETRY_PAUSE = 0.1
+#: How often the background task looks whether the link is open again while it waits for it.
+LINK_RECHECK = 1.0
 
 _ALREADY_CANCELLED = AlreadyRolledBackError.ilp_code  # F05, from us and from the reference
 
@@ -204,8 +208,9 @@ class PeerNotices:
 
     async def deliver(self, entry: Entry) -> Answer:
         """Send a settled transfer's Fulfill/Reject once, if the link is open, and act on the
-        answer. With no open link it sends nothing: the link's coming up starts re-delivery."""
+        answer. With no open link it sends nothing and leaves it to the background task."""
         if not self._link_open():
+            self.kick()
             return _UNANSWERED
         with self.holding(entry.id):
             answer = await self._send(entry, None, None)
@@ -352,16 +357,32 @@ class PeerNotices:
                     backoff = NOTICE_BACKOFF_MIN
                     continue
                 if not self._link_open():
-                    return  # the link's coming back up kicks us again
-                try:
-                    async with asyncio.timeout(backoff):
-                        await self._wake.wait()
+                    await self._link_back()
                     backoff = NOTICE_BACKOFF_MIN
-                except TimeoutError:
+                elif await self._woken_within(backoff):
+                    backoff = NOTICE_BACKOFF_MIN
+                else:
                     backoff = min(backoff * 2, NOTICE_BACKOFF_MAX)
         finally:
             if self._worker is asyncio.current_task():
                 self._worker = None
+
+    async def _link_back(self) -> None:
+        """Wait until the link is open again or a kick comes. Ending here instead would strand
+        the notices: a socket that replaces one still closing (its handlers not done) becomes
+        the active one without the link ever being reported down, so no "up" follows."""
+        while self._active() and not self._link_open():
+            if await self._woken_within(LINK_RECHECK):
+                return
+
+    async def _woken_within(self, seconds: float) -> bool:
+        """True when `kick()` came within `seconds` (or before, since the round began)."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _round(self) -> bool | None:
         """Send every stored notice nobody else is sending: None when there is none, else
