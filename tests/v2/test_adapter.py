@@ -28,7 +28,11 @@ from ilp_paychan.errors import (
     RequestHandlerAlreadyRegisteredError,
 )
 from ilp_paychan.v2 import PluginV2
-from ilp_paychan.v2.errors import InvalidInputError
+from ilp_paychan.v2.errors import (
+    DataHandlerAlreadyRegisteredError,
+    InvalidInputError,
+    MoneyHandlerAlreadyRegisteredError,
+)
 from testkit.waiting import wait_until
 
 PREFIX = "example.red."
@@ -152,11 +156,15 @@ def test_one_adapter_per_plugin_and_one_handler_each() -> None:
         return None
 
     adapter.register_data_handler(handler)
-    with pytest.raises(RequestHandlerAlreadyRegisteredError):
+    with pytest.raises(DataHandlerAlreadyRegisteredError):
+        adapter.register_data_handler(handler)
+    with pytest.raises(RequestHandlerAlreadyRegisteredError):  # what older code catches
         adapter.register_data_handler(handler)
     adapter.deregister_data_handler()
     adapter.register_data_handler(handler)
     adapter.register_money_handler(money)
+    with pytest.raises(MoneyHandlerAlreadyRegisteredError):
+        adapter.register_money_handler(money)
     with pytest.raises(RequestHandlerAlreadyRegisteredError):
         adapter.register_money_handler(money)
     adapter.deregister_money_handler()

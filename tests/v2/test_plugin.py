@@ -11,9 +11,18 @@ import pytest
 from ilp_paychan.codec import ilp4
 from ilp_paychan.codec.btp import ContentType, Message, ProtocolData
 from ilp_paychan.codec.ilp4 import IlpPrepare
-from ilp_paychan.errors import NotAcceptedError, NotConnectedError, PeerError
+from ilp_paychan.errors import (
+    NotAcceptedError,
+    NotConnectedError,
+    PeerError,
+    RequestHandlerAlreadyRegisteredError,
+)
 from ilp_paychan.v2.accounting import PassThrough
-from ilp_paychan.v2.errors import DataHandlerAlreadyRegisteredError, InvalidInputError
+from ilp_paychan.v2.errors import (
+    DataHandlerAlreadyRegisteredError,
+    InvalidInputError,
+    MoneyHandlerAlreadyRegisteredError,
+)
 from ilp_paychan.v2.plugin import BtpPlugin
 
 from .conftest import LOOPBACK, SECRET, Pair, eventually, fulfill, prepare
@@ -149,10 +158,21 @@ async def test_handlers_register_once() -> None:
     plugin.register_data_handler(fulfil_all)
     with pytest.raises(DataHandlerAlreadyRegisteredError):
         plugin.register_data_handler(fulfil_all)
+    with pytest.raises(RequestHandlerAlreadyRegisteredError):  # what older code catches
+        plugin.register_data_handler(fulfil_all)
     plugin.deregister_data_handler()
     plugin.register_data_handler(fulfil_all)
     with pytest.raises(TypeError):
         plugin.register_money_handler("not callable")  # type: ignore[arg-type]
+
+    async def money(amount: str) -> None:
+        return None
+
+    plugin.register_money_handler(money)
+    with pytest.raises(MoneyHandlerAlreadyRegisteredError):
+        plugin.register_money_handler(money)
+    with pytest.raises(RequestHandlerAlreadyRegisteredError):
+        plugin.register_money_handler(money)
 
 
 async def test_a_wrong_token_is_refused_at_connect(pair: Pair) -> None:

@@ -42,7 +42,6 @@ from ilp_paychan.errors import (
     PeerError,
     PeerTimeoutError,
     PluginError,
-    RequestHandlerAlreadyRegisteredError,
     StoreUnavailableError,
     UnreachableError,
 )
@@ -64,7 +63,11 @@ from .compat_mapping import (
     reject_to_reason,
     transfer_to_prepare,
 )
-from .errors import InvalidInputError
+from .errors import (
+    DataHandlerAlreadyRegisteredError,
+    InvalidInputError,
+    MoneyHandlerAlreadyRegisteredError,
+)
 from .interface import V2_EVENTS, DataHandler, MoneyHandler
 
 __all__ = ["V1Adapter"]
@@ -195,12 +198,12 @@ class V1Adapter:
     # ------------------------------------------------------------------ handlers
 
     def register_data_handler(self, handler: DataHandler) -> None:
-        """Set the one handler of incoming Prepares (RequestHandlerAlreadyRegisteredError if
-        one is set, TypeError if it is not callable, as `BtpPlugin`)."""
+        """Set the one handler of incoming Prepares (DataHandlerAlreadyRegisteredError if one
+        is set, TypeError if it is not callable, as `BtpPlugin`)."""
         if not callable(handler):
             raise TypeError(f"the data handler must be callable; got {handler!r}")
         if self._data_handler is not None:
-            raise RequestHandlerAlreadyRegisteredError("a data handler is already registered")
+            raise DataHandlerAlreadyRegisteredError("a data handler is already registered")
         self._data_handler = handler
 
     def deregister_data_handler(self) -> None:
@@ -212,7 +215,7 @@ class V1Adapter:
         if not callable(handler):
             raise TypeError(f"the money handler must be callable; got {handler!r}")
         if self._money_handler is not None:
-            raise RequestHandlerAlreadyRegisteredError("a money handler is already registered")
+            raise MoneyHandlerAlreadyRegisteredError("a money handler is already registered")
         self._money_handler = handler
 
     def deregister_money_handler(self) -> None:

@@ -2,7 +2,9 @@
 
 Why separate classes: a program registering a second data or money handler has a bug of its own
 to fix, and ilp-plugin-btp and ilp-compat-plugin name exactly these two, so a caller can catch
-them by name whichever plugin sits behind the interface. Both are `PluginError`s (code F00).
+them by name whichever plugin sits behind the interface (`BtpPlugin` and `V1Adapter` both raise
+them). Both are also `RequestHandlerAlreadyRegisteredError`s (the v1 plugin's, code F00), so a
+caller that catches that keeps working.
 
 Bad input to `BtpPlugin` is an `InvalidInputError`: an `InvalidFieldsError` (malformed input,
 F01) that is also a `ValueError`, as a codec error is, naming the field. `IldcpError` is
@@ -11,7 +13,7 @@ F01) that is also a `ValueError`, as a codec error is, naming the field. `IldcpE
 
 from __future__ import annotations
 
-from ilp_paychan.errors import InvalidFieldsError, PluginError
+from ilp_paychan.errors import InvalidFieldsError, PluginError, RequestHandlerAlreadyRegisteredError
 
 __all__ = [
     "DataHandlerAlreadyRegisteredError",
@@ -21,11 +23,11 @@ __all__ = [
 ]
 
 
-class DataHandlerAlreadyRegisteredError(PluginError):
+class DataHandlerAlreadyRegisteredError(RequestHandlerAlreadyRegisteredError):
     """`register_data_handler` while a handler is set (deregister it first)."""
 
 
-class MoneyHandlerAlreadyRegisteredError(PluginError):
+class MoneyHandlerAlreadyRegisteredError(RequestHandlerAlreadyRegisteredError):
     """`register_money_handler` while a handler is set (deregister it first)."""
 
 
