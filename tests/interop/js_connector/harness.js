@@ -204,6 +204,7 @@ class PluginHost {
     this.mode = spec.mode || (spec.kind === 'sender' ? 'reject' : 'fulfil')
     this.rejectCode = spec.code || 'F99'
     this.rejectMessage = spec.message || 'rejected by the harness'
+    this.rejectData = fromB64(spec.rejectData, 'hosts.' + name + '.rejectData')
     this.fulfillData = fromB64(spec.fulfillData, 'hosts.' + name + '.fulfillData')
     this.quiet = !!spec.quiet
     this.address = spec.address || null
@@ -216,7 +217,11 @@ class PluginHost {
   makePlugin (server) {
     const options = Object.assign({}, this.spec.pluginOptions || {})
     if (server) options.server = server
-    else options.listener = { port: 0, secret: this.spec.listener.secret, wsOpts: { host: HOST, port: 0 } }
+    else {
+      // a fixed `listener.port` lets a restarted harness come back where its client redials
+      const port = this.spec.listener.port || 0
+      options.listener = { port, secret: this.spec.listener.secret, wsOpts: { host: HOST, port } }
+    }
     const plugin = new BtpPlugin(options)
     plugin.on('connect', () => write({ event: 'connect', host: this.name }))
     plugin.on('disconnect', () => write({ event: 'disconnect', host: this.name }))
@@ -266,7 +271,7 @@ class PluginHost {
       outcome = 'reject'
       this.counts.rejected++
       reply = IlpPacket.serializeIlpReject({
-        code: this.rejectCode, triggeredBy: this.address || '', message: this.rejectMessage, data: Buffer.alloc(0)
+        code: this.rejectCode, triggeredBy: this.address || '', message: this.rejectMessage, data: this.rejectData
       })
     }
     if (!this.quiet) {
@@ -803,13 +808,14 @@ class Harness {
         await this.host(host, plugins).plugin.sendMoney(amountString(amount, 'amount'))
         return {}
       },
-      set_mode: ({ host, mode, code, message, fulfillData }) => {
+      set_mode: ({ host, mode, code, message, fulfillData, rejectData }) => {
         const h = this.host(host, plugins)
         if (!['fulfil', 'reject', 'hang'].includes(mode)) throw new TypeError('mode must be fulfil, reject or hang')
         h.mode = mode
         if (code !== undefined) h.rejectCode = code
         if (message !== undefined) h.rejectMessage = message
         if (fulfillData !== undefined) h.fulfillData = fromB64(fulfillData, 'fulfillData')
+        if (rejectData !== undefined) h.rejectData = fromB64(rejectData, 'rejectData')
         return { mode }
       },
       counts: ({ host }) => Object.assign({}, this.host(host, plugins).counts),
