@@ -14,6 +14,7 @@ secrets masked, as `serve` prints them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,13 @@ class PluginSpec:
         """
         from ilp_paychan.errors import PluginError
 
+        store = self.options.get("store")
+        if isinstance(store, str) and store.startswith("sqlite:///"):
+            # as serve does: "store": true names a file in --data-dir, which may not exist yet
+            with contextlib.suppress(OSError):
+                Path(store[len("sqlite:///") :].split("?", 1)[0]).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
         try:
             if self.kind == "btp":
                 from ilp_paychan.v2.plugin import BtpPlugin

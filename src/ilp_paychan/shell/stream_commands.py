@@ -326,6 +326,8 @@ async def _pay(args: argparse.Namespace, plugin: Any, out: Output) -> int:
             )
         except spsp.InvalidPointerError as exc:
             return fail("pay", f"--to: {exc.reason}", EXIT_USAGE)
+        except spsp.SpspTimeoutError as exc:
+            return fail("pay", f"SPSP: {exc}", EXIT_TIMEOUT)
         except spsp.SpspError as exc:
             return fail("pay", f"SPSP: {exc}", EXIT_SPSP)
         try:

@@ -21,6 +21,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -589,8 +590,11 @@ def _http_error(url: str, status: int, reason: str, body: bytes) -> SpspHttpErro
 
 def _reason(exc: BaseException) -> str:
     os_error = getattr(exc, "os_error", None)
-    if isinstance(os_error, OSError) and os_error.strerror:
-        return os_error.strerror
+    if isinstance(os_error, OSError):
+        if os_error.errno and os_error.errno > 0:  # not asyncio's "Connect call failed (...)"
+            return os.strerror(os_error.errno)
+        if os_error.strerror:
+            return os_error.strerror
     return _clip(str(exc) or type(exc).__name__, 160)
 
 
