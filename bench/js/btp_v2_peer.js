@@ -4,7 +4,9 @@
 //
 //   node bench/js/btp_v2_peer.js pair --count=N --in-flight=K --warmup=W
 //     Two plugins in this process: a listener that fulfils every Prepare and a client that sends
-//     N Prepares (after W warm-up ones) with K outstanding. Prints {count, inFlight, seconds, rate}.
+//     N Prepares (after W warm-up ones) with K outstanding. Prints {"warm": true} after the
+//     warm-up, then {count, inFlight, seconds, rate, failed, cpu_s} (cpu_s: this process's CPU
+//     over the measured part).
 //   node bench/js/btp_v2_peer.js listener [--secret=S]
 //     A listener that fulfils every Prepare; prints {"port"} once bound; exits when stdin closes.
 //     Pair it with any client (ours or the one below).
@@ -86,10 +88,14 @@ async function run (client, { count, inFlight, warmup }) {
     return failed
   }
   await batch(warmup)
+  console.log(JSON.stringify({ warm: true }))
+  const cpu0 = process.cpuUsage()
   const t0 = process.hrtime.bigint()
   const failed = await batch(count)
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  return { impl: 'ilp-plugin-btp 1.5.0', count, inFlight, seconds, rate: count / seconds, failed }
+  const cpu = process.cpuUsage(cpu0)
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6
+  return { impl: 'ilp-plugin-btp 1.5.0', count, inFlight, seconds, rate: count / seconds, failed, cpu_s: cpuSeconds }
 }
 
 function params () {

@@ -1,0 +1,435 @@
+"""`send_data` round trips per second over BTP 2.0: our BtpPlugin and ilp-plugin-btp 1.5.0.
+
+Every pairing is a listener process and a client process on 127.0.0.1 (bench/btp_v2_peer.py for
+ours, bench/js/btp_v2_peer.js for ilp-plugin-btp as pinned in tests/interop/js_connector); the
+listener's data handler fulfils every Prepare with sha256(data), the client keeps `in flight`
+Prepares of 1 outstanding, each with distinct data and the condition sha256(sha256(data)).
+Pairings:
+
+- `js`: ilp-plugin-btp listener <- ilp-plugin-btp client (the baseline of the ratios)
+- `py`: our listener <- our client
+- `py-js`: ilp-plugin-btp listener <- our client
+- `js-py`: our listener <- ilp-plugin-btp client
+- `js-pair`: both ilp-plugin-btp plugins in one node process (its script's `pair` mode)
+- `full`: our listener with the durable trustline on SQLite (synchronous=FULL) <- our client;
+  skipped, with a note, when this checkout's BtpPlugin has no trustline
+
+After a warm-up, N round trips are measured: the rate is N over the client's wall time; CPU is
+µs per round trip of each process over the same window (the client's own count; the listener's
+from /proc between the client's "warm" and result lines). Every Prepare must be fulfilled.
+Pairings interleave round-robin within each repetition, so machine noise hits them alike; the
+table gives the median (min–max) of the repetitions and ratios to `js`.
+
+    .venv/bin/python bench/btp_v2.py [--n 20000] [--in-flight 100] [--reps 3] [--warmup 2000]
+        [--configs js,py,py-js,js-py,js-pair,full] [--no-append] [--json FILE]
+
+Results are appended to bench/RESULTS.md under "## ILPv4 / BTP 2.0" unless --no-append.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _harness
+from _harness import ROOT
+
+PY_PEER = ROOT / "bench" / "btp_v2_peer.py"
+JS_PEER = ROOT / "bench" / "js" / "btp_v2_peer.js"
+SECRET = "bench_v2"
+HEADING = "ILPv4 / BTP 2.0"
+INTRODUCTION = """\
+`bench/btp_v2.py` — `send_data` round trips per second over BTP 2.0 between a listener process
+and a client process on 127.0.0.1: our `BtpPlugin` and ilp-plugin-btp 1.5.0 (pinned in
+`tests/interop/js_connector`) in the same run, each pairing of the two, ilp-plugin-btp's two
+plugins in one process, and ours through the durable trustline (SQLite FULL). The listener
+fulfils every Prepare with sha256(data); the client keeps *in flight* Prepares of 1
+outstanding. The rate counts N round trips after a warm-up; CPU is µs per round trip of each
+process over the measured window (listener + client). Pairings interleave round-robin; median
+(min–max) of the repetitions; ×JS is the ratio to ilp-plugin-btp↔ilp-plugin-btp in the same
+run (higher is better for rates, lower for CPU)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One pairing: which implementation listens and which sends (`pair`: one JS process)."""
+
+    name: str
+    label: str
+    listener: str  # "py", "js", "py-full" or "" (pair)
+    client: str  # "py", "js" or "js-pair"
+
+
+CONFIGS = [
+    Config("js", "ilp-plugin-btp ↔ ilp-plugin-btp", "js", "js"),
+    Config("py", "BtpPlugin ↔ BtpPlugin", "py", "py"),
+    Config("py-js", "JS listener ← our client", "js", "py"),
+    Config("js-py", "our listener ← JS client", "py", "js"),
+    Config("js-pair", "ilp-plugin-btp pair, one process", "", "js-pair"),
+    Config("full", "BtpPlugin ↔ BtpPlugin, trustline SQLite FULL", "py-full", "py"),
+]
+BY_NAME = {config.name: config for config in CONFIGS}
+
+
+@dataclass
+class Run:
+    """One measured run of one pairing."""
+
+    config: Config
+    n: int
+    in_flight: int
+    client: dict[str, Any] = field(default_factory=dict)
+    listener_cpu_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        value = self.client.get("rate")
+        return float(value) if value and not self.problems else None
+
+    def cpu_us(self, which: str) -> float | None:
+        seconds = self.client.get("cpu_s") if which == "client" else self.listener_cpu_s
+        return None if seconds is None or self.problems else seconds / self.n * 1e6
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process so far, from /proc; None where there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Process:
+    """A peer process: JSON lines out; its stdin closing ends it; always ended."""
+
+    def __init__(self, process: asyncio.subprocess.Process, role: str, errors: Path) -> None:
+        self.process = process
+        self.role = role
+        self.errors = errors
+
+    @classmethod
+    async def start(cls, argv: list[str], role: str, folder: Path) -> Process:
+        errors = folder / f"{role}.stderr"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        )
+        with errors.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=sink,
+                cwd=ROOT,
+                env=env,
+            )
+        return cls(process, role, errors)
+
+    async def read(self, seconds: float) -> dict[str, Any]:
+        """The next JSON line; raises with the process's stderr when it ends or `seconds` pass."""
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
+        except TimeoutError:
+            raise RuntimeError(f"the {self.role} sent nothing for {seconds:.0f} s") from None
+        if not line:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 10)
+            tail = self.errors.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the {self.role} exited ({self.process.returncode}):\n{tail}")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    async def finish(self) -> None:
+        """Close stdin, wait (bounded) for the end, kill if it lingers."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+
+def _argv(implementation: str, role: str, options: dict[str, Any]) -> list[str]:
+    if implementation == "py":
+        argv = [sys.executable, str(PY_PEER), role]
+    else:
+        argv = [_harness.node_binary(), str(JS_PEER), role]
+    argv += [f"--{name}={value}" for name, value in options.items() if value is not None]
+    return argv
+
+
+def run_timeout(total: int) -> float:
+    """A generous bound for one run (a hang fails the run, it is no measurement)."""
+    return 60 + total * 0.005
+
+
+async def run_once(config: Config, n: int, in_flight: int, warmup: int, workdir: Path) -> Run:
+    """Start the pair, drive one run, collect the client's report and the listener's CPU."""
+    run = Run(config, n, in_flight)
+    counts = {"count": n, "in-flight": in_flight, "warmup": warmup}
+    folder = Path(tempfile.mkdtemp(dir=workdir))
+    processes: list[Process] = []
+    limit = run_timeout(n + warmup)
+    try:
+        listener = None
+        if config.client == "js-pair":
+            client = await Process.start(_argv("js", "pair", counts), "pair", folder)
+            processes.append(client)
+        else:
+            implementation = "py" if config.listener.startswith("py") else "js"
+            store = None
+            if config.listener == "py-full":
+                store = f"sqlite:///{folder / 'listener.sqlite'}?synchronous=FULL"
+            listener = await Process.start(
+                _argv(implementation, "listener", {"secret": SECRET, "store": store}),
+                "listener",
+                folder,
+            )
+            processes.append(listener)
+            port = (await listener.read(30))["port"]
+            url = f"btp+ws://:{SECRET}@127.0.0.1:{port}"
+            client = await Process.start(
+                _argv(config.client, "client", {"url": url, **counts}), "client", folder
+            )
+            processes.append(client)
+        first = await client.read(limit)
+        if not first.get("warm"):
+            raise RuntimeError(f"expected the warm-up line, got {first}")
+        before = proc_cpu_seconds(listener.process.pid) if listener else None
+        run.client = await client.read(limit)
+        after = proc_cpu_seconds(listener.process.pid) if listener else None
+        if before is not None and after is not None:
+            run.listener_cpu_s = after - before
+        if run.client.get("failed"):
+            run.problems.append(f"{run.client['failed']} of {n} Prepares not fulfilled")
+    except (RuntimeError, OSError, ValueError, KeyError) as error:
+        run.problems.append(str(error).strip()[:2000])
+    finally:
+        for process in reversed(processes):
+            await process.finish()
+        shutil.rmtree(folder, ignore_errors=True)
+    return run
+
+
+def trustline_available() -> str | None:
+    """None when this checkout's BtpPlugin takes the durable trustline's options; else why not."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from btp_v2_peer import trustline_options
+
+    from ilp_paychan.v2.plugin import BtpPlugin
+
+    try:
+        BtpPlugin(
+            {"listener": {"port": 0, "host": "127.0.0.1", "secret": "x"}}
+            | trustline_options(f"sqlite:///{tempfile.gettempdir()}/ilp-btp-v2-probe.sqlite")
+        )
+    except Exception as error:  # an older checkout: the option is unknown
+        return f"trustline pairing skipped: BtpPlugin refuses its options ({error})"
+    return None
+
+
+async def measure(args: argparse.Namespace, configs: list[Config], workdir: Path) -> list[Run]:
+    """Every cell and repetition, round-robin over the pairings."""
+    runs = []
+    for n in args.n:
+        for in_flight in args.in_flight:
+            for rep in range(args.reps):
+                for config in configs:
+                    run = await run_once(config, n, in_flight, args.warmup, workdir)
+                    runs.append(run)
+                    status = "FAILED: " + "; ".join(run.problems) if run.problems else "ok"
+                    print(
+                        f"  N={n} in flight {in_flight} rep {rep + 1}: {config.label}: "
+                        f"{_fmt(run.rate)}/s, load {_harness.load_average()} {status}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return runs
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "–"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return _fmt(median)
+    return f"{_fmt(median)} ({_fmt(min(values))}–{_fmt(max(values))})"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "–" if value is None or not base else f"{value / base:.2f}"
+
+
+def table(runs: list[Run]) -> list[str]:
+    """One Markdown table: a row per (N, in flight, pairing)."""
+    lines = [
+        "| pairing | N | in flight | round trips/s median (min–max) | ×JS "
+        "| CPU µs/round trip listener + client | CPU ×JS |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    cells = sorted({(run.n, run.in_flight) for run in runs})
+    for n, in_flight in cells:
+        in_cell = [run for run in runs if (run.n, run.in_flight) == (n, in_flight)]
+        summary: dict[str, dict[str, Any]] = {}
+        for config in dict.fromkeys(run.config for run in in_cell):
+            mine = [run for run in in_cell if run.config == config]
+            rates = [run.rate for run in mine if run.rate is not None]
+            listener = [c for c in (run.cpu_us("listener") for run in mine) if c is not None]
+            client = [c for c in (run.cpu_us("client") for run in mine) if c is not None]
+            both = [
+                a + b
+                for a, b in zip(
+                    (run.cpu_us("listener") for run in mine),
+                    (run.cpu_us("client") for run in mine),
+                    strict=True,
+                )
+                if a is not None and b is not None
+            ]
+            if config.client == "js-pair":
+                both = client
+            summary[config.name] = {
+                "config": config,
+                "rates": rates,
+                "rate": _median(rates),
+                "listener": _median(listener),
+                "client": _median(client),
+                "cpu": _median(both),
+                "failed": sum(1 for run in mine if run.problems),
+            }
+        base = summary.get("js", {})
+        for row in summary.values():
+            config = row["config"]
+            if config.client == "js-pair":
+                cpu = f"{_fmt(row['client'])} (one process)"
+            else:
+                cpu = f"{_fmt(row['listener'])} + {_fmt(row['client'])}"
+            failed = f" ({row['failed']} failed)" if row["failed"] else ""
+            lines.append(
+                f"| {config.label}{failed} | {n:,} | {in_flight} | {_spread(row['rates'])} "
+                f"| {_ratio(row['rate'], base.get('rate'))} | {cpu} "
+                f"| {_ratio(row['cpu'], base.get('cpu'))} |"
+            )
+    return lines
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=_numbers, default=[20_000], help="round trips measured")
+    parser.add_argument("--in-flight", type=_numbers, default=[100])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument(
+        "--configs",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=[config.name for config in CONFIGS],
+    )
+    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run here")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.configs if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown --configs {unknown}; known: {', '.join(BY_NAME)}")
+    return args
+
+
+def _ensure_js_packages() -> None:
+    """`npm ci` in tests/interop/js_connector unless its install is current."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from interop.connector import ensure_npm_project
+
+    ensure_npm_project()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    configs = [BY_NAME[name] for name in args.configs]
+    notes = []
+    if any(config.name == "full" for config in configs):
+        missing = trustline_available()
+        if missing is not None:
+            notes.append(missing)
+            configs = [config for config in configs if config.name != "full"]
+    if any(
+        "js" in (config.listener, config.client) or config.client == "js-pair" for config in configs
+    ):
+        _harness.node_binary()
+        _ensure_js_packages()
+    about = _harness.machine()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks end children
+    workdir = Path(tempfile.mkdtemp(prefix="ilp-btp-v2-bench-"))
+    try:
+        runs = asyncio.run(measure(args, configs, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    about["load_end"] = _harness.load_average()
+    if args.json:
+        raw = [
+            {
+                "config": run.config.name,
+                "n": run.n,
+                "in_flight": run.in_flight,
+                "client": run.client,
+                "listener_cpu_s": run.listener_cpu_s,
+                "problems": run.problems,
+            }
+            for run in runs
+        ]
+        args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
+    lines = table(runs)
+    failed = [run for run in runs if run.problems]
+    title = f"{about['date']}, commit {about['commit']}"
+    heading = (
+        f"Machine: {about['nproc']} CPUs ({about['cpu']}), load average {about['load_start']} "
+        f"at start, {about['load_end']} at end. CPython {about['python']}, Node {about['node']}. "
+        f"Warm-up {args.warmup:,}, {args.reps} repetition(s)."
+    )
+    print(title)
+    print(heading)
+    for note in notes:
+        print(note)
+    print("\n".join(lines))
+    for run in failed:
+        print(f"FAILED {run.config.label} N={run.n}: {'; '.join(run.problems)}")
+    if not (args.no_append or failed):
+        command = " ".join([".venv/bin/python bench/btp_v2.py", *(argv or sys.argv[1:])])
+        entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
+        _harness.append_to_section(HEADING, "\n".join(entry), INTRODUCTION)
+        print(f"(appended to {_harness.RESULTS.relative_to(ROOT)})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
