@@ -327,3 +327,31 @@ def test_pay_help_lists_the_exit_codes() -> None:
     text = " ".join(result.stdout.split())
     for words in ("3 the SPSP endpoint", "4 no route", "5 the exchange rate", "7 the payment"):
         assert words in text
+
+
+def test_pay_stopped_by_sigterm_reports_what_moved(tmp_path: Path, receivers: Any) -> None:
+    receiver_config, payer_config = v1_configs(tmp_path)
+    receiver = receivers(receiver_config, tmp_path, "--json", "--max-packet-amount", "1")
+    url = receiver.wait_ready_json()["spsp"]
+    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
+    payer = subprocess.Popen(
+        [*CLI, "pay", "--plugin-config", str(payer_config), "--to", url, "--amount", "1000000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        receiver.money_until(1)  # money is moving
+        payer.send_signal(signal.SIGTERM)
+        out, err = payer.communicate(timeout=WAIT)
+    finally:
+        if payer.poll() is None:
+            payer.kill()
+            payer.wait(10)
+    assert payer.returncode == 128 + signal.SIGTERM
+    fields = dict(word.split("=", 1) for word in out.split())
+    assert 0 < int(fields["sent"]) < 1_000_000
+    assert fields["error"] == "stopped"
+    assert err.startswith("ilp-paychan pay: stopped by SIGTERM after sending ")
