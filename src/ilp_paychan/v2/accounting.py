@@ -17,8 +17,13 @@ plugin calls an `Accounting` object at these points, and only these:
   peer's view is unknown: a durable trustline keeps the amount in flight until the expiry.
 - `incoming_money(amount, protocol_data)` on a BTP Transfer from the peer, before the money
   handler; raising refuses it (the peer gets a BTP Error).
+- `incoming_money` may return False: a repeat it already counted; the money handler is not
+  called again.
 - `outgoing_money(amount)` before `send_money` sends a Transfer: returns the protocol data
-  to attach (a payment-channel claim, say); `money_sent(amount)` after the peer accepted it.
+  to attach (a payment-channel claim, say); `money_sent(amount)` after the peer accepted it;
+  optional `money_failed(amount, exc)` when the Transfer failed (before `send_money` raises).
+- optional `side_message(protocol_data)` for a Message without `ilp`: protocol data to answer
+  with, or None (an empty Response).
 - `open(plugin)` in `connect()` (before the link starts) and `close()` in `disconnect()`
   (after it stopped): where a store is opened and in-flight packets are re-read.
 
@@ -60,8 +65,10 @@ class Accounting(Protocol):
     ) -> None:
         """`send_data` has its result; `answered` is False for a Reject made locally."""
 
-    async def incoming_money(self, amount: int, protocol_data: tuple[ProtocolData, ...]) -> None:
-        """The peer sent a Transfer of `amount`; raise to refuse it."""
+    async def incoming_money(
+        self, amount: int, protocol_data: tuple[ProtocolData, ...]
+    ) -> bool | None:
+        """The peer sent a Transfer of `amount`; raise to refuse it, False: already counted."""
 
     async def outgoing_money(self, amount: int) -> tuple[ProtocolData, ...]:
         """`send_money(amount)` is about to send a Transfer: the protocol data to attach."""

@@ -9,7 +9,9 @@ Rules:
   `btpAccount`, `btpToken`); the TLS options are the v1 plugin's (`ca`, `clientCert`,
   `clientKey`, `listener.cert`, `listener.key`, `listener.ca`, `listener.clientCa`). Ours:
   `listener.host`, `address` (our ILP address, the `triggeredBy` of the Rejects we make), and
-  `ildcp` (what a listener tells its client, RFC 31). snake_case keywords are accepted too.
+  `ildcp` (what a listener tells its client, RFC 31), and the trustline's `balance`, `store`,
+  `storeKey` and `settlement` (checked by `v2.trustline_options`). snake_case keywords are
+  accepted too.
 - Times are milliseconds, as in ilp-plugin-btp: positive and at most a day.
 - Exactly one of `server` and `listener`. A listener needs `listener.secret` (its clients'
   token); a client's credentials come from the URL or from `btpAccount`/`btpToken`, not both
@@ -30,6 +32,7 @@ from urllib.parse import quote
 from ilp_paychan.codec.address import is_valid_address
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.transport.url import parse_btp_url
+from ilp_paychan.v2.trustline_options import TrustlineSettings, parse_trustline_settings
 
 #: ilp-plugin-btp's default `responseTimeout`, in milliseconds.
 DEFAULT_RESPONSE_TIMEOUT_MS: Final = 35_000
@@ -51,6 +54,10 @@ BTP_PLUGIN_OPTIONS: Final = frozenset(
         "clientKey",
         "address",
         "ildcp",
+        "balance",
+        "store",
+        "storeKey",
+        "settlement",
     }
 )
 #: Keys of `listener`.
@@ -77,6 +84,7 @@ _SNAKE_TO_CAMEL: Final = {
     "address_prefix": "addressPrefix",
     "asset_code": "assetCode",
     "asset_scale": "assetScale",
+    "store_key": "storeKey",
 }
 
 
@@ -121,6 +129,8 @@ class BtpPluginSettings:
     client_key: str | None
     address: str
     ildcp: IldcpSettings | None
+    #: `balance`/`store`/`storeKey`/`settlement` (see `v2.trustline_options`); None: no balance.
+    trustline: TrustlineSettings | None = None
 
     @property
     def is_listener(self) -> bool:
@@ -213,6 +223,7 @@ def parse_btp_settings(options: Mapping[str, Any]) -> BtpPluginSettings:
         client_key=client_key,
         address=address or _default_address(ildcp),
         ildcp=ildcp,
+        trustline=parse_trustline_settings(options),
     )
 
 

@@ -102,8 +102,12 @@ class BtpPlugin:
             `responseTimeout` (ms, default 35000); client TLS: `ca`, `clientCert`, `clientKey`;
             `btpAccount`/`btpToken` (instead of the URL's credentials); `address` (ours, the
             `triggeredBy` of Rejects we make); `ildcp` (listener: ``{clientAddress |
-            addressPrefix, assetCode, assetScale}``, answered to the client's ILDCP request).
-        accounting: the balance seam (`v2.accounting.Accounting`); None keeps no balance.
+            addressPrefix, assetCode, assetScale}``, answered to the client's ILDCP request);
+            the durable trustline: `balance` (``{maximum, minimum, settleThreshold,
+            settleTo}``, ilp-connector's), `store` (URL or SQLite path), `storeKey`,
+            `settlement` (a payment-channel module; see `v2.trustline`).
+        accounting: the balance seam (`v2.accounting.Accounting`); None keeps no balance
+            (unless `balance` or `store` is given: then a `v2.trustline.Trustline`).
 
     Raises:
         InvalidFieldsError: an option is missing, unknown or malformed (the message names it).
@@ -120,6 +124,10 @@ class BtpPlugin:
         self.settings: BtpPluginSettings = parse_btp_settings(
             normalise_btp_options(options, kwargs)
         )
+        if accounting is None and self.settings.trustline is not None:
+            from ilp_paychan.v2.trustline import Trustline
+
+            accounting = Trustline(self.settings.trustline)
         self._accounting = accounting
         self._events = EventEmitter(V2_EVENTS)
         self._data_handler: DataHandler | None = None
@@ -163,6 +171,35 @@ class BtpPlugin:
         )
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def accounting(self) -> Accounting | None:
+        """The balance seam in use (a `Trustline` with `balance`/`store`), or None."""
+        return self._accounting
+
+    async def request_side_protocol(
+        self,
+        entry: ProtocolData,
+        timeout: float | None = None,  # noqa: ASYNC109 - the connection's single timer enforces it
+    ) -> bytes | None:
+        """Send a BTP Message carrying one side-protocol entry; returns the data of the peer's
+        entry of the same name in its Response, or None when it has none.
+
+        Raises:
+            NotConnectedError: not connected. PeerError: the peer answered a BTP Error.
+            UnreachableError, PeerTimeoutError: no link, or no answer in time.
+        """
+        link = self._link
+        if not self._started or link is None:
+            raise NotConnectedError("the plugin is not connected; call connect() first")
+        response = await link.request(
+            Message(0, (entry,)), self._timeout if timeout is None else timeout
+        )
+        found = None
+        for answer in response.protocol_data:
+            if answer.protocol_name == entry.protocol_name:
+                found = answer.data
+        return found
 
     @property
     def listener_port(self) -> int | None:
@@ -468,7 +505,13 @@ class BtpPlugin:
         proof = await accounting.outgoing_money(units) if accounting is not None else ()
         timing = self._on_round_trip
         started = time.perf_counter() if timing else 0.0
-        await link.request(Transfer(0, units, proof))
+        try:
+            await link.request(Transfer(0, units, proof))
+        except BaseException as exc:
+            failed = getattr(accounting, "money_failed", None)
+            if failed is not None:
+                await failed(units, exc)
+            raise
         if timing:
             self._timed("money", time.perf_counter() - started)
         if self._on_packet:
@@ -486,6 +529,11 @@ class BtpPlugin:
                 if entry.protocol_name == _ILP:
                     ilp = entry.data
             if ilp is None:
+                side = getattr(self._accounting, "side_message", None)
+                if side is not None:
+                    answer = await side(packet.protocol_data)
+                    if answer:
+                        return Response(0, answer)
                 return _EMPTY_RESPONSE
             reply = await self._on_prepare(ilp)
             return Response(0, (ProtocolData(_ILP, ContentType.OCTET_STREAM, reply),))
@@ -569,8 +617,11 @@ class BtpPlugin:
         if self._on_packet:
             self._count("incoming", "money")
         accounting = self._accounting
-        if accounting is not None:
-            await accounting.incoming_money(amount, packet.protocol_data)
+        if (
+            accounting is not None
+            and await accounting.incoming_money(amount, packet.protocol_data) is False
+        ):
+            return  # a repeat the accounting already counted: the handler heard it
         handler = self._money_handler
         if handler is None:
             if accounting is None:
