@@ -319,6 +319,17 @@ def test_receive_needs_host_and_port(tmp_path: Path) -> None:
     result = run_cli("receive", "--plugin-config", str(receiver_config), "--spsp", "8080")
     assert result.returncode == 2
     assert "expected HOST:PORT" in result.stderr
+    result = run_cli(
+        "receive",
+        "--plugin-config",
+        str(receiver_config),
+        "--spsp",
+        "127.0.0.1:0",
+        "--spsp-path",
+        "pay?x",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("ilp-paychan receive: --spsp-path: expected an absolute URL")
 
 
 def test_pay_help_lists_the_exit_codes() -> None:

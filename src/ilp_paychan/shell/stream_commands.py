@@ -84,7 +84,13 @@ def fail(command: str, message: str, code: int) -> int:
 
 def receive_main(args: argparse.Namespace) -> int:
     """`ilp-paychan receive`: serve SPSP and report money until SIGINT/SIGTERM."""
+    from ilp_paychan.stream.spsp import check_path
+
     out = Output(args.json)
+    try:
+        check_path(args.spsp_path)
+    except ValueError as exc:
+        return fail("receive", f"--spsp-path: {exc}".replace("path: ", "", 1), EXIT_USAGE)
     try:
         spec = load_plugin_spec(args.plugin_config, args.data_dir)
         plugin = spec.build()

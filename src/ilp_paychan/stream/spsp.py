@@ -51,6 +51,7 @@ __all__ = [
     "SpspServer",
     "SpspTimeoutError",
     "SpspUnreachableError",
+    "check_path",
     "endpoint_url",
     "is_loopback_host",
     "parse_response",
@@ -601,6 +602,17 @@ def _reason(exc: BaseException) -> str:
 # --- I/O: the server -----------------------------------------------------------------------
 
 
+def check_path(path: str) -> str:
+    """`path` if it can be an SPSP endpoint's path (absolute, URL path characters only).
+
+    Raises:
+        ValueError: naming ``path``.
+    """
+    if not isinstance(path, str) or not path.startswith("/") or not _PATH_RE.fullmatch(path):
+        raise ValueError(f"path: expected an absolute URL path like /.well-known/pay, got {path!r}")
+    return path
+
+
 class AddressSource(Protocol):
     """What `SpspServer` needs of a STREAM server: a fresh address and secret per request."""
 
@@ -634,8 +646,7 @@ class SpspServer:
         receiver_info: Mapping[str, Any] | None = None,
         connection_tag: str | None = None,
     ) -> None:
-        if not path.startswith("/") or not _PATH_RE.fullmatch(path):
-            raise ValueError(f"path: expected an absolute URL path, got {path!r}")
+        check_path(path)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port: expected 0 to 65535, got {port!r}")
         self._source = stream_server
