@@ -109,7 +109,8 @@ def test_no_ledger_for_this_plugin_lists_what_was_found(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(config), "--admin", "none")
     assert result.returncode == 2
     assert result.stderr == (
-        'ilp-paychan serve: config: no ledger uses plugin "ilp-plugin-payment-channel-framework"'
-        ' or "ilp-plugin-virtual"; found 2 ledger(s) with other plugins: "g.us.usd.bells." '
+        'ilp-paychan serve: config: no ledger uses plugin "ilp-plugin-payment-channel-framework",'
+        ' "ilp-plugin-virtual" or "ilp-plugin-btp"; found 2 ledger(s) with other plugins:'
+        ' "g.us.usd.bells." '
         '(ilp-plugin-bells), "g.xrp.escrow." (ilp-plugin-xrp-escrow)\n'
     )

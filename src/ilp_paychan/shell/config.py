@@ -5,6 +5,10 @@ Two shapes are accepted, as the ILP Kit of the reference's time wrote them:
 - an ILP Kit ledger map `{prefix: {"currency", "plugin", "options", "store"}}`, where the map key
   becomes `options.prefix` and `"store": true` means one SQLite file per ledger under the data dir.
 
+An entry (or an options object) with `"plugin": "ilp-plugin-btp"`, as ilp-connector's account
+configs name it, is a v2 ledger: its options are `BtpPlugin`'s (BTP 2.0), checked by building
+one, and its key is only a name (not a prefix).
+
 This module checks only what belongs to the config file itself: its JSON, the ledger map's
 entries and plugin names, `"store": true`, the shell's own `receiverSecret`, TLS file paths
 (relative to the config file's folder) and listener ports used twice. The plugin options are
@@ -48,6 +52,8 @@ __all__ = [
 
 #: The ILP Kit `plugin` names this package serves (ilp-plugin-virtual takes the same options).
 PLUGIN_NAMES = ("ilp-plugin-payment-channel-framework", "ilp-plugin-virtual")
+#: The `plugin` names served as a `BtpPlugin` (BTP 2.0), as ilp-connector's account configs say.
+V2_PLUGIN_NAMES = ("ilp-plugin-btp",)
 DEFAULT_DATA_DIR = "ilp-paychan-data"
 ENV_VAR = "CONNECTOR_LEDGERS"
 _M = TypeVar("_M", bound=BaseModel)
@@ -58,7 +64,17 @@ RECEIVER_SECRET = "receiverSecret"
 _OPTION_KEYS = PLUGIN_OPTIONS | {RECEIVER_SECRET}
 #: Fields whose values are never echoed, at any depth of the location path.
 _SECRET_FIELDS = frozenset(
-    {"incomingSecret", "token", "receiverSecret", "server", "store", "_store", "password"}
+    {
+        "incomingSecret",
+        "token",
+        "receiverSecret",
+        "server",
+        "store",
+        "_store",
+        "password",
+        "secret",
+        "btpToken",
+    }
 )
 
 
@@ -107,6 +123,8 @@ class LedgerSettings:
     store_url: str | None
     receiver_secret: bytes | None
     currency: str | None = None
+    #: "v1": this package's `Plugin` (BTP 1.0 trustline); "btp": a `BtpPlugin` (BTP 2.0).
+    kind: Literal["v1", "btp"] = "v1"
 
     @property
     def role(self) -> Literal["listener", "client", "both"]:
@@ -125,6 +143,8 @@ class LedgerSettings:
     def describe(self) -> dict[str, Any]:
         """Fields safe to log: no secret, URLs redacted."""
         out: dict[str, Any] = {"ledger": self.name, "role": self.role}
+        if self.kind == "btp":
+            out["plugin"] = V2_PLUGIN_NAMES[0]
         if "listener" in self.options:
             listener = self.options["listener"]
             out["listen"] = f"{listener.get('host') or '0.0.0.0'}:{listener.get('port', 4195)}"
@@ -186,6 +206,9 @@ def parse_settings(
             f"got {_kind(document) if document != {} else 'an empty object'}"
         )
     data_path = Path(data_dir)
+    if document.get("plugin") in V2_PLUGIN_NAMES:
+        options = {key: value for key, value in document.items() if key != "plugin"}
+        return ServeSettings((_btp_ledger("(options)", options, None, data_path, base, ""),))
     if _OPTION_KEYS.intersection(document):
         name = document.get("prefix") if isinstance(document.get("prefix"), str) else "(options)"
         ledger = _ledger_from_options(str(name), document, None, data_path, base, "")
@@ -194,16 +217,20 @@ def parse_settings(
     skipped: list[tuple[str, str]] = []
     for key, raw in document.items():
         entry = _validate(LedgerEntry, raw, key, "")
+        if entry.plugin in V2_PLUGIN_NAMES:
+            ledgers.append(_btp_ledger(key, entry.options, entry, data_path, base, "options."))
+            continue
         if entry.plugin not in PLUGIN_NAMES:
             skipped.append((key, entry.plugin))
             continue
         ledgers.append(_ledger_from_options(key, entry.options, entry, data_path, base, "options."))
     if not ledgers:
         found = ", ".join(f"{json.dumps(name)} ({plugin})" for name, plugin in skipped)
+        *first, last = (json.dumps(name) for name in (*PLUGIN_NAMES, *V2_PLUGIN_NAMES))
+        served = f"{', '.join(first)} or {last}"
         raise ConfigError(
-            f"config: no ledger uses plugin {json.dumps(PLUGIN_NAMES[0])} or "
-            f"{json.dumps(PLUGIN_NAMES[1])}; found {len(skipped)} ledger(s) with other plugins: "
-            f"{found}"
+            f"config: no ledger uses plugin {served}; found {len(skipped)} ledger(s) with other"
+            f" plugins: {found}"
         )
     _check_unique_listeners(ledgers)
     return ServeSettings(tuple(ledgers), tuple(skipped))
@@ -270,16 +297,70 @@ def _ledger_from_options(
     )
 
 
+def _btp_ledger(
+    name: str,
+    raw: dict[str, Any],
+    entry: LedgerEntry | None,
+    data_dir: Path,
+    base_dir: Path,
+    where: str,
+) -> LedgerSettings:
+    """One v2 ledger: the shell's own keys taken out, `BtpPlugin`'s validation run on the rest.
+
+    `store` (in the entry or in the options, not both) is passed to the plugin as a URL,
+    `true` becoming the ledger's SQLite file; everything else goes to the plugin untouched.
+    """
+    options: dict[str, Any] = dict(raw)
+    secret = _receiver_secret(options.pop(RECEIVER_SECRET, None), name, where)
+    inner = options.pop("store", None)
+    outer = entry.store if entry is not None else None
+    if outer not in (None, False) and inner not in (None, False):
+        raise ConfigError(
+            "give the store in the ledger entry or in its options, not both",
+            ledger=name,
+            field=f"{where}store",
+        )
+    chosen = inner if outer in (None, False) else outer
+    if chosen is True:
+        chosen = sqlite_url_for(data_dir, name)
+    if chosen not in (None, False):
+        options["store"] = chosen
+    try:
+        _build_btp_plugin(options)
+    except (InvalidFieldsError, ValueError, TypeError) as exc:
+        message = mask_secrets(str(exc), raw)
+        raise ConfigError(message, ledger=name, field=where.rstrip(".") or None) from None
+    _resolve_tls_files(options, base_dir, name, where)
+    return LedgerSettings(
+        name=name,
+        options=options,
+        store_url=chosen if isinstance(chosen, str) else None,
+        receiver_secret=secret,
+        currency=entry.currency if entry is not None else None,
+        kind="btp",
+    )
+
+
+def _build_btp_plugin(options: Mapping[str, Any]) -> Any:
+    """A `BtpPlugin` (no I/O): its constructor is the one validation of v2 options, including
+    what later layers add to them, so the config refuses exactly what the plugin refuses."""
+    from ilp_paychan.v2.plugin import BtpPlugin
+
+    return BtpPlugin(options)
+
+
 def mask_secrets(text: str, options: Mapping[str, Any]) -> str:
     """`text` with every secret of a ledger's options (its incomingSecret, token,
-    receiverSecret and URL passwords, also percent-decoded) replaced by `***`.
+    receiverSecret, a v2 plugin's btpToken and listener.secret, and URL passwords, also
+    percent-decoded) replaced by `***`.
 
     Secrets shorter than 4 characters are left alone: masking every "a" of a message would
     make it unreadable and hide nothing worth hiding.
     """
     found: set[str] = set()
-    for key in ("incomingSecret", "token", RECEIVER_SECRET):
-        value = options.get(key)
+    listener = options.get("listener")
+    nested = listener.get("secret") if isinstance(listener, Mapping) else None
+    for value in (*(options.get(key) for key in _SECRET_OPTIONS), nested):
         if isinstance(value, str) and value:
             found.add(value)
     for key in ("server", "store", "_store"):
@@ -295,6 +376,9 @@ def mask_secrets(text: str, options: Mapping[str, Any]) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+_SECRET_OPTIONS = ("incomingSecret", "token", "btpToken", RECEIVER_SECRET)
 
 
 def _receiver_secret(value: Any, ledger: str, where: str) -> bytes | None:

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ilp_paychan.v2.interface import PluginV2
+from ilp_paychan.v2.observe import PACKET_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class LedgerState:
     ever_up: bool = False
     reconnects: int = 0
     last_change: float = field(default_factory=time.time)
+    #: A v2 plugin's packets so far, by (direction, type, reject code): what /status shows.
+    packets: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class Metrics:
@@ -231,10 +234,15 @@ class _Observer:
             child = self._metrics.v2_packets.labels(self._state.name, direction, kind, code)
             self._children[key] = child
         child.inc()
+        counts = self._state.packets
+        label = (direction, kind, code)
+        counts[label] = counts.get(label, 0) + 1
 
 
 async def _ledger_snapshot(state: LedgerState) -> dict[str, Any]:
     plugin = state.plugin
+    if isinstance(plugin, PluginV2):
+        return await _v2_snapshot(state)
     log_ = plugin.transfer_log
     prepared = await log_.list_prepared()
     connected = bool(plugin.is_connected())
@@ -254,3 +262,49 @@ async def _ledger_snapshot(state: LedgerState) -> dict[str, Any]:
         entry["account"] = plugin.get_account()
         entry["peer_account"] = plugin.get_peer_account()
     return entry
+
+
+async def _v2_snapshot(state: LedgerState) -> dict[str, Any]:
+    """A v2 ledger has packets, not a transfer log: the link, the packet counts, and the
+    balance when the plugin keeps one (its trustline's `get_balance()`)."""
+    plugin = state.plugin
+    packets: dict[str, dict[str, int]] = {d: dict.fromkeys(PACKET_KINDS, 0) for d in DIRECTIONS}
+    codes: dict[str, dict[str, int]] = {d: {} for d in DIRECTIONS}
+    for (direction, kind, code), count in sorted(state.packets.items()):
+        packets[direction][kind] += count
+        if kind == "reject":
+            codes[direction][code] = codes[direction].get(code, 0) + count
+    entry: dict[str, Any] = {
+        **state.info,
+        # as for a v1 ledger: connected is listening (a listener) or dialled in (a client)
+        "connected": getattr(plugin, "listener_port", None) is not None
+        or bool(plugin.is_connected()),
+        "peer_connected": state.link_up,
+        "reconnects": state.reconnects,
+        "packets": packets,
+        "reject_codes": codes,
+    }
+    entry.update(await _v2_balance(getattr(plugin, "accounting", None)))
+    return entry
+
+
+async def _v2_balance(accounting: Any) -> dict[str, Any]:
+    """A v2 trustline's balance, limits and held amounts as decimal strings (v1's names for
+    the limits); nothing without a trustline, or while its store is closed (not connected)."""
+    from ilp_paychan.errors import NotConnectedError
+
+    get_balance = getattr(accounting, "get_balance", None)
+    if not callable(get_balance):
+        return {}
+    try:
+        numbers = dict(await get_balance())
+    except NotConnectedError:
+        return {}
+    limits = getattr(getattr(accounting, "settings", None), "balance", None)
+    if limits is not None:
+        numbers["maxBalance"] = "Infinity" if limits.maximum is None else str(limits.maximum)
+        numbers["minBalance"] = "-Infinity" if limits.minimum is None else str(limits.minimum)
+        if limits.settle_threshold is not None:
+            numbers["settleThreshold"] = str(limits.settle_threshold)
+            numbers["settleTo"] = str(limits.settle_to)
+    return numbers

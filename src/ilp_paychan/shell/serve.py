@@ -11,6 +11,12 @@ Life of the process:
 The shell holds no transfer logic. Its one extra is the optional per-ledger `receiverSecret`:
 an end receiver for tests and demos that fulfils a transfer whose condition is
 SHA-256(HMAC-SHA256(receiverSecret, ilp bytes)) and rejects any other (see docs/config.md).
+
+A v2 ledger (`"plugin": "ilp-plugin-btp"`) runs a `BtpPlugin` the same way. Nothing in `serve`
+decides what to do with the packets it receives, as for a v1 ledger: without `receiverSecret` it
+registers no data handler, so the plugin answers every Prepare with an F02 Reject at once (where
+a v1 ledger leaves an incoming transfer to expire); with it, the same test receiver answers,
+over the Prepare's data instead of the v1 `ilp` bytes.
 """
 
 from __future__ import annotations
@@ -180,12 +186,16 @@ class Server:
         """Constructs every plugin (no I/O yet), so option errors surface before anything runs."""
         from ilp_paychan import Plugin
         from ilp_paychan.errors import PluginError
+        from ilp_paychan.v2.plugin import BtpPlugin
 
         for ledger in self.settings.ledgers:
             options = dict(ledger.options)
-            options.setdefault("shutdownTimeout", self.shutdown_timeout)
             try:
-                plugin = Plugin(options)
+                if ledger.kind == "btp":
+                    plugin: Any = BtpPlugin(options)
+                else:
+                    options.setdefault("shutdownTimeout", self.shutdown_timeout)
+                    plugin = Plugin(options)
             except (PluginError, ValueError, TypeError) as exc:
                 raise ConfigError(_safe_error(exc, ledger), ledger=ledger.name) from None
             self._ledgers.append(_Ledger(ledger, plugin))
@@ -196,7 +206,9 @@ class Server:
             _make_store_dir(ledger.store_url)
             self.metrics.attach(ledger.name, plugin, _status_info(ledger))
             self._log_transfers(entry)
-            if ledger.receiver_secret is not None:
+            if ledger.receiver_secret is not None and ledger.kind == "btp":
+                plugin.register_data_handler(_V2Receiver(ledger.receiver_secret, plugin))
+            elif ledger.receiver_secret is not None:
                 plugin.on("incoming_prepare", _Receiver(entry, ledger.receiver_secret))
             log_event(log, "ledger_configured", **ledger.describe())
 
@@ -205,6 +217,9 @@ class Server:
         plugin = entry.plugin
         plugin.on("connect", lambda: log_event(log, "connected", ledger=name))
         plugin.on("disconnect", lambda: log_event(log, "disconnected", ledger=name))
+        if entry.settings.kind == "btp":  # no transfer events; its `error` event is worth a line
+            plugin.on("error", lambda exc: self._plugin_error(entry, exc))
+            return
         # A fulfilment the sender refused as too late is money we thought we had: always said.
         plugin.on(_REVERTED, _TransferLogger(name, _REVERTED, logging.WARNING))
         if not log.isEnabledFor(logging.DEBUG):
@@ -212,6 +227,15 @@ class Server:
         for event in TRANSFER_EVENTS:
             if event != _REVERTED:
                 plugin.on(event, _TransferLogger(name, event))
+
+    def _plugin_error(self, entry: _Ledger, exc: BaseException) -> None:
+        log_event(
+            log,
+            "plugin_error",
+            logging.WARNING,
+            ledger=entry.settings.name,
+            error=_safe_error(exc, entry.settings),
+        )
 
     async def _connect_all(self) -> bool:
         """Connects every ledger; False when a stop was requested first."""
@@ -267,7 +291,10 @@ class Server:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP)
                 continue
-            fields: dict[str, Any] = {"ledger": ledger.name, "account": entry.plugin.get_account()}
+            fields: dict[str, Any] = {"ledger": ledger.name}
+            account = _account(entry)
+            if account:
+                fields["account"] = account
             port = listener_port(entry.plugin)
             if port is not None:
                 fields["port"] = port
@@ -362,6 +389,28 @@ class _Receiver:
             )
 
 
+class _V2Receiver:
+    """The `receiverSecret` receiver of a v2 ledger, as its data handler: fulfils a Prepare
+    whose condition is SHA-256(HMAC-SHA256(secret, the Prepare's data)), rejects any other F05."""
+
+    def __init__(self, secret: bytes, plugin: Any) -> None:
+        from ilp_paychan.codec.ilp4 import IlpReject, encode_reject
+
+        self._secret = secret
+        self._wrong = encode_reject(
+            IlpReject("F05", plugin.settings.address, "condition does not match this receiver")
+        )
+
+    async def __call__(self, raw: bytes) -> bytes:
+        from ilp_paychan.codec.ilp4 import IlpFulfill, decode_prepare, encode_fulfill
+
+        prepare = decode_prepare(raw)  # the plugin has checked it already
+        fulfillment = hmac.new(self._secret, prepare.data, hashlib.sha256).digest()
+        if hashlib.sha256(fulfillment).digest() != prepare.execution_condition:
+            return self._wrong
+        return encode_fulfill(IlpFulfill(fulfillment))
+
+
 def receiver_fulfillment(secret: bytes, ilp: str | None) -> bytes:
     """The fulfillment a `receiverSecret` receiver gives for a transfer carrying `ilp`."""
     from ilp_paychan.codec.condition import b64url_decode
@@ -393,6 +442,14 @@ def _status_info(ledger: LedgerSettings) -> dict[str, Any]:
     if ledger.currency:
         info["currency"] = ledger.currency
     return info
+
+
+def _account(entry: _Ledger) -> str:
+    """Our ILP address on the ledger: a v1 plugin's account; a v2 plugin's `address` option
+    (or the prefix its `ildcp` hands out), empty when it has none."""
+    if entry.settings.kind == "btp":
+        return str(entry.plugin.settings.address)
+    return str(entry.plugin.get_account())
 
 
 def listener_port(plugin: Any) -> int | None:

@@ -54,11 +54,27 @@ def _print_table(document: dict[str, Any]) -> None:
         table.add_column("value", overflow="fold")
         for key in _SHOWN:
             if key in entry and entry[key] is not None:
-                table.add_row(key, str(entry[key]))
+                table.add_row(key, _cell(entry[key]))
         console.print(table)
 
 
+def _cell(value: Any) -> str:
+    """A value as one table cell; a v2 ledger's nested counts read
+    `incoming: prepare 3, fulfill 1; outgoing: ...`."""
+    if not isinstance(value, dict):
+        return str(value)
+    parts = []
+    for key, inner in value.items():
+        if isinstance(inner, dict):
+            counts = ", ".join(f"{name} {count}" for name, count in inner.items()) or "none"
+            parts.append(f"{key}: {counts}")
+        else:
+            parts.append(f"{key}: {inner}")
+    return "; ".join(parts)
+
+
 _SHOWN = (
+    "plugin",
     "role",
     "listen",
     "server",
@@ -72,8 +88,16 @@ _SHOWN = (
     "balance",
     "minBalance",
     "maxBalance",
+    "settleThreshold",
+    "settleTo",
+    "incomingPrepared",
+    "outgoingPrepared",
+    "moneySent",
+    "moneyReceived",
     "prepared",
     "in_flight",
+    "packets",
+    "reject_codes",
     "reconnects",
     "error",
 )
