@@ -195,6 +195,30 @@ async def test_serve_dials_a_btp_listener_until_it_is_there(tmp_path: Path) -> N
         serve.kill()
 
 
+async def test_a_refused_token_stops_serve_with_exit_1(tmp_path: Path) -> None:
+    port = free_port()
+    wrong = "not-the-token-xyz"
+    document = {
+        "upstream": {
+            "plugin": "ilp-plugin-btp",
+            "options": {"server": f"btp+ws://child:{wrong}@127.0.0.1:{port}"},
+        }
+    }
+    parent = BtpPlugin(listener={"port": port, "host": "127.0.0.1", "secret": TOKEN})
+    await parent.connect()
+    serve = start_serve(tmp_path, document)
+    try:
+        code = await asyncio.to_thread(serve.proc.wait, WAIT)  # type: ignore[union-attr]
+        assert code == 1
+        [failed] = serve.events_named("start_failed")
+        assert failed["ledger"] == "upstream"
+        assert "NotAcceptedError" in failed["error"]
+        assert wrong not in serve.log_text()
+    finally:
+        await parent.disconnect()
+        serve.kill()
+
+
 async def wait_for(condition: Any, what: str, limit: float = WAIT) -> None:
     for _ in range(int(limit / 0.02)):
         if condition():
