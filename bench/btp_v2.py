@@ -21,7 +21,7 @@ Pairings interleave round-robin within each repetition, so machine noise hits th
 table gives the median (min–max) of the repetitions and ratios to `js`.
 
     .venv/bin/python bench/btp_v2.py [--n 20000] [--in-flight 100] [--reps 3] [--warmup 2000]
-        [--configs js,py,py-js,js-py,js-pair,full] [--no-append] [--json FILE]
+        [--configs js,py,py-js,js-py,js-pair,full] [--no-append] [--json FILE] [--src PATH]
 
 Results are appended to bench/RESULTS.md under "## ILPv4 / BTP 2.0" unless --no-append.
 """
@@ -48,6 +48,8 @@ from _harness import ROOT
 PY_PEER = ROOT / "bench" / "btp_v2_peer.py"
 JS_PEER = ROOT / "bench" / "js" / "btp_v2_peer.js"
 SECRET = "bench_v2"
+#: The library our peer processes import (--src: another checkout's src/, for an A/B check).
+SOURCE = {"src": ROOT / "src"}
 HEADING = "ILPv4 / BTP 2.0"
 INTRODUCTION = """\
 `bench/btp_v2.py` — `send_data` round trips per second over BTP 2.0 between a listener process
@@ -126,7 +128,7 @@ class Process:
         errors = folder / f"{role}.stderr"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+            [str(SOURCE["src"]), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         )
         with errors.open("wb") as sink:
             process = await asyncio.create_subprocess_exec(
@@ -357,6 +359,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=[config.name for config in CONFIGS],
     )
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument(
+        "--src", type=Path, default=None, help="our peers import this src/ (nothing appended)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write every run here")
     args = parser.parse_args(argv)
     unknown = [name for name in args.configs if name not in BY_NAME]
@@ -377,6 +382,9 @@ def _ensure_js_packages() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    if args.src is not None:
+        SOURCE["src"] = args.src.resolve()
+        args.no_append = True
     configs = [BY_NAME[name] for name in args.configs]
     notes = []
     if any(config.name == "full" for config in configs):
