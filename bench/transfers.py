@@ -23,7 +23,7 @@ Python process for that many seconds once the warm-up is done and a summary by a
 
 An A/B run compares two versions in the same run: `--src PATH` gives another checkout's src/
 folder (e.g. `git archive` of a commit, unpacked), `--b-env NAME=VALUE` variables for the B side
-(e.g. `ILP_PAYCHAN_LOOP=uvloop`); each Python configuration then runs on both, one after the
+(e.g. `ILP_PAYCHAN_LOOP=asyncio`); each Python configuration then runs on both, one after the
 other within each repetition, and its B row follows its A row. Nothing is appended then.
 
     .venv/bin/python bench/transfers.py [--n 5000,20000] [--in-flight 1,10,100] [--reps 3]

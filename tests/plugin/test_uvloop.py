@@ -1,4 +1,4 @@
-"""The plugin on uvloop, which the CLI and benches run on with ILP_PAYCHAN_LOOP=uvloop.
+"""The plugin on uvloop, which the CLI and benches run on when it is installed.
 
 The rest of the suite runs on asyncio's default loop; this module proves the same code paths
 (WebSocket listener and client, the SQLite store's helper thread, the expiry scheduler) work on
@@ -99,12 +99,14 @@ def test_transfers_on_uvloop(store: str, tmp_path: Path) -> None:
     }
 
 
-def test_event_loop_helper_picks_uvloop_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_loop_helper_picks_uvloop_when_installed_unless_declined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("ILP_PAYCHAN_LOOP", raising=False)
-    assert loop_factory() is None
-    assert loop_name() == "asyncio"
-    monkeypatch.setenv("ILP_PAYCHAN_LOOP", "uvloop")
     assert loop_factory() is uvloop.new_event_loop
     assert loop_name() == "uvloop"
+    monkeypatch.setenv("ILP_PAYCHAN_LOOP", "uvloop")
+    assert loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv("ILP_PAYCHAN_LOOP", "asyncio")
     assert loop_factory() is None
+    assert loop_name() == "asyncio"

@@ -1,8 +1,10 @@
 """The event loop the CLI (and the benches) run on, and the process-wide settings that go with it.
 
-`ILP_PAYCHAN_LOOP=uvloop` picks uvloop if it is installed (it is not a dependency). Measured on
-the plugin workload it saves CPU on bare BTP round trips but not on whole transfers (see
-bench/RESULTS.md "Plugin"), so the default stays asyncio's loop. The library runs on either.
+The loop is uvloop when it is installed (the `uvloop` extra; it is not a dependency), asyncio's
+own otherwise; `ILP_PAYCHAN_LOOP=asyncio` keeps asyncio's loop even then. Since the transport
+hands messages over in protocol callbacks, the loop's own cost shows per transfer, and uvloop
+saved 5-8 % of CPU per fulfilled transfer at 1 and 100 in flight (A/B in bench/RESULTS.md). The
+library runs on either.
 
 Before the loop starts, `run` sets the cyclic garbage collector up for a long-running server
 (`tune_gc`): it saved 3-4 % of CPU per transfer at 100 in flight, measured A/B in bench/RESULTS.md;
@@ -28,8 +30,8 @@ GC_THRESHOLDS = (10_000, 20, 100)
 
 
 def loop_factory() -> LoopFactory | None:
-    """uvloop's loop constructor when asked for and installed, else None (asyncio's default)."""
-    if os.environ.get("ILP_PAYCHAN_LOOP", "").strip().lower() != "uvloop":
+    """uvloop's loop constructor when installed and not declined, else None (asyncio's)."""
+    if os.environ.get("ILP_PAYCHAN_LOOP", "").strip().lower() == "asyncio":
         return None
     try:
         import uvloop
