@@ -7,9 +7,9 @@ Accepted documents:
   configs do), or one options object with ``"plugin": "ilp-plugin-btp"`` among its keys: built as
   `BtpPlugin(options)` (BTP 2.0).
 
-`serve` itself runs v1 ledgers only (it skips other entries, as before); this loader is the one
-place that knows the v2 entry. Errors are `ConfigError`s, one line naming the ledger and field,
-secrets masked, as `serve` prints them.
+The file is read by `config.load_settings`, as `serve` reads it (so `"store": true`, TLS paths
+and the checks are the same); this module adds the one-ledger rule and the building. Errors are
+`ConfigError`s, one line naming the ledger and field, secrets masked, as `serve` prints them.
 """
 
 from __future__ import annotations
@@ -20,19 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ilp_paychan.errors import InvalidFieldsError
-from ilp_paychan.shell.config import (
-    ConfigError,
-    _resolve_tls_files,
-    load_document,
-    mask_secrets,
-    parse_settings,
-)
+from ilp_paychan.shell.config import ConfigError, load_settings, mask_secrets
 
-__all__ = ["V2_PLUGIN_NAMES", "PluginSpec", "load_plugin_spec"]
-
-#: The `plugin` names this loader builds as `BtpPlugin`.
-V2_PLUGIN_NAMES = ("ilp-plugin-btp",)
+__all__ = ["PluginSpec", "load_plugin_spec"]
 
 
 @dataclass(frozen=True)
@@ -83,33 +73,13 @@ class PluginSpec:
 
 
 def load_plugin_spec(path: str, data_dir: str) -> PluginSpec:
-    """Read and check a config file that describes exactly one plugin.
+    """Read and check a config file that describes exactly one plugin (v1 or v2), with the
+    same rules and messages as `serve --config`.
 
     Raises:
         ConfigError: one line naming the ledger and the field.
     """
-    document = load_document(path)
-    base = Path(path).parent
-    if isinstance(document, dict) and document.get("plugin") in V2_PLUGIN_NAMES:
-        options = {k: v for k, v in document.items() if k != "plugin"}
-        return _btp_spec("(options)", options, base, "")
-    if isinstance(document, dict) and document and not _looks_like_options(document):
-        v2 = [key for key, value in document.items() if _names_v2(value)]
-        if v2:
-            if len(document) != 1:
-                raise ConfigError(
-                    f"config {path}: expected one ledger for this command, found "
-                    + ", ".join(json.dumps(key) for key in document)
-                )
-            entry = document[v2[0]]
-            extra = sorted(set(entry) - {"plugin", "options", "currency"})
-            if extra:
-                raise ConfigError("unknown field", ledger=v2[0], field=extra[0])
-            options = entry.get("options")
-            if not isinstance(options, dict):
-                raise ConfigError("expected an object", ledger=v2[0], field="options")
-            return _btp_spec(v2[0], options, base, "options.")
-    settings = parse_settings(document, data_dir, base)
+    settings = load_settings(path, data_dir)
     ledgers = settings.ledgers
     if len(ledgers) != 1 or settings.skipped:
         names = [ledger.name for ledger in ledgers] + [name for name, _ in settings.skipped]
@@ -124,32 +94,4 @@ def load_plugin_spec(path: str, data_dir: str) -> PluginSpec:
             ledger=ledger.name,
             field="receiverSecret",
         )
-    return PluginSpec(name=ledger.name, kind="v1", options=dict(ledger.options))
-
-
-def _looks_like_options(document: dict[str, Any]) -> bool:
-    from ilp_paychan.plugin.options import PLUGIN_OPTIONS
-
-    return bool(PLUGIN_OPTIONS.intersection(document)) or "receiverSecret" in document
-
-
-def _names_v2(entry: Any) -> bool:
-    return isinstance(entry, dict) and entry.get("plugin") in V2_PLUGIN_NAMES
-
-
-def _btp_spec(name: str, raw: dict[str, Any], base: Path, where: str) -> PluginSpec:
-    from ilp_paychan.v2.options import check_btp_options
-
-    options = dict(raw)
-    try:
-        check_btp_options(options)
-    except InvalidFieldsError as exc:
-        secrets = {**options, "token": options.get("btpToken")}
-        listener = options.get("listener")
-        if isinstance(listener, dict):
-            secrets["incomingSecret"] = listener.get("secret")
-        raise ConfigError(
-            mask_secrets(str(exc), secrets), ledger=name, field=where.rstrip(".") or None
-        ) from None
-    _resolve_tls_files(options, base, name, where)
-    return PluginSpec(name=name, kind="btp", options=options)
+    return PluginSpec(name=ledger.name, kind=ledger.kind, options=dict(ledger.options))
