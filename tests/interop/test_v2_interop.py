@@ -1,7 +1,9 @@
 """Our `BtpPlugin` (BTP 2.0, LPI v2) against the real JavaScript packages, pinned in
 js_connector/: a stand-alone ilp-plugin-btp 1.5.0 in either role, and ilp-connector 23.0.2 with
 our plugin as its child (an ilp-plugin-btp listener account, and ilp-plugin-mini-accounts 4.2.0)
-and as its peer (a BTP 2.0 client account dialling our listener).
+and as its peer (a BTP 2.0 client account dialling our listener). Our durable trustline
+(`balance`, `store` on SQLite) is checked against them too: T04 at our maximum for a JS sender,
+directly and through the connector, our minimum refusing before sending, a restart keeping it.
 
 Every JS end host fulfils a Prepare whose condition is sha256(sha256(data)) with sha256(data)
 (`connector.fulfillment_for`); our end hosts here answer the same way.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from ilp_paychan.codec import ilp4
 from ilp_paychan.errors import NotAcceptedError, PeerError
 from ilp_paychan.v2 import ildcp
 from ilp_paychan.v2.plugin import BtpPlugin
+from ilp_paychan.v2.trustline import Trustline
 from testkit.waiting import wait_until
 
 from .connector import (
@@ -138,7 +143,9 @@ class Links:
         spec = {"kind": "plugin", "server": url, "address": JS_ADDRESS, **host}
         return await self.harnesses.start({"hosts": {"js": spec}, "connectTimeoutMs": 8000})
 
-    async def py_client_to_js_listener(self, **host: Any) -> Link:
+    async def py_client_to_js_listener(
+        self, ours_options: dict[str, Any] | None = None, **host: Any
+    ) -> Link:
         port = free_port()
         harness = await self.js_listener(port, **host)
         ours = self.plugin(
@@ -146,6 +153,7 @@ class Links:
                 "server": f"btp+ws://py:{SECRET}@{LOOPBACK}:{port}",
                 "reconnectInterval": 100,
                 "address": PY_ADDRESS,
+                **(ours_options or {}),
             }
         )
         handler = Fulfiller()
@@ -154,12 +162,15 @@ class Links:
         await harness.wait_connected(host="js")
         return Link(ours, harness, handler, False, port)
 
-    async def py_listener_to_js_client(self, **host: Any) -> Link:
+    async def py_listener_to_js_client(
+        self, ours_options: dict[str, Any] | None = None, **host: Any
+    ) -> Link:
         ours = self.plugin(
             {
                 "listener": {"port": 0, "host": LOOPBACK, "secret": SECRET},
                 "address": PY_ADDRESS,
                 "ildcp": {"addressPrefix": PY_ADDRESS, "assetCode": "USD", "assetScale": 6},
+                **(ours_options or {}),
             }
         )
         handler = Fulfiller()
@@ -188,10 +199,12 @@ async def links(harnesses: HarnessFactory) -> AsyncIterator[Links]:
 ROLES = ["py-client", "py-listener"]
 
 
-async def start(links: Links, role: str, **host: Any) -> Link:
+async def start(
+    links: Links, role: str, ours_options: dict[str, Any] | None = None, **host: Any
+) -> Link:
     if role == "py-client":
-        return await links.py_client_to_js_listener(**host)
-    return await links.py_listener_to_js_client(**host)
+        return await links.py_client_to_js_listener(ours_options, **host)
+    return await links.py_listener_to_js_client(ours_options, **host)
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,6 +336,87 @@ async def test_send_money_with_ilp_plugin_btp(links: Links, role: str) -> None:
     assert answer["type"] == "fulfill"
     assert received == []
     await link.ours.send_money("0")  # nothing to send: no Transfer, no error
+
+
+# our durable trustline (`balance`, `store`) against a peer that keeps none
+
+
+def _trustline(store: Path, **balance: str) -> dict[str, Any]:
+    return {"balance": balance, "store": f"sqlite:///{store}"}
+
+
+async def _balance(plugin: BtpPlugin) -> dict[str, str]:
+    accounting = plugin.accounting
+    assert isinstance(accounting, Trustline)
+    return await accounting.get_balance()
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_a_js_sender_over_our_maximum_gets_t04_with_the_amounts(
+    links: Links, role: str, tmp_path: Path
+) -> None:
+    link = await start(links, role, _trustline(tmp_path / "py.sqlite", maximum="1000"))
+    assert (await link.harness.send("js", "test.py.a", 600, b"owe 600"))["type"] == "fulfill"
+    over = await link.harness.send("js", "test.py.b", 500, b"owe 500 more")
+    assert (over["type"], over["code"], over["triggeredBy"], over["message"]) == (
+        "reject",
+        "T04",
+        PY_ADDRESS,
+        "exceeded maximum balance.",
+    )
+    assert json.loads(base64.b64decode(over["data"])) == {
+        "balance": "600",
+        "amount": "500",
+        "maximum": "1000",
+    }
+    assert len(link.handler.seen) == 1  # the data handler never saw the refused one
+    assert (await _balance(link.ours))["balance"] == "600"
+
+    # paying the JS peer 200 lowers what it owes us: 600 more fits exactly, 1 more does not
+    as_fulfill(await link.ours.send_data(prepare(b"we pay 200", "test.js.x", 200)))
+    assert (await _balance(link.ours))["balance"] == "400"
+    assert (await link.harness.send("js", "test.py.c", 600, b"to the limit"))["type"] == "fulfill"
+    one_more = await link.harness.send("js", "test.py.d", 1, b"one more")
+    assert (one_more["type"], one_more["code"]) == ("reject", "T04")
+    assert (await _balance(link.ours))["balance"] == "1000"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_our_send_data_below_our_minimum_is_refused_before_the_js_peer(
+    links: Links, role: str, tmp_path: Path
+) -> None:
+    options = _trustline(tmp_path / "py.sqlite", maximum="0", minimum="-1000")
+    link = await start(links, role, options, quiet=True)
+    as_fulfill(await link.ours.send_data(prepare(b"we pay 700", "test.js.x", 700)))
+    refused = as_reject(await link.ours.send_data(prepare(b"and 400", "test.js.x", 400)))
+    assert (refused.code, refused.triggered_by) == ("T04", PY_ADDRESS)
+    assert refused.message == "insufficient funds. oldBalance=-700 proposedBalance=-1100"
+    assert (await link.harness.call("counts", host="js"))["prepares"] == 1
+    assert (await _balance(link.ours))["balance"] == "-700"
+
+
+async def test_our_limit_holds_across_a_restart_of_our_listener(
+    links: Links, tmp_path: Path
+) -> None:
+    store = tmp_path / "py.sqlite"
+    link = await links.py_listener_to_js_client(_trustline(store, maximum="1000"))
+    assert (await link.harness.send("js", "test.py.a", 700, b"owe 700"))["type"] == "fulfill"
+    await link.ours.disconnect()
+    again = links.plugin(
+        {
+            "listener": {"port": link.port, "host": LOOPBACK, "secret": SECRET},
+            "address": PY_ADDRESS,
+            **_trustline(store, maximum="1000"),
+        }
+    )
+    again.register_data_handler(Fulfiller())
+    await again.connect()
+    await wait_until(again.is_connected, "the JS client redialled our listener", 20)
+    await link.harness.wait_connected(host="js")
+    assert (await _balance(again))["balance"] == "700"
+    over = await link.harness.send("js", "test.py.b", 301, b"301 more")
+    assert (over["type"], over["code"]) == ("reject", "T04")
+    assert (await link.harness.send("js", "test.py.c", 300, b"300 more"))["type"] == "fulfill"
 
 
 async def test_our_client_with_a_wrong_token_is_refused_clearly(links: Links) -> None:
@@ -544,6 +638,37 @@ async def test_connector_balance_limit_rejects_our_prepare_with_t04(links: Links
     last = as_reject(await child.ours.send_data(prepare(b"and 101", "test.conn.bob", 101)))
     assert last.code == "T04"
     as_fulfill(await child.ours.send_data(prepare(b"but 100", "test.conn.bob", 100)))
+
+
+async def test_a_js_sender_through_the_connector_meets_our_maximum(
+    links: Links, tmp_path: Path
+) -> None:
+    """Our child keeps a durable trustline with the connector: Prepares the connector forwards
+    to us are what it owes us, and past our `maximum` we answer T04, which reaches the JS
+    sender through the connector unchanged."""
+    conn = await links.harnesses.start(_connector_config("btp"))
+    ours = links.plugin(
+        {
+            "server": conn.account_url("py"),
+            "reconnectInterval": 100,
+            "address": "test.conn.py",
+            **_trustline(tmp_path / "child.sqlite", maximum="1000"),
+        }
+    )
+    handler = Fulfiller("test.conn.py")
+    ours.register_data_handler(handler)
+    await ours.connect()
+    assert (await conn.send("alice", "test.conn.py.a", 800, b"800 to py"))["type"] == "fulfill"
+    over = await conn.send("alice", "test.conn.py.b", 300, b"300 more to py")
+    assert (over["type"], over["code"], over["triggeredBy"], over["message"]) == (
+        "reject",
+        "T04",
+        "test.conn.py",
+        "exceeded maximum balance.",
+    )
+    assert json.loads(base64.b64decode(over["data"]))["maximum"] == "1000"
+    assert len(handler.seen) == 1
+    assert (await _balance(ours))["balance"] == "800"
 
 
 async def test_our_listener_as_a_peer_of_the_connector(links: Links) -> None:
