@@ -6,7 +6,8 @@ with either:
     btp_v2_peer.py listener [--secret S] [--store URL]
         A listener whose data handler fulfils every Prepare with sha256(data). Prints {"port"}
         once bound; exits when stdin closes. With --store, the durable trustline keeps the
-        balance on that store (see `trustline_options`).
+        balance on that store (see `trustline_options`), and the listener prints
+        {"balance": {...}} (the trustline's `get_balance()`) when stdin closes.
     btp_v2_peer.py client --url btp+ws://:S@127.0.0.1:P --count N --in-flight K --warmup W
         K workers send Prepares of 1 (distinct data, condition sha256(sha256(data))) until W,
         then N more, are answered. Prints {"warm": true} after the W-th and its result line
@@ -30,6 +31,7 @@ from typing import Any
 from ilp_paychan.codec import ilp4
 from ilp_paychan.shell.event_loop import run as run_on_loop
 from ilp_paychan.v2.plugin import BtpPlugin
+from ilp_paychan.v2.trustline import Trustline
 
 DESTINATION = "test.bench.peer"
 
@@ -85,6 +87,9 @@ async def listener(args: argparse.Namespace) -> None:
     await server.connect()
     send({"port": server.listener_port})
     await wait_for_eof()
+    accounting = server.accounting
+    if isinstance(accounting, Trustline):
+        send({"balance": await accounting.get_balance()})
     await server.disconnect()
 
 
