@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -833,13 +833,28 @@ class AuthenticatedPeer:
             self.sent.add(item.good[0])
         await _send(link.ws, item)
 
+    async def stay_connected(self) -> None:
+        """Be connected, as a peer that redials, on a socket the listener has no reason to close.
+
+        A socket we sent text or a too-large message on is replaced even while it still reads as
+        usable: the listener closes it, but perhaps only after this check (the closing handshake
+        may take a second), and nobody would redial then. The listener, holding Fulfills the
+        closed socket never answered, can deliver them only to a socket we open.
+        """
+        link = self.link
+        if link is None or not link.usable or link.rude:
+            await self.connect()
+
     async def settle(self) -> None:
         """Wait (bounded) until every accepted well-behaved transfer was fulfilled."""
         try:
             async with asyncio.timeout(WAIT):
                 while set(self.accepted) - set(self.fulfilled):
                     self.fulfilled_changed.clear()
-                    await self.fulfilled_changed.wait()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await self.fulfilled_changed.wait()
+                    await self.stay_connected()
         except TimeoutError:
             missing = sorted(set(self.accepted) - set(self.fulfilled))
             self.stats.fail(
@@ -1031,10 +1046,9 @@ async def _phases(
             _check_alive(child, stats, "during the authenticated phase")
             _progress(say, " ", started, stats, child)
     await side_task
-    if peer.link is None or not peer.link.usable:
-        await peer.connect()  # Fulfills of transfers prepared just before a close come now
+    await peer.stay_connected()  # Fulfills of transfers prepared just before a close come now
     await peer.settle()
-    await _acknowledged(child, stats, say)
+    await _acknowledged(child, stats, say, peer.stay_connected)
     good_amounts.update(peer.fulfilled)  # with Fulfills of prepares whose answer was lost
     peer.account()
     await peer.close()
@@ -1053,9 +1067,13 @@ async def _phases(
 
 
 async def _acknowledged(
-    child: ListenerProcess, stats: LiveStats, say: Callable[[str], None]
+    child: ListenerProcess,
+    stats: LiveStats,
+    say: Callable[[str], None],
+    stay_connected: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Wait (bounded) until the peer acknowledged every Fulfill the listener sent."""
+    """Wait (bounded) until the peer acknowledged every Fulfill the listener sent; with
+    `stay_connected`, the peer redials meanwhile if its socket is lost."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(ACK_WAIT):
@@ -1063,6 +1081,8 @@ async def _acknowledged(
                 report = await child.report()
                 if not report["unacknowledged"] and not report["pending_fulfils"]:
                     break
+                if stay_connected is not None:
+                    await stay_connected()
                 await asyncio.sleep(0.05)
     except TimeoutError:
         stats.fail(f"the listener still has unacknowledged fulfilments after {ACK_WAIT:g} s")
