@@ -6,7 +6,9 @@ ask the parent for our ILP address and asset by ILDCP (RFC 31), tell the server 
 exchange rate with test packets before returning. To receive (money or data the server sends),
 the client registers one data handler per plugin and gives each connection its own address
 segment under the plugin's (RFC 29 §4.2 allows extra segments), so several connections share a
-plugin; with ``receive=False`` nothing is registered.
+plugin; with ``receive=False`` nothing is registered and the server is not told our address,
+so it never sends us a packet (a send-only connection, for links that cannot carry the server's
+zero-amount packets).
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ async def connect(
             not float); overrides ``options.min_exchange_rate``.
         options: see `ConnectionOptions`.
         receive: accept money and data the server sends (registers a data handler on the
-            plugin if none is set).
+            plugin if none is set). False: send only; the server is not told our address
+            (no ConnectionNewAddress), so it sends nothing and does not tell us its asset.
         timeout: seconds for the whole setup (ILDCP and rate probe).
 
     Raises:
@@ -177,6 +180,7 @@ async def connect(
                 asset_scale=config.asset_scale,
                 destination_account=destination_account,
                 options=opts,
+                advertise_address=receive,
             )
             if receive:
                 address = _attach(plugin, config.client_address, conn)

@@ -90,6 +90,7 @@ async def pay(
     timeout: float | None = 60.0,  # noqa: ASYNC109 - one deadline for the whole wait
     options: ConnectionOptions | None = None,
     on_progress: Callable[[int, int], object] | None = None,
+    receive: bool = True,
 ) -> PaymentReceipt:
     """Pay ``amount`` (our units) to a STREAM receiver; returns once all of it was delivered.
 
@@ -100,6 +101,9 @@ async def pay(
         timeout: seconds for the whole payment (None: no limit).
         options: the connection's other settings (`ConnectionOptions`).
         on_progress: ``callback(sent, delivered)`` after each fulfilled packet.
+        receive: False to pay send-only (see `connect`): the receiver never sends us a packet,
+            for a link that cannot carry its zero-amount packets (an LPI v1 link behind
+            ilp-connector); ``destination_asset`` is then None.
 
     Raises:
         ValueError / TypeError: a bad amount, destination, secret or rate.
@@ -121,7 +125,9 @@ async def pay(
     stream = None
     try:
         async with asyncio.timeout_at(deadline):
-            conn = await connect(plugin, destination_account, shared_secret, options=opts)
+            conn = await connect(
+                plugin, destination_account, shared_secret, options=opts, receive=receive
+            )
             if on_progress is not None:
                 conn.on_progress(on_progress)
             if value:
