@@ -43,6 +43,7 @@ AREAS = [
         re.compile(
             r"(^|/)asyncio/|(^|/)selectors\.py|(^|/)socket\.py|^_asynciomodule|^selectmodule"
             r"|^socketmodule"
+            r"|uvloop"
         ),
     ),
     ("uuid, datetime", re.compile(r"(^|/)uuid\.py|datetime")),
