@@ -38,6 +38,7 @@ the durable trustline plugs in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -165,6 +166,9 @@ class BtpPlugin:
         )
         self._wrong_fulfillment = encode_reject(
             IlpReject("F05", address, "the fulfillment does not match the condition")
+        )
+        self._handler_cancelled = encode_reject(
+            IlpReject("T00", address, "the data handler was cancelled before it answered")
         )
         self._bad_handler_reply = encode_reject(
             IlpReject("T00", address, "the data handler returned no ILP Fulfill or Reject")
@@ -428,9 +432,17 @@ class BtpPlugin:
         if left <= 0:
             reply, answered = self._expired, False
         else:
-            reply, answered = await self._request_data(
-                link, data, left if left < self._timeout else self._timeout
-            )
+            try:
+                reply, answered = await self._request_data(
+                    link, data, left if left < self._timeout else self._timeout
+                )
+            except BaseException:
+                # The caller gave up (cancelled) after the Prepare may have gone out: the
+                # accounting must still learn that its answer is unknown, or it stays held.
+                if accounting is not None:
+                    with contextlib.suppress(Exception):
+                        await accounting.outgoing_settled(prepare, self._lost, False, False)
+                raise
             if answered:
                 reply = self._check_fulfillment(prepare, reply)
         if accounting is not None:
@@ -563,7 +575,17 @@ class BtpPlugin:
                 if self._on_packet:
                     self._count_reply("incoming", local)
                 return local
-        reply = await self._call_handler(prepare, raw)
+        try:
+            reply = await self._call_handler(prepare, raw)
+        except BaseException:
+            # Cancelled (the peer's socket closed and the handler outlived its grace): no
+            # answer will be sent, so what the accounting holds for it is released.
+            if accounting is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        accounting.incoming_settled(prepare, self._handler_cancelled, False)
+                    )
+            raise
         if accounting is not None:
             try:
                 await accounting.incoming_settled(prepare, reply, reply[0] == TYPE_FULFILL)

@@ -250,6 +250,7 @@ class Trustline:
         self._log = self._money = None
         self._unresolved.clear()
         self._tell.clear()
+        self._sending.clear()  # re-read from the store by the next open()
         if backend is not None:
             await backend.close()
 
@@ -313,6 +314,9 @@ class Trustline:
             outcome = await main.prepare(record, True)
         except NotAcceptedError:
             return await self._over_maximum(amount)
+        except BaseException:
+            self._leftovers = True  # it may be stored: released at its expiry
+            raise
         except DuplicateIdError:
             return self._reject("F00", "this Prepare's key is in use by a Prepare we sent")
         if outcome is PrepareOutcome.NEW:
@@ -371,6 +375,9 @@ class Trustline:
             else:
                 with contextlib.suppress(AlreadyFulfilledError):
                     await main.cancel(key)
+        except BaseException:
+            self._leftovers = True  # still held: released at its expiry
+            raise
         finally:
             done = self._handling.pop(key, None)
             if done is not None:
@@ -397,6 +404,12 @@ class Trustline:
             outcome = await main.prepare(record, False)
         except NotAcceptedError:
             return await self._below_minimum(amount)
+        except BaseException:
+            # Cancelled while storing: it may be held, so it is resolved like a lost answer.
+            self._unresolved[key] = _Unresolved(
+                amount, record["expiresAt"], prepare.expires_at, record["executionCondition"]
+            )
+            raise
         except DuplicateIdError:
             return self._reject("F00", "this Prepare's key is in use by a Prepare we received")
         if outcome in (PrepareOutcome.NEW, PrepareOutcome.REPEAT_PREPARED):
@@ -750,7 +763,7 @@ class Trustline:
                 tell = self._peer_reconciles is not False
                 try:
                     await main.cancel(key, notify_peer=tell)
-                except AlreadyFulfilledError:
+                except (AlreadyFulfilledError, TransferNotFoundError):
                     tell = False
                 self._unresolved.pop(key, None)
                 if tell:
@@ -769,13 +782,13 @@ class Trustline:
                 if not isinstance(fulfillment, str) or not _fulfils(fulfillment, item.condition):
                     log.warning("the peer's fulfillment of Prepare %s does not match", key)
                     continue
-                with contextlib.suppress(AlreadyRolledBackError):
+                with contextlib.suppress(AlreadyRolledBackError, TransferNotFoundError):
                     await main.fulfill(key, fulfillment)
                 self._unresolved.pop(key, None)
                 self._kick()
                 await self._publish()
             elif state == "cancelled":
-                with contextlib.suppress(AlreadyFulfilledError):
+                with contextlib.suppress(AlreadyFulfilledError, TransferNotFoundError):
                     await main.cancel(key)
                 self._unresolved.pop(key, None)
         if not connected:
