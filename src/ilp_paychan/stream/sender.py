@@ -206,6 +206,11 @@ class SendLoop:
         finally:
             self._in_flight.pop(out.sequence, None)
             self._expired.discard(out.sequence)
+            if not self._in_flight and self._watchdog is not None:
+                # Nothing left to watch: an armed timer would keep the connection alive until
+                # the last packet's deadline.
+                self._watchdog.cancel()
+                self._watchdog = None
         try:
             delay = self._conn.handle_reply(out, raw)
         except StreamError as exc:
