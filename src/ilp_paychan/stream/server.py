@@ -7,6 +7,11 @@ secret, so nothing is stored before a connection's first packet. A token it did 
 (nothing revealed, as ilp-protocol-stream does); a packet that does not decrypt under a token
 it made is F06 (RFC 29 §4.2). Packets for a connection that closed lately get F99 with a
 ConnectionClose so the client stops.
+
+What it keeps is bounded in time: a closed connection is remembered (to answer its late
+packets, and for `accept` if the application has not taken it yet) for ``idle_timeout``
+seconds after it closed, then forgotten, by one sweep timer per server. A server whose
+application never calls `accept` (it only uses callbacks) holds no more than that.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -34,7 +39,8 @@ __all__ = ["StreamServer"]
 
 log = logging.getLogger(__name__)
 
-#: Closed connections remembered to answer their late packets with ConnectionClose.
+#: Closed connections remembered at most (to answer their late packets with ConnectionClose);
+#: each is also forgotten ``idle_timeout`` seconds after it closed.
 CLOSED_REMEMBERED: Final = 1024
 
 ConnectionCallback = Callable[[Connection], object]
@@ -73,7 +79,9 @@ class StreamServer:
         self.options = options or ConnectionOptions()
         self._connections: dict[str, Connection] = {}
         self._closed: OrderedDict[str, Connection] = OrderedDict()
-        self._pending: deque[Connection] = deque()
+        self._closed_at: dict[str, float] = {}
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._pending: dict[str, Connection] = {}
         self._changed = Changed()
         self._connection_callbacks: list[ConnectionCallback] = []
         self._money_callbacks: list[MoneyCallback] = []
@@ -122,6 +130,9 @@ class StreamServer:
         await asyncio.gather(*(self._close_one(c, timeout) for c in conns))
         self._plugin.deregister_data_handler()
         self._listening = False
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         self._changed.notify()
 
     @staticmethod
@@ -212,7 +223,8 @@ class StreamServer:
             if not self._listening or self._closing:
                 raise ConnectionClosedError("the server is closed")
             await self._changed.wait()
-        return self._pending.popleft()
+        connection_id = next(iter(self._pending))
+        return self._pending.pop(connection_id)
 
     def __aiter__(self) -> AsyncIterator[Connection]:
         return self._iterate()
@@ -270,18 +282,56 @@ class StreamServer:
         def closed(c: Connection) -> None:
             if self._connections.get(connection_id) is c:
                 del self._connections[connection_id]
-            self._closed[connection_id] = c
-            while len(self._closed) > CLOSED_REMEMBERED:
-                self._closed.popitem(last=False)
+            self._remember_closed(connection_id, c)
 
         conn.on_close(closed)
         SendLoop(conn, self._plugin).start()
         conn.start_idle_timer()
-        self._pending.append(conn)
+        self._pending[connection_id] = conn
         for cb in self._connection_callbacks:
             conn._call(cb, conn)
         self._changed.notify()
         return conn
+
+
+    def _remember_closed(self, connection_id: str, conn: Connection) -> None:
+        self._closed[connection_id] = conn
+        self._closed.move_to_end(connection_id)
+        try:
+            self._closed_at[connection_id] = asyncio.get_running_loop().time()
+        except RuntimeError:
+            self._closed_at[connection_id] = 0.0
+        while len(self._closed) > CLOSED_REMEMBERED:
+            self._forget(next(iter(self._closed)))
+        self._arm_sweep()
+
+    def _forget(self, connection_id: str) -> None:
+        conn = self._closed.pop(connection_id, None)
+        self._closed_at.pop(connection_id, None)
+        if conn is not None and self._pending.get(connection_id) is conn:
+            del self._pending[connection_id]
+
+    def _arm_sweep(self) -> None:
+        retention = self.options.idle_timeout
+        if self._sweep_handle is not None or not self._closed or retention <= 0:
+            return
+        oldest = self._closed_at[next(iter(self._closed))]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._sweep_handle = loop.call_at(oldest + retention, self._sweep)
+
+    def _sweep(self) -> None:
+        """Forget closed connections whose ``idle_timeout`` since closing has passed."""
+        self._sweep_handle = None
+        cutoff = asyncio.get_running_loop().time() - self.options.idle_timeout
+        while self._closed:
+            connection_id = next(iter(self._closed))
+            if self._closed_at[connection_id] > cutoff:
+                break
+            self._forget(connection_id)
+        self._arm_sweep()
 
 
 def _bind_money(
