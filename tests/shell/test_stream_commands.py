@@ -182,7 +182,9 @@ def test_demo_stream_json(link: str) -> None:
 
 
 def test_demo_stream_table() -> None:
-    result = run_cli("demo", "--stream", "--amount", "5000", "--max-packet", "1000")
+    result = run_cli(
+        "demo", "--stream", "--link", "btp", "--amount", "5000", "--max-packet", "1000"
+    )
     assert result.returncode == 0, result.stderr
     assert "STREAM payment over SPSP" in result.stdout
     assert "OK: the whole amount arrived and both ends agree" in result.stdout
@@ -211,7 +213,7 @@ def test_demo_stream_on_a_terminal_ends_with_its_table() -> None:
     the run ends with the summary and exit 0."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [*CLI, "demo", "--stream", "--amount", "200000", "--max-packet", "100"],
+        [*CLI, "demo", "--stream", "--link", "btp", "--amount", "200000", "--max-packet", "100"],
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=subprocess.PIPE,

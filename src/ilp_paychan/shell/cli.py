@@ -103,10 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--link",
-        choices=("btp", "v1"),
-        default="btp",
-        help="with --stream: BtpPlugin (BTP 2.0) or the v1 trustline plugin behind V1Adapter "
-        "(default: %(default)s)",
+        choices=("auto", "connector", "btp", "v1"),
+        default="auto",
+        help="with --stream: through an ilp-connector 23 child process (needs Node.js and npm; "
+        "installed into the user's cache on first use), or over our own two-party link of "
+        "BtpPlugins (BTP 2.0) or of v1 trustline plugins behind V1Adapter; auto: the connector "
+        "when Node.js and npm are there, btp otherwise (default: %(default)s)",
     )
     demo.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     demo.add_argument("--json", action="store_true", help="print the results as one JSON object")

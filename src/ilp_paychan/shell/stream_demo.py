@@ -1,15 +1,15 @@
 """`ilp-paychan demo --stream`: one STREAM payment (RFC 29) set up over SPSP (RFC 9), end to end
 on loopback, with a progress bar and a summary table.
 
-Two plugins in this process make a two-party link on 127.0.0.1: a listener for the receiver and
-a client for the payer (`--link v1`: our LPI v1 trustline plugins, each behind `V1Adapter`;
-`--link btp`: two `BtpPlugin`s, BTP 2.0). The receiver runs a STREAM server behind an SPSP
-endpoint and caps packets at `--max-packet` (F08, as a connector's maximum packet amount), so
-the payer measures the rate, splits the amount and retries as it would across a connector. The
-payer queries the endpoint and pays `--amount`.
-
-A connector in the middle is what `tests/interop` runs (ilp-connector 23 as a child process);
-the demo does not depend on Node or on the test tree.
+`--link connector` (what `auto`, the default, picks when Node.js and npm are there): ilp-connector
+23 runs as a child process (`demo_connector`) with two BTP 2.0 accounts, and two `BtpPlugin`s in
+this process are its children `alice` (the payer) and `bob` (the receiver); the connector caps
+alice's packets at `--max-packet` (F08). Otherwise two plugins in this process make a two-party
+link on 127.0.0.1: a listener for the receiver and a client for the payer (`--link v1`: our LPI
+v1 trustline plugins, each behind `V1Adapter`; `--link btp`: two `BtpPlugin`s, BTP 2.0), and the
+receiver caps packets at `--max-packet` as a connector would. Either way the payer measures the
+rate, splits the amount and retries. The receiver runs a STREAM server behind an SPSP endpoint;
+the payer queries it and pays `--amount`.
 
 Exit code: 0 when the whole amount arrived and both sides agree on it, 1 otherwise, 128 + the
 signal number when stopped by SIGINT/SIGTERM.
@@ -26,6 +26,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ilp_paychan.shell.event_loop import run as run_on_loop
@@ -35,6 +36,11 @@ SECRET = "demo-stream-secret"
 PREFIX = "test.demo."
 #: The whole demo gives up after this long (it normally takes a few seconds).
 DEADLINE = 120.0
+#: The `path` row of the report for the two-party links.
+LOOPBACK_PATHS = {
+    "btp": "payer → receiver (BTP 2.0 link)",
+    "v1": "payer → receiver (LPI v1 link)",
+}
 
 
 @dataclass
@@ -52,11 +58,20 @@ class StreamDemoResult:
     packets: int
     elapsed: float
     error: str | None = None
+    path: str = ""
+    fallback: str | None = None
 
     @property
     def ok(self) -> bool:
         """The whole amount was sent, and the receiver got what the payer says it delivered."""
         return self.error is None and self.sent == self.amount and self.received == self.delivered
+
+    @property
+    def exchange_rate(self) -> str | None:
+        """Delivered per unit sent, a decimal string (6 places); None when nothing was sent."""
+        if not self.sent:
+            return None
+        return f"{Decimal(self.delivered) / Decimal(self.sent):.6f}"
 
     def summary(self) -> dict[str, Any]:
         """Plain data for `--json` (amounts as decimal strings)."""
@@ -72,6 +87,9 @@ class StreamDemoResult:
             "packets_received": self.packets,
             "elapsed_s": round(self.elapsed, 3),
             "delivered_per_s": round(self.delivered / self.elapsed) if self.elapsed else 0,
+            "exchange_rate": self.exchange_rate,
+            "path": self.path,
+            "fallback": self.fallback,
             "ok": self.ok,
             "error": self.error,
         }
@@ -149,7 +167,13 @@ async def run_stream_demo(
         packets += 1
 
     async with AsyncExitStack() as stack:
-        receiver, payer = await _plugins(link, stack)
+        if link == "connector":
+            from ilp_paychan.shell.demo_connector import connector_plugins
+
+            receiver, payer, path = await connector_plugins(stack, max_packet)
+        else:
+            receiver, payer = await _plugins(link, stack)
+            path = LOOPBACK_PATHS[link]
         # a BTP listener is the parent of its link: it knows its address, it cannot ask ILDCP
         address = PREFIX + "receiver" if link == "btp" else None
         server = stream.StreamServer(
@@ -196,6 +220,7 @@ async def run_stream_demo(
             packets=packets,
             elapsed=elapsed,
             error=error,
+            path=path,
         )
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -206,10 +231,12 @@ def print_stream_report(result: StreamDemoResult) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"STREAM payment over SPSP ({result.link} link on loopback)")
+    where = "through ilp-connector" if result.link == "connector" else f"{result.link} link"
+    table = Table(title=f"STREAM payment over SPSP ({where} on loopback)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
+        ("path", result.path),
         ("SPSP endpoint", result.spsp_url),
         ("destination", _short(result.destination)),
         ("amount asked", str(result.amount)),
@@ -218,6 +245,7 @@ def print_stream_report(result: StreamDemoResult) -> None:
         ("received (receiver)", str(result.received)),
         ("max packet amount", str(result.max_packet)),
         ("packets received", str(result.packets)),
+        ("exchange rate (delivered / sent)", result.exchange_rate or "-"),
         ("time (s)", f"{result.elapsed:.2f}"),
         ("delivered units per second", f"{result.summary()['delivered_per_s']:,}"),
     ]
@@ -239,6 +267,22 @@ def stream_demo_main(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from ilp_paychan.shell.demo_connector import ConnectorUnavailableError, resolve_link
+
+    try:
+        link, fallback = resolve_link(args.link)
+    except ConnectorUnavailableError as exc:
+        print(f"ilp-paychan demo: --link connector: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ilp-paychan demo: stopped by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT
+    if fallback is not None:
+        print(
+            f"ilp-paychan demo: {fallback}",
+            file=sys.stderr if args.json else sys.stdout,
+            flush=True,
+        )
 
     async def stoppable() -> StreamDemoResult | int:
         loop = asyncio.get_running_loop()
@@ -246,7 +290,7 @@ def stream_demo_main(args: argparse.Namespace) -> int:
             run_stream_demo(
                 args.amount,
                 args.max_packet,
-                args.link,
+                link,
                 progress=not args.no_progress and not args.json and sys.stdout.isatty(),
             )
         )
@@ -269,9 +313,10 @@ def stream_demo_main(args: argparse.Namespace) -> int:
                 loop.remove_signal_handler(signum)
 
     if not args.json:
+        where = "through ilp-connector" if link == "connector" else f"on a {link} link"
         print(
             f"ilp-paychan demo: paying {args.amount} over STREAM, at most {args.max_packet} a "
-            f"packet, on a {args.link} link on loopback",
+            f"packet, {where} on loopback",
             flush=True,
         )
     try:
@@ -285,6 +330,7 @@ def stream_demo_main(args: argparse.Namespace) -> int:
         name = signal.Signals(outcome - 128).name
         print(f"ilp-paychan demo: stopped by {name}", file=sys.stderr)
         return outcome
+    outcome.fallback = fallback
     if args.json:
         print(json.dumps(outcome.summary()), flush=True)
     else:
