@@ -131,8 +131,7 @@ def ensure_installed(*, quiet: bool = False) -> Path:
             npm = shutil.which("npm")
             assert npm is not None
             with console.status(
-                f"installing ilp-connector {CONNECTOR_VERSION} with npm into {directory} "
-                "(first run only)"
+                f"installing ilp-connector {CONNECTOR_VERSION} with npm (first run only)"
             ):
                 result = subprocess.run(
                     [npm, *NPM_CI],
@@ -148,6 +147,11 @@ def ensure_installed(*, quiet: bool = False) -> Path:
                     f"npm ci in {directory} failed (exit {result.returncode}): " + " / ".join(tail)
                 )
             (directory / "node_modules" / STAMP).write_text(digest)
+            console.print(
+                f"installed ilp-connector {CONNECTOR_VERSION} into {directory}",
+                highlight=False,
+                soft_wrap=True,
+            )
             return directory
     except subprocess.TimeoutExpired as exc:
         raise ConnectorUnavailableError(
