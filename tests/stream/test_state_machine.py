@@ -27,6 +27,7 @@ from ilp_paychan.stream import (
     InsufficientLiquidityError,
     NoRouteError,
     ReceiverRefusedError,
+    StreamError,
     StreamPacket,
     decrypt_packet,
     encrypt_packet,
@@ -361,3 +362,14 @@ def test_rejected_data_is_resent_with_the_same_offsets() -> None:
     assert sent == [f.StreamDataFrame(1, 0, b"abcdef")]
     client.handle_reply(again, encode(deliver(server, again)))
     assert bytes(server.streams[0]._ready) == b"abcdef"
+
+
+def test_a_stream_beyond_the_remotes_maximum_says_stream_id_blocked() -> None:
+    client, _ = connected()
+    for _ in range(10):
+        client.create_stream()
+    for _ in range(3):
+        with pytest.raises(StreamError, match="stream ids up to 20"):
+            client.create_stream()
+    # RFC 29 §5.3.6: the id we wish to open, once; not a ConnectionMaxStreamId of ours.
+    assert client._queued == [f.ConnectionStreamIdBlockedFrame(21)]

@@ -93,7 +93,12 @@ class _ClientEndpoint:
         conn = self.connections.get(segment or "")
         if conn is None:
             return encode_reject(IlpReject("F02", self.address))
-        return encode(conn.handle_prepare(prepare))
+        try:
+            return encode(conn.handle_prepare(prepare))
+        except Exception:
+            # A bug must not escape into the plugin (which would drop the packet unanswered).
+            log.exception("STREAM client failed on a Prepare for %s", prepare.destination)
+            return encode_reject(IlpReject("T00", self.address, "internal error"))
 
 
 _endpoints: dict[int, _ClientEndpoint] = {}

@@ -66,6 +66,7 @@ from .frames import (
     ConnectionMaxDataFrame,
     ConnectionMaxStreamIdFrame,
     ConnectionNewAddressFrame,
+    ConnectionStreamIdBlockedFrame,
     ErrorCode,
     Frame,
     StreamCloseFrame,
@@ -112,6 +113,14 @@ RECEIVE_ALLOWANCE: Final = Fraction(101, 100)
 #: data length).
 _DATA_FRAME_OVERHEAD: Final = 1 + 3 + 9 + 9 + 3
 _PLAINTEXT_LIMIT: Final = MAX_DATA_SIZE - 28
+#: Connection-level control frames of which only the latest matters: queuing one replaces any
+#: of its type already queued, so what a remote makes us queue stays bounded.
+_LATEST_ONLY: Final = (
+    ConnectionMaxStreamIdFrame,
+    ConnectionStreamIdBlockedFrame,
+    ConnectionAssetDetailsFrame,
+    ConnectionMaxDataFrame,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +330,7 @@ class Connection:
         self._check_open()
         sid = self._next_stream_id
         if sid > self._remote_max_stream_id:
-            self._queued.append(ConnectionMaxStreamIdFrame(sid))
+            self._queue(ConnectionStreamIdBlockedFrame(sid))
             raise StreamError(
                 f"the remote allows stream ids up to {self._remote_max_stream_id}; "
                 "close a stream first"
@@ -434,9 +443,7 @@ class Connection:
             reply.extend(self._queued)
             self._queued = []
             reply.insert(0, ConnectionMaxDataFrame(self._max_connection_offset()))
-            data = self._encrypt(
-                StreamPacket(packet.sequence, IlpPacketType.REJECT, amount, tuple(reply))
-            )
+            data = self._reply_data(packet.sequence, IlpPacketType.REJECT, amount, reply)
             return IlpReject("F99", self.source_account, "", data)
 
         amount = prepare.amount
@@ -548,9 +555,7 @@ class Connection:
         reply.extend(receipts)
         reply.extend(self._queued)
         self._queued = []
-        data = self._encrypt(
-            StreamPacket(packet.sequence, IlpPacketType.FULFILL, amount, tuple(reply))
-        )
+        data = self._reply_data(packet.sequence, IlpPacketType.FULFILL, amount, reply)
         self._changed.notify()
         return IlpFulfill(fulfillment, data)
 
@@ -581,7 +586,7 @@ class Connection:
             self._fail(ReceiverRefusedError(frame.message, code=frame.code), notify_remote=False)
             return frame
         if sid > self._max_stream_id * 3 // 4:
-            self._queued.append(ConnectionMaxStreamIdFrame(self._max_stream_id))
+            self._queue(ConnectionMaxStreamIdFrame(self._max_stream_id))
         stream = self._new_stream(sid)
         self._incoming.append(stream)
         for cb in self._stream_callbacks:
@@ -629,8 +634,8 @@ class Connection:
             if isinstance(frame, ConnectionNewAddressFrame):
                 first = self.destination_account is None
                 self.destination_account = frame.source_account
-                self._queued.append(ConnectionMaxStreamIdFrame(self._max_stream_id))
-                self._queued.append(ConnectionAssetDetailsFrame(self.asset_code, self.asset_scale))
+                self._queue(ConnectionMaxStreamIdFrame(self._max_stream_id))
+                self._queue(ConnectionAssetDetailsFrame(self.asset_code, self.asset_scale))
                 if first:
                     self._wake()
             elif isinstance(frame, ConnectionAssetDetailsFrame):
@@ -648,7 +653,7 @@ class Connection:
                 if stream is not None and not stream._remote_closed:
                     stream._remote_close(frame.code, frame.message)
                     self._max_stream_id += 2
-                    self._queued.append(ConnectionMaxStreamIdFrame(self._max_stream_id))
+                    self._queue(ConnectionMaxStreamIdFrame(self._max_stream_id))
                     self._retire(stream)
                     self._wake()
             elif isinstance(frame, StreamMaxMoneyFrame):
@@ -700,6 +705,30 @@ class Connection:
             raise StreamError("the connection reached 2^31 packets (RFC 29 §5.1.3)")
         self._next_sequence += 1
         return seq
+
+    def _queue(self, frame: Frame) -> None:
+        """Queue a control frame for our next packet or reply (see `_LATEST_ONLY`)."""
+        if isinstance(frame, _LATEST_ONLY):
+            self._queued = [f for f in self._queued if type(f) is not type(frame)]
+        self._queued.append(frame)
+
+    def _reply_data(
+        self, sequence: int, kind: IlpPacketType, amount: int, frames: list[Frame]
+    ) -> bytes:
+        """The encrypted reply packet. Close frames always go; of the others, those that no
+        longer fit in an ILP packet's data are left out (a reply must never be too large to
+        send, whatever the remote made us queue)."""
+        sizes = [len(encode_frame(f)) for f in frames]
+        room = _PLAINTEXT_LIMIT - 32
+        if sum(sizes) > room:
+            keep = [isinstance(f, ConnectionCloseFrame | StreamCloseFrame) for f in frames]
+            used = sum(n for n, k in zip(sizes, keep, strict=True) if k)
+            for i, n in enumerate(sizes):
+                if not keep[i] and used + n <= room:
+                    keep[i] = True
+                    used += n
+            frames = [f for f, k in zip(frames, keep, strict=True) if k]
+        return self._encrypt(StreamPacket(sequence, kind, amount, tuple(frames)))
 
     def _encrypt(self, packet: StreamPacket) -> bytes:
         pad = MAX_DATA_SIZE if self.options.pad_packets else None
@@ -1084,10 +1113,12 @@ class Connection:
         for stream in out.closing_streams:
             stream._close_queued = False
         if out.resend:
+            queued = {type(f) for f in self._queued if isinstance(f, _LATEST_ONLY)}
             self._queued[:0] = [
                 f
                 for f in out.resend
                 if not isinstance(f, ConnectionNewAddressFrame | ConnectionAssetDetailsFrame)
+                and type(f) not in queued
             ]
 
     # --- internals -----------------------------------------------------------------------------

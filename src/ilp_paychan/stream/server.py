@@ -255,7 +255,12 @@ class StreamServer:
                 conn = self._open(connection_id, prepare.data)
             except StreamCodecError as exc:
                 return encode_reject(IlpReject("F06" if exc.field == "data" else "F02", address))
-        return encode(conn.handle_prepare(prepare))
+        try:
+            return encode(conn.handle_prepare(prepare))
+        except Exception:
+            # A bug must not escape into the plugin (which would drop the packet unanswered).
+            log.exception("STREAM server failed on a Prepare for %s", prepare.destination)
+            return encode_reject(IlpReject("T00", address, "internal error"))
 
     def _open(self, connection_id: str, data: bytes) -> Connection:
         token = token_of(connection_id)
@@ -292,7 +297,6 @@ class StreamServer:
             conn._call(cb, conn)
         self._changed.notify()
         return conn
-
 
     def _remember_closed(self, connection_id: str, conn: Connection) -> None:
         self._closed[connection_id] = conn
