@@ -146,7 +146,11 @@ class Trustline:
         self._money: TransferLog | None = None
         self._plugin: Any = None
         self._address = ""
-        self._handling: dict[str, asyncio.Event] = {}
+        #: Incoming Prepares being answered; an Event only once an identical one waits.
+        self._handling: dict[str, asyncio.Event | None] = {}
+        #: The key of each Prepare between its `*_prepare` and `*_settled` hooks (by the object,
+        #: kept alive by the entry so its id cannot be reused), so it is hashed once per packet.
+        self._keys: dict[int, tuple[IlpPrepare, str]] = {}
         self._sending: set[str] = set()
         self._unresolved: dict[str, _Unresolved] = {}
         self._tell: dict[str, _Unresolved] = {}
@@ -251,6 +255,7 @@ class Trustline:
         self._unresolved.clear()
         self._tell.clear()
         self._sending.clear()  # re-read from the store by the next open()
+        self._keys.clear()
         if backend is not None:
             await backend.close()
 
@@ -299,6 +304,16 @@ class Trustline:
     def _reject(self, code: str, message: str, data: bytes = b"") -> bytes:
         return encode_reject(IlpReject(code, self._address, message, data))
 
+    def _remember(self, prepare: IlpPrepare, key: str) -> None:
+        self._keys[id(prepare)] = (prepare, key)
+
+    def _key_of(self, prepare: IlpPrepare) -> str:
+        """The key `_remember`ed for this very Prepare object (forgotten now), else hashed."""
+        entry = self._keys.pop(id(prepare), None)
+        if entry is not None and entry[0] is prepare:
+            return entry[1]
+        return packet_key(prepare)
+
     async def incoming_prepare(self, prepare: IlpPrepare) -> bytes | None:
         """Hold the amount, or refuse it: T04 over the maximum; an identical Prepare already
         answered gets that answer again (a Fulfill with the stored fulfillment, or an F00)."""
@@ -314,19 +329,22 @@ class Trustline:
             outcome = await main.prepare(record, True)
         except NotAcceptedError:
             return await self._over_maximum(amount)
+        except DuplicateIdError:
+            return self._reject("F00", "this Prepare's key is in use by a Prepare we sent")
         except BaseException:
             self._leftovers = True  # it may be stored: released at its expiry
             raise
-        except DuplicateIdError:
-            return self._reject("F00", "this Prepare's key is in use by a Prepare we sent")
-        if outcome is PrepareOutcome.NEW:
-            self._handling[key] = asyncio.Event()
+        handling = self._handling
+        if outcome is PrepareOutcome.NEW or (
+            outcome is PrepareOutcome.REPEAT_PREPARED and key not in handling
+        ):
+            handling[key] = None
+            self._remember(prepare, key)
             return None
         if outcome is PrepareOutcome.REPEAT_PREPARED:
-            running = self._handling.get(key)
+            running = handling[key]
             if running is None:
-                self._handling[key] = asyncio.Event()
-                return None
+                running = handling[key] = asyncio.Event()
             left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(left, 0.0)):
@@ -366,7 +384,7 @@ class Trustline:
         transaction. Raises AlreadyRolledBackError when the sender cancelled it meanwhile."""
         if prepare.amount == 0:
             return
-        key = packet_key(prepare)
+        key = self._key_of(prepare)
         main = self.transfer_log
         try:
             if fulfilled:
@@ -404,17 +422,18 @@ class Trustline:
             outcome = await main.prepare(record, False)
         except NotAcceptedError:
             return await self._below_minimum(amount)
+        except DuplicateIdError:
+            return self._reject("F00", "this Prepare's key is in use by a Prepare we received")
         except BaseException:
             # Cancelled while storing: it may be held, so it is resolved like a lost answer.
             self._unresolved[key] = _Unresolved(
                 amount, record["expiresAt"], prepare.expires_at, record["executionCondition"]
             )
             raise
-        except DuplicateIdError:
-            return self._reject("F00", "this Prepare's key is in use by a Prepare we received")
         if outcome in (PrepareOutcome.NEW, PrepareOutcome.REPEAT_PREPARED):
             self._unresolved.pop(key, None)
             self._sending.add(key)
+            self._remember(prepare, key)
             return None
         return await self._answer_again(key)
 
@@ -441,7 +460,7 @@ class Trustline:
         amount = prepare.amount
         if amount == 0:
             return
-        key = packet_key(prepare)
+        key = self._key_of(prepare)
         self._sending.discard(key)
         main = self.transfer_log
         if fulfilled:

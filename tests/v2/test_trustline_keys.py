@@ -1,0 +1,69 @@
+"""Packet keys on the trustline: a Prepare whose key the other direction already holds is refused
+with F00 (both directions), and the key each packet is hashed to once is forgotten when its
+answer is recorded (nothing kept per packet once it is settled)."""
+
+from __future__ import annotations
+
+import os
+
+from ilp_paychan.codec import ilp4
+
+from .conftest import Pair, fulfill, prepare
+from .trustline_helpers import balance_of, trustline_of
+
+
+async def echo_fulfiller(data: bytes) -> bytes:
+    return fulfill()
+
+
+async def test_incoming_prepare_with_the_key_of_one_we_sent_is_f00(pair: Pair) -> None:
+    await pair.start({"store": "memory:"}, None)
+    pair.client.register_data_handler(echo_fulfiller)
+    pair.server.register_data_handler(echo_fulfiller)
+    same = prepare(7, data=os.urandom(8))
+    assert (await pair.server.send_data(same))[0] == ilp4.TYPE_FULFILL
+    back = ilp4.decode_reply(await pair.client.send_data(same))
+    assert isinstance(back, ilp4.IlpReject)
+    assert (back.code, back.message) == ("F00", "this Prepare's key is in use by a Prepare we sent")
+    state = await balance_of(pair.server)
+    assert (state["balance"], state["incomingPrepared"]) == ("-7", "0")
+
+
+async def test_outgoing_prepare_with_the_key_of_one_we_received_is_f00(pair: Pair) -> None:
+    await pair.start(None, {"store": "memory:"})
+    pair.client.register_data_handler(echo_fulfiller)
+    pair.server.register_data_handler(echo_fulfiller)
+    same = prepare(9, data=os.urandom(8))
+    assert (await pair.server.send_data(same))[0] == ilp4.TYPE_FULFILL
+    back = ilp4.decode_reply(await pair.client.send_data(same))
+    assert isinstance(back, ilp4.IlpReject)
+    assert (back.code, back.message) == (
+        "F00",
+        "this Prepare's key is in use by a Prepare we received",
+    )
+    state = await balance_of(pair.client)
+    assert (state["balance"], state["outgoingPrepared"]) == ("9", "0")
+
+
+async def test_no_key_is_kept_once_packets_are_settled(pair: Pair) -> None:
+    await pair.start({"balance": {"maximum": "100"}}, {"store": "memory:"})
+    pair.client.register_data_handler(echo_fulfiller)
+    answers = iter([True, False] * 10)
+
+    async def half(data: bytes) -> bytes:
+        if next(answers):
+            return fulfill()
+        return ilp4.encode_reject(ilp4.IlpReject("F99", "test.server", "no"))
+
+    pair.server.register_data_handler(half)
+    for _ in range(6):
+        await pair.client.send_data(prepare(10, data=os.urandom(8)))
+    over = ilp4.decode_reply(await pair.client.send_data(prepare(99, data=os.urandom(8))))
+    assert isinstance(over, ilp4.IlpReject)
+    assert over.code == "T04"
+    await pair.server.send_data(prepare(5, data=os.urandom(8)))
+    for plugin in (pair.server, pair.client):
+        line = trustline_of(plugin)
+        assert line._keys == {}
+        assert line._handling == {}
+    assert (await balance_of(pair.server))["balance"] == "25"
