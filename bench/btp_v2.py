@@ -92,8 +92,12 @@ class Run:
     config: Config
     n: int
     in_flight: int
+    warmup: int = 0
     client: dict[str, Any] = field(default_factory=dict)
     listener_cpu_s: float | None = None
+    #: The listener store's write transactions and operations over warm-up + N (trustline).
+    commits: int | None = None
+    operations: int | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -186,7 +190,7 @@ def run_timeout(total: int) -> float:
 
 async def run_once(config: Config, n: int, in_flight: int, warmup: int, workdir: Path) -> Run:
     """Start the pair, drive one run, collect the client's report and the listener's CPU."""
-    run = Run(config, n, in_flight)
+    run = Run(config, n, in_flight, warmup)
     counts = {"count": n, "in-flight": in_flight, "warmup": warmup}
     folder = Path(tempfile.mkdtemp(dir=workdir))
     processes: list[Process] = []
@@ -227,7 +231,9 @@ async def run_once(config: Config, n: int, in_flight: int, warmup: int, workdir:
             await client.finish()
             assert listener.process.stdin is not None
             listener.process.stdin.close()
-            balance = (await listener.read(30))["balance"]
+            report = await listener.read(30)
+            balance = report["balance"]
+            run.commits, run.operations = report.get("commits"), report.get("operations")
             if balance["balance"] != str(n + warmup) or balance["incomingPrepared"] != "0":
                 run.problems.append(f"the trustline's balance is {balance}, not {n + warmup}")
     except (RuntimeError, OSError, ValueError, KeyError) as error:
@@ -302,8 +308,9 @@ def table(runs: list[Run]) -> list[str]:
     """One Markdown table: a row per (N, in flight, pairing)."""
     lines = [
         "| pairing | N | in flight | round trips/s median (min–max) | ×JS "
-        "| CPU µs/round trip listener + client | CPU ×JS |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| CPU µs/round trip listener + client | CPU ×JS "
+        "| listener commits (operations) per round trip |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     cells = sorted({(run.n, run.in_flight) for run in runs})
     for n, in_flight in cells:
@@ -325,6 +332,11 @@ def table(runs: list[Run]) -> list[str]:
             ]
             if config.client == "js-pair":
                 both = client
+            per_commit = [
+                (run.commits / (n + run.warmup), run.operations / (n + run.warmup))
+                for run in mine
+                if run.commits is not None and run.operations is not None and not run.problems
+            ]
             summary[config.name] = {
                 "config": config,
                 "rates": rates,
@@ -333,6 +345,12 @@ def table(runs: list[Run]) -> list[str]:
                 "client": _median(client),
                 "cpu": _median(both),
                 "failed": sum(1 for run in mine if run.problems),
+                "store": (
+                    f"{_median([c for c, _ in per_commit]):.3f} "
+                    f"({_median([o for _, o in per_commit]):.2f})"
+                    if per_commit
+                    else "–"
+                ),
             }
         base = summary.get("js", {})
         for row in summary.values():
@@ -345,7 +363,7 @@ def table(runs: list[Run]) -> list[str]:
             lines.append(
                 f"| {config.label}{failed} | {n:,} | {in_flight} | {_spread(row['rates'])} "
                 f"| {_ratio(row['rate'], base.get('rate'))} | {cpu} "
-                f"| {_ratio(row['cpu'], base.get('cpu'))} |"
+                f"| {_ratio(row['cpu'], base.get('cpu'))} | {row['store']} |"
             )
     return lines
 
@@ -427,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                 "in_flight": run.in_flight,
                 "client": run.client,
                 "listener_cpu_s": run.listener_cpu_s,
+                "commits": run.commits,
+                "operations": run.operations,
                 "problems": run.problems,
             }
             for run in runs

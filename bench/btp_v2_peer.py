@@ -7,7 +7,8 @@ with either:
         A listener whose data handler fulfils every Prepare with sha256(data). Prints {"port"}
         once bound; exits when stdin closes. With --store, the durable trustline keeps the
         balance on that store (see `trustline_options`), and the listener prints
-        {"balance": {...}} (the trustline's `get_balance()`) when stdin closes.
+        {"balance": {...}, "commits": C, "operations": O} when stdin closes: the trustline's
+        `get_balance()` and its store's write transactions and the operations they carried.
     btp_v2_peer.py client --url btp+ws://:S@127.0.0.1:P --count N --in-flight K --warmup W
         K workers send Prepares of 1 (distinct data, condition sha256(sha256(data))) until W,
         then N more, are answered. Prints {"warm": true} after the W-th and its result line
@@ -57,6 +58,14 @@ def trustline_options(store: str) -> dict[str, Any]:
     }
 
 
+def store_counters(trustline: Trustline) -> tuple[int | None, int | None]:
+    """(commits, operations) of the trustline's store, when it is a store that counts them.
+
+    Reads a private attribute: a benchmark may, the library's callers may not."""
+    store = getattr(getattr(trustline, "_backend", None), "store", None)
+    return getattr(store, "commits", None), getattr(store, "operations", None)
+
+
 async def wait_for_eof() -> None:
     """Return when stdin closes (the driver ended or is done with us).
 
@@ -89,7 +98,14 @@ async def listener(args: argparse.Namespace) -> None:
     await wait_for_eof()
     accounting = server.accounting
     if isinstance(accounting, Trustline):
-        send({"balance": await accounting.get_balance()})
+        commits, operations = store_counters(accounting)
+        send(
+            {
+                "balance": await accounting.get_balance(),
+                "commits": commits,
+                "operations": operations,
+            }
+        )
     await server.disconnect()
 
 
