@@ -103,3 +103,32 @@ async def test_js_client_pays_python_server(
     incoming = await asyncio.wait_for(conn.accept_stream(), 10)
     assert await asyncio.wait_for(incoming.read(), 10) == b"hello python"
     await server.close()
+
+
+async def test_js_client_goes_quiet_after_paying_python_server(
+    harness: ConnectorHarness, plugin: BtpPlugin
+) -> None:
+    # ilp-protocol-stream 2.7 sends its StreamClose after its ConnectionClose and re-sends a
+    # rejected StreamClose once per round trip; our closed connection fulfils it, which ends that.
+    server = StreamServer(plugin)
+    await server.listen()
+    prepares = [0]
+
+    class Counter:
+        def packet(self, direction: str, kind: str, code: str) -> None:
+            if direction == "incoming" and kind == "prepare":
+                prepares[0] += 1
+
+    plugin.add_observer(Counter())
+    destination, secret = server.generate_address_and_secret()
+    receipt = await harness.pay("cli", 5000, destination=destination, secret=secret)
+    assert receipt["delivered"] == "5000"
+    after_payment = prepares[0]
+    seen = -1
+    for _ in range(40):  # until half a second passes without a packet (20 s at most)
+        if prepares[0] == seen:
+            break
+        seen = prepares[0]
+        await asyncio.sleep(0.5)
+    assert prepares[0] - after_payment <= 3, f"{prepares[0] - after_payment} packets after closing"
+    await server.close()

@@ -268,6 +268,59 @@ def test_a_closed_connection_answers_with_connection_close() -> None:
         stream._raise_if_failed(5)
 
 
+def _prepare_on(server: Connection, frames: tuple[f.Frame, ...], amount: int = 0) -> IlpPrepare:
+    keys = ConnectionKeys(SECRET)
+    data = encrypt_packet(StreamPacket(9, IlpPacketType.PREPARE, 0, frames), keys)
+    return IlpPrepare(amount, _expiry(), keys.condition(data), SERVER, data)
+
+
+def test_a_closed_connection_fulfils_a_late_stream_close() -> None:
+    # ilp-protocol-stream sends its StreamClose after its ConnectionClose and re-sends a rejected
+    # StreamClose in a loop; fulfilling it (with ConnectionClose) ends that loop.
+    _, server = connected()
+    server._finish(None)
+    reply = server.handle_prepare(
+        _prepare_on(server, (f.StreamCloseFrame(1, ErrorCode.NO_ERROR, ""),))
+    )
+    assert isinstance(reply, IlpFulfill)
+    packet = decrypt_packet(reply.data, ConnectionKeys(SECRET))
+    assert packet.ilp_packet_type is IlpPacketType.FULFILL
+    assert packet.sequence == 9
+    assert packet.prepare_amount == 0
+    assert f.ConnectionCloseFrame(ErrorCode.NO_ERROR, "") in packet.frames
+    assert server.total_received == 0
+
+
+@pytest.mark.parametrize(
+    ("frames", "amount"),
+    [
+        ((f.StreamMoneyFrame(1, 1),), 5),
+        ((f.StreamCloseFrame(1, ErrorCode.NO_ERROR, ""),), 5),
+        ((f.StreamDataFrame(1, 0, b"late"),), 0),
+        ((f.StreamCloseFrame(1, ErrorCode.NO_ERROR, ""), f.StreamMoneyFrame(1, 1)), 0),
+    ],
+)
+def test_a_closed_connection_still_refuses_money_and_data(
+    frames: tuple[f.Frame, ...], amount: int
+) -> None:
+    _, server = connected()
+    server._finish(None)
+    reply = server.handle_prepare(_prepare_on(server, frames, amount))
+    assert isinstance(reply, IlpReject)
+    assert reply.code == "F99"
+    assert any(isinstance(x, f.ConnectionCloseFrame) for x in _reply_frames(reply))
+    assert server.total_received == 0
+
+
+def test_a_closed_connection_refuses_a_late_unfulfillable_packet() -> None:
+    client, server = connected()
+    server._finish(None)
+    out = client.close_packet(ErrorCode.NO_ERROR, "")
+    reply = deliver(server, out)
+    assert isinstance(reply, IlpReject)
+    assert reply.code == "F99"
+
+
 def test_data_is_reassembled_in_order() -> None:
     _, server = pair()
     stream = server._new_stream(1)

@@ -452,6 +452,17 @@ class Connection:
             reply.append(
                 ConnectionCloseFrame(code, "" if self._error is None else str(self._error))
             )
+            if amount == 0 and not any(
+                isinstance(f, StreamMoneyFrame | StreamDataFrame) for f in packet.frames
+            ):
+                # A closing packet that arrives after we closed (ilp-protocol-stream sends its
+                # StreamClose after its ConnectionClose) is fulfilled: its sender re-sends a
+                # rejected StreamClose, and ilp-protocol-stream 2.7 does so in a loop, one
+                # packet per round trip, for as long as we remember the connection.
+                fulfillment = self._keys.fulfillment(prepare.data)
+                if condition_of(fulfillment) == prepare.execution_condition:
+                    data = self._reply_data(packet.sequence, IlpPacketType.FULFILL, 0, reply)
+                    return IlpFulfill(fulfillment, data)
             return refuse()
 
         for frame in packet.frames:

@@ -6,7 +6,8 @@ connection (a sealed token, see `stream.address`), from which it derives the con
 secret, so nothing is stored before a connection's first packet. A token it did not make is F02
 (nothing revealed, as ilp-protocol-stream does); a packet that does not decrypt under a token
 it made is F06 (RFC 29 §4.2). Packets for a connection that closed lately get F99 with a
-ConnectionClose so the client stops.
+ConnectionClose so the client stops (a late closing packet, without money or data, is fulfilled
+with it: see `Connection.handle_prepare`).
 
 What it keeps is bounded in time: a closed connection is remembered (to answer its late
 packets, and for `accept` if the application has not taken it yet) for ``idle_timeout``
