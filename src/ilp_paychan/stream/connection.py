@@ -36,6 +36,7 @@ from enum import Enum
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
+from ..codec.address import is_valid_address
 from ..codec.errors import CodecError
 from ..codec.ilp4 import (
     IlpFulfill,
@@ -192,6 +193,7 @@ class OutgoingPacket:
     resend: tuple[Frame, ...] = ()
     probe: bool = False
     closes_connection: bool = False
+    destination: str | None = None
 
 
 class State(Enum):
@@ -245,6 +247,9 @@ class Connection:
         self.asset_code = asset_code
         self.asset_scale = asset_scale
         self.destination_account = destination_account
+        self.pending_address: str | None = None
+        """An address the remote moved to (ConnectionNewAddress) that no authenticated round
+        trip has confirmed yet (RFC 29 §4.3.2); packets go to `destination_account` meanwhile."""
         self.destination_asset: tuple[str, int] | None = None
         """The remote's (asset code, asset scale), once it sent ConnectionAssetDetails."""
         self.connection_tag = connection_tag
@@ -466,6 +471,19 @@ class Connection:
             return refuse()
 
         for frame in packet.frames:
+            if isinstance(frame, ConnectionNewAddressFrame) and not is_valid_address(
+                frame.source_account
+            ):
+                close = ConnectionCloseFrame(
+                    ErrorCode.FRAME_FORMAT_ERROR,
+                    f"ConnectionNewAddress.sourceAccount: {frame.source_account[:100]!r} "
+                    "is not an ILP address",
+                )
+                reply.append(close)
+                self._fail(
+                    ReceiverRefusedError(close.message, code=close.code), notify_remote=False
+                )
+                return refuse()
             if isinstance(
                 frame, StreamMoneyFrame | StreamDataFrame | StreamMaxMoneyFrame | StreamMaxDataFrame
             ):
@@ -643,12 +661,7 @@ class Connection:
     def _apply_frames(self, frames: tuple[Frame, ...]) -> None:
         for frame in frames:
             if isinstance(frame, ConnectionNewAddressFrame):
-                first = self.destination_account is None
-                self.destination_account = frame.source_account
-                self._queue(ConnectionMaxStreamIdFrame(self._max_stream_id))
-                self._queue(ConnectionAssetDetailsFrame(self.asset_code, self.asset_scale))
-                if first:
-                    self._wake()
+                self._on_new_address(frame.source_account)
             elif isinstance(frame, ConnectionAssetDetailsFrame):
                 self.destination_asset = (frame.source_asset_code, frame.source_asset_scale)
             elif isinstance(frame, ConnectionCloseFrame):
@@ -685,6 +698,72 @@ class Connection:
                 if stream is not None and frame.max_offset > stream._remote_max_offset:
                     stream._remote_max_offset = frame.max_offset
                     self._wake()
+
+    def _on_new_address(self, address: str) -> None:
+        """The remote's address: adopted at once when we had none (RFC 29 §4.3.1); a different
+        one waits for a validating round trip (RFC 29 §4.3.2), so a packet carrying it cannot
+        redirect our money and data to a third party. Either way we answer with our details,
+        as ilp-protocol-stream does."""
+        if not is_valid_address(address):
+            log.info("ignoring ConnectionNewAddress %r: not an ILP address", address[:100])
+            return
+        self._queue(ConnectionMaxStreamIdFrame(self._max_stream_id))
+        self._queue(ConnectionAssetDetailsFrame(self.asset_code, self.asset_scale))
+        if self.destination_account is None:
+            self.destination_account = address
+            self._wake()
+        elif address == self.destination_account:
+            self.pending_address = None
+        elif address != self.pending_address:
+            self.pending_address = address
+            self._wake()
+
+    def validation_packet(self) -> OutgoingPacket | None:
+        """An unfulfillable Prepare (amount 0) to `pending_address`: an authenticated reply from
+        there proves the remote is at the new address (RFC 29 §4.3.2). None if none pending."""
+        if self.pending_address is None:
+            return None
+        seq = self._take_sequence()
+        data = self._encrypt(StreamPacket(seq, IlpPacketType.PREPARE, 0, ()))
+        condition = random_condition()
+        expires = self._expiry()
+        prepare = encode_prepare(IlpPrepare(0, expires, condition, self.pending_address, data))
+        return OutgoingPacket(
+            seq,
+            0,
+            0,
+            (),
+            prepare,
+            condition,
+            None,
+            expires,
+            probe=True,
+            destination=self.pending_address,
+        )
+
+    def validation_result(self, out: OutgoingPacket, raw: bytes | None) -> bool:
+        """Adopt the address ``out`` went to if its reply is an authenticated STREAM reply
+        (our secret, its sequence); otherwise forget it. Returns whether it was adopted."""
+        address = out.destination
+        reply = None
+        if raw is not None:
+            with contextlib.suppress(CodecError):
+                reply = decode_reply(raw)
+        packet = None
+        if reply is not None and reply.data:
+            kind = IlpPacketType.FULFILL if isinstance(reply, IlpFulfill) else IlpPacketType.REJECT
+            packet = self._open_reply(out, reply.data, kind)
+        if self.pending_address != address:
+            return False  # superseded meanwhile; the newer one gets its own round trip
+        self.pending_address = None
+        if packet is None:
+            log.info("not moving to %s: no authenticated reply came from there", address)
+            return False
+        self._touch()
+        self.destination_account = address
+        self._apply_frames(packet.frames)
+        self._wake()
+        return True
 
     def _on_remote_close(self, code: int, message: str) -> None:
         self._remote_closed = True

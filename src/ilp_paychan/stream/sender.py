@@ -52,6 +52,7 @@ class SendLoop:
         self._rate_done = asyncio.Event()
         self._rate_error: StreamError | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._validating: asyncio.Task[None] | None = None
         connection._sender = self
 
     # --- control -------------------------------------------------------------------------------
@@ -73,6 +74,8 @@ class SendLoop:
             self._resume_handle.cancel()
             self._resume_handle = None
         self._rate_done.set()
+        if self._validating is not None:
+            self._validating.cancel()
 
     def busy(self) -> bool:
         """Packets in flight, a probe running, or something queued to send."""
@@ -143,6 +146,8 @@ class SendLoop:
                 ):
                     await self._probe()
                     continue
+                if conn.pending_address is not None and self._validating is None:
+                    self._validating = loop.create_task(self._validate())
                 now = loop.time()
                 if now < self._resume_at:
                     if self._resume_handle is None:
@@ -163,6 +168,26 @@ class SendLoop:
             self._fail(StreamError(f"internal error in the send loop: {exc!r}"))
         finally:
             self._rate_done.set()
+
+    async def _validate(self) -> None:
+        """One round trip to the address the remote moved to (RFC 29 §4.3.2)."""
+        conn = self._conn
+        try:
+            out = conn.validation_packet()
+            if out is None:
+                return
+            raw: bytes | None = None
+            try:
+                async with asyncio.timeout(conn.options.packet_timeout + EXPIRY_GRACE):
+                    raw = await self._plugin.send_data(out.prepare)
+            except Exception as exc:
+                log.debug("validation packet to %s failed: %r", out.destination, exc)
+            conn.validation_result(out, raw)
+        except StreamError as exc:
+            self._fail(exc)
+        finally:
+            self._validating = None
+            self.wake()
 
     def _fail(self, exc: StreamError) -> None:
         if self._want_rate and self._conn.exchange_rate is None:
