@@ -1,14 +1,17 @@
-"""Packet keys on the trustline: a Prepare whose key the other direction already holds is refused
-with F00 (both directions), and the key each packet is hashed to once is forgotten when its
-answer is recorded (nothing kept per packet once it is settled)."""
+"""Packet keys on the trustline: they sort by the Prepare's expiry and differ for different
+Prepares; a Prepare whose key the other direction already holds is refused with F00 (both
+directions); the key each packet is hashed to once is forgotten when its answer is recorded
+(nothing kept per packet once it is settled)."""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 from ilp_paychan.codec import ilp4
+from ilp_paychan.v2.trustline import packet_key
 
-from .conftest import Pair, fulfill, prepare
+from .conftest import CONDITION, Pair, fulfill, prepare
 from .trustline_helpers import balance_of, trustline_of
 
 
@@ -67,3 +70,18 @@ async def test_no_key_is_kept_once_packets_are_settled(pair: Pair) -> None:
         assert line._keys == {}
         assert line._handling == {}
     assert (await balance_of(pair.server))["balance"] == "25"
+
+
+def test_packet_keys_lead_with_the_expiry() -> None:
+    moment = datetime(2026, 12, 6, 2, 45, 1, 234567, tzinfo=UTC)
+
+    def key(expires: datetime, data: bytes) -> str:
+        return packet_key(ilp4.IlpPrepare(5, expires, CONDITION, "test.peer.bob", data))
+
+    first = key(moment, b"a")
+    assert first.startswith("20261206024501234")
+    assert len(first) == 60
+    assert first == key(moment, b"a")
+    assert first != key(moment, b"b")
+    later = [key(moment + timedelta(milliseconds=ms), b"a") for ms in (1, 999, 60_000)]
+    assert sorted([*later, first]) == [first, *later]
