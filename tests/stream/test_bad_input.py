@@ -6,9 +6,11 @@ what STREAM refuses), never raises, and keeps its per-connection state within it
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ilp_paychan.codec.ilp4 import IlpFulfill, IlpPrepare, decode_reply, encode_prepare
@@ -123,6 +125,59 @@ def _check_bounds(server: StreamServer) -> None:
         for stream in conn._streams.values():
             held = sum(len(c) for c in stream._chunks.values()) + len(stream._ready)
             assert held <= WINDOW, (stream.id, held)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(prepares(), st.lists(frames, max_size=12), amounts, amounts),
+        min_size=1,
+        max_size=8,
+    )
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_prepare_gets_the_right_code_and_never_raises(
+    steps: list[tuple[tuple[str, bytes, bytes, str], list[f.Frame], int, int]],
+) -> None:
+    async def run() -> None:
+        link = LinkedPlugins()
+        options = ConnectionOptions(stream_window=WINDOW, connection_window=CONN_WINDOW)
+        server = StreamServer(link.bob, server_secret=SERVER_SECRET, options=options)
+        await server.listen()
+        address, secret = server.generate_address_and_secret("fuzz")
+        keys = ConnectionKeys(secret)
+        for sequence, (spec, frame_list, amount, min_amount) in enumerate(steps, 1):
+            prepare = _build(
+                server, address, secret, spec, frame_list, sequence, amount, min_amount
+            )
+            raw = await server._handle(encode_prepare(prepare))
+            reply = decode_reply(raw)
+            where, body, _, _ = spec
+            ours = where in ("ours", "ours-sub")
+            if not ours:
+                assert not isinstance(reply, IlpFulfill)
+                assert reply.code == "F02", reply
+                continue
+            if body in (b"random", b"truncated", b"wrong-key", b"type"):
+                if isinstance(reply, IlpFulfill) or reply.code != "F06":
+                    # Only bytes that happen to be a valid packet under our key get further.
+                    decrypt_packet(prepare.data, keys)
+                    assert body == b"truncated"
+                continue
+            if isinstance(reply, IlpFulfill):
+                assert keys.condition(prepare.data) == prepare.execution_condition
+                assert prepare.amount >= min_amount
+                answer = decrypt_packet(reply.data, keys)
+                assert answer.ilp_packet_type is IlpPacketType.FULFILL
+            else:
+                assert reply.code == "F99", reply
+                answer = decrypt_packet(reply.data, keys)
+                assert answer.ilp_packet_type is IlpPacketType.REJECT
+            assert answer.sequence == sequence
+            assert answer.prepare_amount == prepare.amount
+            _check_bounds(server)
+        await server.close()
+
+    asyncio.run(run())
 
 
 async def _server() -> tuple[StreamServer, str, ConnectionKeys]:

@@ -457,8 +457,12 @@ class Connection:
             reply.append(
                 ConnectionCloseFrame(code, "" if self._error is None else str(self._error))
             )
-            if amount == 0 and not any(
-                isinstance(f, StreamMoneyFrame | StreamDataFrame) for f in packet.frames
+            if (
+                amount == 0
+                and packet.prepare_amount == 0
+                and not any(
+                    isinstance(f, StreamMoneyFrame | StreamDataFrame) for f in packet.frames
+                )
             ):
                 # A closing packet that arrives after we closed (ilp-protocol-stream sends its
                 # StreamClose after its ConnectionClose) is fulfilled: its sender re-sends a
