@@ -207,6 +207,19 @@ def _add_stream_commands(sub: Any) -> None:
         help="allow a plain http:// SPSP URL to a host that is not loopback (unsafe: whoever "
         "can change the answer can redirect the payment)",
     )
+    pay.add_argument(
+        "--max-packet-amount",
+        metavar="N",
+        type=_amount,
+        help="never more than N in one packet, without waiting for an F08 to say so (for a "
+        "link that cannot carry F08 back, e.g. an LPI v1 account of ilp-connector)",
+    )
+    pay.add_argument(
+        "--send-only",
+        action="store_true",
+        help="do not tell the receiver our address, so it sends us no packet (for a link that "
+        "cannot carry zero-amount packets to us, e.g. an LPI v1 account of ilp-connector)",
+    )
     pay.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 

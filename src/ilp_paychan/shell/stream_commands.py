@@ -373,7 +373,9 @@ async def _pay_stream(
             str(amount),
             min_exchange_rate=args.min_rate,
             timeout=time_limit,
+            options=stream.ConnectionOptions(max_packet_amount=args.max_packet_amount),
             on_progress=progress.update,
+            receive=not args.send_only,
         )
     )
     stopping = asyncio.ensure_future(stop.wait())
