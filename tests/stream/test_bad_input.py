@@ -26,6 +26,7 @@ from ilp_paychan.stream import (
     generate_address_and_secret,
 )
 from ilp_paychan.stream import frames as f
+from ilp_paychan.stream.connection import Connection
 from ilp_paychan.stream.packet import MAX_DATA_SIZE
 from testkit.ilp_link import LinkedPlugins
 
@@ -211,3 +212,42 @@ async def test_a_flood_of_connection_new_address_frames_gets_a_sendable_reply() 
     assert frames_back.count(f.ConnectionAssetDetailsFrame("USD", 9)) == 1
     assert len(server.connections[0]._queued) == 0
     await server.close()
+
+
+async def test_overlapping_data_is_held_once_within_the_window() -> None:
+    server, address, keys = await _server()
+    for i in range(1, 200):
+        frame = f.StreamDataFrame(1, i, b"x" * (WINDOW - i))
+        await _send(server, address, keys, (frame,), sequence=i)
+    (stream,) = server.connections[0].streams
+    assert sum(len(c) for c in stream._chunks.values()) <= WINDOW
+    await _send(server, address, keys, (f.StreamDataFrame(1, 0, b"y"),), sequence=300)
+    assert await stream.read() == b"y" + b"x" * (WINDOW - 1)
+    await server.close()
+
+
+@given(
+    pieces=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 120)), min_size=1, max_size=40)
+)
+@settings(max_examples=200, deadline=None)
+def test_data_arriving_in_any_order_and_overlap_reads_back_exactly(
+    pieces: list[tuple[int, int]],
+) -> None:
+    source = bytes(i % 251 for i in range(500))
+    conn = Connection(
+        plugin=None,
+        shared_secret=b"s",
+        is_server=True,
+        source_account="test.bob",
+        asset_code="USD",
+        asset_scale=0,
+    )
+    stream = conn._new_stream(1)
+    for offset, length in [*pieces, (0, 500)]:
+        stream._receive_data(offset, source[offset : offset + length])
+        held = sum(len(c) for c in stream._chunks.values())
+        assert held + len(stream._ready) <= 500
+        assert sorted(stream._chunks) == stream._chunk_starts
+        ends = [o + len(stream._chunks[o]) for o in stream._chunk_starts]
+        assert all(e <= o for e, o in zip(ends, stream._chunk_starts[1:], strict=False))
+    assert bytes(stream._ready) == source

@@ -14,6 +14,7 @@ Amounts are ints: ``total_sent`` and ``send_max`` in our units, ``total_received
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -96,7 +97,8 @@ class DataAndMoneyStream:
         self._remote_max_offset = DEFAULT_STREAM_WINDOW
         # data in
         self._window = window
-        self._chunks: dict[int, bytes] = {}
+        self._chunks: dict[int, bytes] = {}  # out-of-order data by offset; never overlapping
+        self._chunk_starts: list[int] = []  # the keys of _chunks, sorted
         self._ready = bytearray()
         self._ready_end = 0
         self._consumed = 0
@@ -449,26 +451,39 @@ class DataAndMoneyStream:
     def _receive_data(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
         self._max_incoming_offset = max(self._max_incoming_offset, end)
-        if end <= self._ready_end or offset in self._chunks:
-            return
-        self._chunks[offset] = data
-        while True:
-            # Pull in every chunk that starts at or before the end of what is ready.
-            nxt = self._chunks.pop(self._ready_end, None)
-            if nxt is None:
-                starts = [o for o in self._chunks if o < self._ready_end]
-                if not starts:
-                    break
-                o = starts[0]
-                chunk = self._chunks.pop(o)
-                skip = self._ready_end - o
-                if skip < len(chunk):
-                    self._ready += chunk[skip:]
-                    self._ready_end += len(chunk) - skip
-                continue
-            self._ready += nxt
-            self._ready_end += len(nxt)
+        if offset < self._ready_end:
+            data = data[self._ready_end - offset :]
+            offset = self._ready_end
+        # Hold only bytes no held chunk has: RFC 29 §5.3.11 forbids overlapping fragments, and a
+        # peer that sends them anyway must not make us hold more than the window.
+        starts = self._chunk_starts
+        i = bisect.bisect_right(starts, offset) - 1
+        if i >= 0:
+            before_end = starts[i] + len(self._chunks[starts[i]])
+            if before_end > offset:
+                data = data[before_end - offset :]
+                offset = before_end
+        i += 1
+        while data and i < len(starts) and starts[i] < offset + len(data):
+            start = starts[i]
+            if start > offset:
+                self._hold_chunk(offset, data[: start - offset])
+                i += 1
+            skip = start + len(self._chunks[start]) - offset
+            data = data[skip:]
+            offset += skip
+            i += 1
+        if data:
+            self._hold_chunk(offset, data)
+        while starts and starts[0] == self._ready_end:
+            chunk = self._chunks.pop(starts.pop(0))
+            self._ready += chunk
+            self._ready_end += len(chunk)
         self._changed.notify()
+
+    def _hold_chunk(self, offset: int, data: bytes) -> None:
+        bisect.insort(self._chunk_starts, offset)
+        self._chunks[offset] = data
 
     def _receive_money(self, amount: int) -> None:
         self._total_received += amount
