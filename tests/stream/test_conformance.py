@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 from fractions import Fraction
 
+import pytest
+
 from ilp_paychan.codec.ilp4 import IlpPrepare, IlpReject, decode_prepare, encode, encode_reject
 from ilp_paychan.stream import (
     ConnectionKeys,
     ErrorCode,
     IlpPacketType,
+    ReceiverRefusedError,
     StreamPacket,
     connect,
     decrypt_packet,
@@ -124,3 +127,40 @@ async def test_end_to_end_money_is_not_redirected_by_an_unvalidated_address() ->
     assert conn.total_received == 12
     await conn.close()
     await server.close()
+
+
+def test_asset_details_that_contradict_earlier_ones_close_the_connection() -> None:
+    _, server = connected()
+    assert server.destination_asset == ("USD", 2)
+    keys = ConnectionKeys(SECRET)
+    frames = (f.ConnectionAssetDetailsFrame("XRP", 6),)
+    data = encrypt_packet(StreamPacket(9, IlpPacketType.PREPARE, 0, frames), keys)
+    reply = server.handle_prepare(IlpPrepare(0, _expiry(), keys.condition(data), "test.b", data))
+    assert isinstance(reply, IlpReject)
+    assert reply.code == "F99"
+    (close,) = [
+        x for x in decrypt_packet(reply.data, keys).frames if isinstance(x, f.ConnectionCloseFrame)
+    ]
+    assert close.code == ErrorCode.PROTOCOL_VIOLATION
+    assert "'USD' scale 2 to 'XRP' scale 6" in close.message
+    assert server.closed
+    assert server.destination_asset == ("USD", 2)
+    # The same details again are fine.
+    client2, server2 = connected()
+    _tell(client2, server2, f.ConnectionAssetDetailsFrame("USD", 2))
+    assert not server2.closed
+
+
+def test_a_reply_whose_asset_details_changed_fails_the_sender() -> None:
+    client, server = connected()
+    assert client.destination_asset == ("EUR", 3)
+    server._queue(f.ConnectionAssetDetailsFrame("EUR", 2))
+    out = client.next_packet()
+    if out is None:
+        client.create_stream().write(b"x")
+        out = client.next_packet()
+    assert out is not None
+    with pytest.raises(ReceiverRefusedError, match="asset changed") as info:
+        client.handle_reply(out, encode(deliver(server, out)))
+    assert info.value.code == ErrorCode.PROTOCOL_VIOLATION
+    assert client.destination_asset == ("EUR", 3)

@@ -513,6 +513,13 @@ class Connection:
                     reply.append(violation)
                     return refuse()
 
+        conflict = self._asset_conflict(packet.frames)
+        if conflict is not None:
+            close = ConnectionCloseFrame(ErrorCode.PROTOCOL_VIOLATION, conflict)
+            reply.append(close)
+            self._fail(ReceiverRefusedError(conflict, code=close.code), notify_remote=False)
+            return refuse()
+
         self._apply_frames(packet.frames)
 
         data_frames = [f for f in packet.frames if isinstance(f, StreamDataFrame)]
@@ -667,6 +674,9 @@ class Connection:
             if isinstance(frame, ConnectionNewAddressFrame):
                 self._on_new_address(frame.source_account)
             elif isinstance(frame, ConnectionAssetDetailsFrame):
+                conflict = self._asset_conflict((frame,))
+                if conflict is not None:
+                    raise ReceiverRefusedError(conflict, code=ErrorCode.PROTOCOL_VIOLATION)
                 self.destination_asset = (frame.source_asset_code, frame.source_asset_scale)
             elif isinstance(frame, ConnectionCloseFrame):
                 self._on_remote_close(frame.code, frame.message)
@@ -702,6 +712,22 @@ class Connection:
                 if stream is not None and frame.max_offset > stream._remote_max_offset:
                     stream._remote_max_offset = frame.max_offset
                     self._wake()
+
+    def _asset_conflict(self, frames: tuple[Frame, ...]) -> str | None:
+        """Why ``frames`` contradict the remote's asset details, if they do: they may not change
+        during a connection, and a receiver of contradicting ones closes it (RFC 29 §4.3.3)."""
+        known = self.destination_asset
+        for frame in frames:
+            if isinstance(frame, ConnectionAssetDetailsFrame):
+                details = (frame.source_asset_code, frame.source_asset_scale)
+                if known is not None and details != known:
+                    return (
+                        f"ConnectionAssetDetails: the remote's asset changed from {known[0]!r} "
+                        f"scale {known[1]} to {details[0][:50]!r} scale {details[1]} "
+                        "during the connection"
+                    )
+                known = details
+        return None
 
     def _on_new_address(self, address: str) -> None:
         """The remote's address: adopted at once when we had none (RFC 29 §4.3.1); a different
