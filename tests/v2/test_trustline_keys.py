@@ -5,11 +5,17 @@ directions); the key each packet is hashed to once is forgotten when its answer 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ilp_paychan.codec import ilp4
-from ilp_paychan.v2.trustline import packet_key
+from ilp_paychan.codec.condition import b64url_encode
+from ilp_paychan.codec.oer import encode_interledger_time
+from ilp_paychan.v2.trustline import expiry_text, packet_key
 
 from .conftest import CONDITION, Pair, fulfill, prepare
 from .trustline_helpers import balance_of, trustline_of
@@ -85,3 +91,29 @@ def test_packet_keys_lead_with_the_expiry() -> None:
     assert first != key(moment, b"b")
     later = [key(moment + timedelta(milliseconds=ms), b"a") for ms in (1, 999, 60_000)]
     assert sorted([*later, first]) == [first, *later]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amount=st.integers(min_value=0, max_value=2**64 - 1),
+    expires=st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+    ),
+    data=st.binary(max_size=400),
+    destination=st.sampled_from(["test.a", "g." + "x" * 200]),
+)
+def test_key_and_expiry_text_read_the_expiry_back_from_the_encoding(
+    amount: int, expires: datetime, data: bytes, destination: str
+) -> None:
+    packet = ilp4.IlpPrepare(amount, expires, CONDITION, destination, data)
+    key = packet_key(packet)
+    digits = encode_interledger_time(expires).decode("ascii")
+    assert key[:17] == digits
+    assert key[17:] == b64url_encode(hashlib.sha256(ilp4.encode_prepare(packet)).digest())
+    text = expiry_text(expires)
+    assert datetime.fromisoformat(text) == expires.replace(
+        microsecond=expires.microsecond // 1000 * 1000
+    )
+    if expires.year >= 1000:
+        legacy = expires.strftime("%Y-%m-%dT%H:%M:%S.") + f"{expires.microsecond // 1000:03d}Z"
+        assert text == legacy

@@ -106,14 +106,30 @@ _RETRY: ContextVar[_Money | None] = ContextVar("ilp_paychan_trustline_retry", de
 def packet_key(prepare: IlpPrepare) -> str:
     """The stable key of an ILPv4 Prepare in flight: its expiry (17 digits), then base64url of
     SHA-256 of its encoding (60 characters; keys sort by expiry, see the module docstring)."""
-    digest = hashlib.sha256(encode_prepare(prepare)).digest()
-    return encode_interledger_time(prepare.expires_at).decode("ascii") + b64url_encode(digest)
+    return _key_and_expiry(prepare)[0]
 
 
 def expiry_text(moment: datetime) -> str:
     """An expiry as the ledger stores it: ISO 8601 UTC with milliseconds (ILPv4's precision)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return _iso_of_digits(encode_interledger_time(moment).decode("ascii"))
+
+
+def _iso_of_digits(digits: str) -> str:
+    """`YYYYMMDDHHmmssfff` as `YYYY-MM-DDTHH:mm:ss.fffZ`."""
+    return (
+        f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}T{digits[8:10]}:{digits[10:12]}:"
+        f"{digits[12:14]}.{digits[14:17]}Z"
+    )
+
+
+def _key_and_expiry(prepare: IlpPrepare) -> tuple[str, str]:
+    """`packet_key` and `expiry_text` of a Prepare from one encoding: the expiry's 17 digits are
+    read back from it, after the type, the length determinant and the 8-byte amount."""
+    encoded = encode_prepare(prepare)
+    length = encoded[1]
+    start = 10 if length < 0x80 else 10 + (length & 0x7F)
+    digits = encoded[start : start + 17].decode("ascii")
+    return digits + b64url_encode(hashlib.sha256(encoded).digest()), _iso_of_digits(digits)
 
 
 def _parse_expiry(text: str) -> datetime:
@@ -328,8 +344,8 @@ class Trustline:
             return None
         if prepare.expires_at <= datetime.now(UTC):
             return self._reject("R00", "the Prepare expired before we could hold its amount")
-        key = packet_key(prepare)
-        record = {"id": key, "amount": str(amount), "expiresAt": expiry_text(prepare.expires_at)}
+        key, expires = _key_and_expiry(prepare)
+        record = {"id": key, "amount": str(amount), "expiresAt": expires}
         main = self.transfer_log
         try:
             outcome = await main.prepare(record, True)
@@ -416,11 +432,11 @@ class Trustline:
         amount = prepare.amount
         if amount == 0:
             return None
-        key = packet_key(prepare)
+        key, expires = _key_and_expiry(prepare)
         record = {
             "id": key,
             "amount": str(amount),
-            "expiresAt": expiry_text(prepare.expires_at),
+            "expiresAt": expires,
             "executionCondition": b64url_encode(prepare.execution_condition),
         }
         main = self.transfer_log
