@@ -6,8 +6,10 @@ as a connector would: destination must start with the other's address (else F02)
 is converted at ``rate`` (floor) and checked against ``max_packet_amount`` (F08 with the RFC 27
 data), and a returned Fulfill must match the condition (else F05). Knobs: ``t04`` (a callable
 deciding per Prepare to answer T04), ``no_route`` (everything F02), ``drop`` (a callable: never
-answer, so the sender's expiry watchdog must act). It counts what crossed, for exact accounting
-assertions.
+answer, so the sender's expiry watchdog must act), ``lose_reply`` (a callable: deliver the
+Prepare, then answer the sender T00 whatever the receiver said, as when a reply is lost on the
+way back). It counts what crossed, for exact accounting assertions; ``lost`` is the receiver's
+amounts of Fulfills the sender never saw.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Tally:
     rejected: int = 0
     source_fulfilled: int = 0
     destination_fulfilled: int = 0
+    lost: int = 0
     codes: list[str] = field(default_factory=list)
 
 
@@ -132,6 +135,7 @@ class LinkedPlugins:
         self.max_packet_amount = max_packet_amount
         self.t04: Callable[[IlpPrepare], bool] | None = None
         self.drop: Callable[[IlpPrepare], bool] | None = None
+        self.lose_reply: Callable[[IlpPrepare], bool] | None = None
         self.no_route = False
         self.latency = latency
 
@@ -142,6 +146,11 @@ class LinkedPlugins:
         assert receiver is not None
         reply = await self._route(sender, receiver, prepare)
         parsed = decode_reply(reply)
+        if self.lose_reply is not None and self.lose_reply(prepare):
+            if isinstance(parsed, IlpFulfill):
+                tally.lost += int(prepare.amount * sender.rate)
+            reply = encode_reject(IlpReject("T00", CONNECTOR, "reply lost"))
+            parsed = decode_reply(reply)
         if isinstance(parsed, IlpFulfill):
             tally.fulfilled += 1
             tally.source_fulfilled += prepare.amount

@@ -48,12 +48,15 @@ class StreamError(Exception):
 
     ``amount_sent`` and ``amount_delivered`` are the connection's totals when it failed (0 when
     nothing had been paid), so a caller can report a partial payment exactly.
+    ``amount_in_flight`` is our units in packets whose reply had not come when the caller's
+    time ran out: they were abandoned unsettled and may still have been paid out.
     """
 
     def __init__(self, message: str, *, amount_sent: int = 0, amount_delivered: int = 0) -> None:
         super().__init__(message)
         self.amount_sent = amount_sent
         self.amount_delivered = amount_delivered
+        self.amount_in_flight = 0
 
     def with_amounts(self, sent: int, delivered: int) -> StreamError:
         """Record the connection's totals on this error (returns it, for ``raise``)."""

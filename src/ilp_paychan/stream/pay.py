@@ -16,7 +16,7 @@ from typing import Any
 from ..v2.interface import PluginV2
 from .client import connect
 from .connection import Connection, ConnectionOptions
-from .errors import PaymentTimeoutError, StreamError
+from .errors import ConnectionClosedError, PaymentTimeoutError, StreamError
 from .rate import parse_rate
 from .stream import parse_amount
 
@@ -30,8 +30,12 @@ class PaymentReceipt:
     Attributes:
         destination_account: where the money went.
         amount: what was asked for, in our units.
-        amount_sent: our units in fulfilled packets (equals ``amount`` on success).
-        amount_delivered: the receiver's units that arrived, as the receiver reported them.
+        amount_sent: our units in packets whose Fulfill reached us (equals ``amount`` on
+            success).
+        amount_delivered: the receiver's units in those packets, as its Fulfills reported
+            them: what was acknowledged. A packet the receiver fulfilled whose reply was lost
+            (the plugin answered T00/R00, or nothing came before expiry) is not counted and its
+            money was sent again, so the receiver may have received more than this.
         exchange_rate: the rate measured before paying (receiver units per our unit).
         source_asset / destination_asset: (code, scale); the receiver's if it told us.
         packets_fulfilled / packets_rejected: packets of ours the receiver fulfilled / that
@@ -136,9 +140,9 @@ async def pay(
             await conn.close()
     except TimeoutError:
         err: StreamError = PaymentTimeoutError(f"the payment did not finish within {timeout} s")
-        raise await _failed(conn, err) from None
+        raise await _failed(conn, err, deadline) from None
     except StreamError as exc:
-        raise await _failed(conn, exc) from None
+        raise await _failed(conn, exc, deadline) from None
     except BaseException:
         if conn is not None and not conn.closed:
             await conn.abort("payment cancelled")
@@ -159,13 +163,28 @@ async def pay(
     )
 
 
-async def _failed(conn: Connection | None, error: StreamError) -> StreamError:
-    """End the connection after ``error`` and stamp the final, settled amounts on it."""
+async def _failed(
+    conn: Connection | None, error: StreamError, deadline: float | None
+) -> StreamError:
+    """End the connection after ``error`` and stamp the settled amounts on it, within the
+    caller's deadline: packets still in flight then are abandoned and reported as
+    ``amount_in_flight`` rather than waited for (up to their expiry, 30 s by default)."""
     if conn is None:
         return error
-    if not conn.closed:
-        await conn.abort(str(error)[:1000])
-    sender = conn._sender
-    if sender is not None:
-        await sender.drained(timeout=conn.options.packet_timeout + 1.0)
-    return error.with_amounts(conn.total_sent, conn.total_delivered)
+    loop = asyncio.get_running_loop()
+    limit = conn.options.packet_timeout + 1.0
+    if deadline is not None:
+        limit = min(limit, max(deadline - loop.time(), 0.0))
+    try:
+        async with asyncio.timeout(limit):
+            if not conn.closed:
+                await conn.abort(str(error)[:1000])
+            if conn._sender is not None:
+                await conn._sender.drained()
+    except TimeoutError:
+        if not conn.closed:
+            conn._finish(ConnectionClosedError(str(error)[:1000]))
+    error.with_amounts(conn.total_sent, conn.total_delivered)
+    if conn._sender is not None:
+        error.amount_in_flight = await conn._sender.abandon()
+    return error

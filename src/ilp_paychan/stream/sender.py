@@ -42,6 +42,7 @@ class SendLoop:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: dict[int, tuple[asyncio.Task[None], float]] = {}
+        self._outgoing: dict[int, OutgoingPacket] = {}
         self._expired: set[int] = set()
         self._resume_at = 0.0
         self._resume_handle: asyncio.TimerHandle | None = None
@@ -89,6 +90,20 @@ class SendLoop:
         tasks = [t for t, _ in self._in_flight.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+    async def abandon(self) -> int:
+        """Stop waiting for the packets in flight (the caller's time ran out): their tasks are
+        cancelled (and awaited, a second at most) and they stay unsettled. Returns their source
+        amount: money whose fate is unknown (a connector may still fulfil them before they
+        expire)."""
+        amount = sum(out.source_amount for out in self._outgoing.values())
+        self._outgoing.clear()
+        tasks = [task for task, _ in self._in_flight.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        return amount
 
     async def ensure_rate(self) -> None:
         """Measure the exchange rate now if not known (a client does on connect).
@@ -214,6 +229,7 @@ class SendLoop:
         deadline = loop.time() + self._conn.options.packet_timeout + EXPIRY_GRACE
         task = loop.create_task(self._send(out))
         self._in_flight[out.sequence] = (task, deadline)
+        self._outgoing[out.sequence] = out
         self._arm_watchdog()
 
     async def _send(self, out: OutgoingPacket) -> None:
@@ -230,6 +246,7 @@ class SendLoop:
             log.debug("send_data failed for packet %d: %r", out.sequence, exc)
         finally:
             self._in_flight.pop(out.sequence, None)
+            self._outgoing.pop(out.sequence, None)
             self._expired.discard(out.sequence)
             if not self._in_flight and self._watchdog is not None:
                 # Nothing left to watch: an armed timer would keep the connection alive until
