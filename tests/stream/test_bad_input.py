@@ -1,6 +1,6 @@
 """Arbitrary Prepares fed to a `StreamServer`'s data handler: whatever arrives, the handler
 answers with a sendable ILP reply carrying the code RFC 29 gives (F02 for an address the server
-did not make, F06 for data that does not decrypt under the connection's secret, §4.2; F99 for
+did not make, F06 for data that does not decrypt under the connection's secret, RFC 29 §4.2; F99 for
 what STREAM refuses), never raises, and keeps its per-connection state within its limits
 (buffers within the windows, streams within the maximum stream id, a bounded control queue)."""
 

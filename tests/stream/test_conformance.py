@@ -1,6 +1,6 @@
 """RFC 29 rules a connection keeps that the happy path does not show: a remote's new address is
-used only after an authenticated round trip to it (§4.3.2), a malformed one closes the
-connection (§5.4 FrameFormatError)."""
+used only after an authenticated round trip to it (RFC 29 §4.3.2), a malformed one closes the
+connection (RFC 29 §5.4 FrameFormatError)."""
 
 from __future__ import annotations
 
