@@ -18,7 +18,12 @@ from ilp_paychan.codec import ilp4
 from ilp_paychan.shell.config import ConfigError
 from ilp_paychan.shell.exit_codes import EXIT_CODES
 from ilp_paychan.shell.plugin_config import load_plugin_spec
-from ilp_paychan.shell.stream_commands import MaxPacketAmount, _exit_code_of
+from ilp_paychan.shell.stream_commands import (
+    MaxPacketAmount,
+    Output,
+    _exit_code_of,
+    _report_failure,
+)
 from ilp_paychan.stream import errors
 
 from .conftest import CLI, run_cli, write_config
@@ -129,6 +134,48 @@ def test_a_btp_secret_is_never_shown(tmp_path: Path) -> None:
 def test_each_stream_failure_has_its_exit_code(error: Exception, code: int) -> None:
     assert _exit_code_of(error) == code
     assert code in EXIT_CODES
+
+
+class _Answer:
+    destination_account = "test.unit.receiver.token"
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_timeout_reports_the_money_abandoned_in_flight(
+    as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    error = errors.PaymentTimeoutError("the payment did not finish within 0.5 s")
+    error.with_amounts(700, 1400)
+    error.amount_in_flight = 300
+    code = _report_failure(Output(as_json), error, _Answer())
+    captured = capsys.readouterr()
+    assert code == 7
+    assert captured.err.count("\n") == 1
+    assert "(sent 700, delivered 1400, 300 in flight when abandoned" in captured.err
+    if as_json:
+        assert json.loads(captured.out) == {
+            "sent": "700",
+            "delivered": "1400",
+            "destination": _Answer.destination_account,
+            "error": "PaymentTimeoutError",
+            "in_flight": "300",
+        }
+    else:
+        assert captured.out.split() == [
+            "sent=700",
+            "delivered=1400",
+            f"destination={_Answer.destination_account}",
+            "error=PaymentTimeoutError",
+            "in_flight=300",
+        ]
+
+
+def test_a_failure_with_nothing_in_flight_says_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code = _report_failure(Output(True), errors.ExchangeRateError("too low"), _Answer())
+    captured = capsys.readouterr()
+    assert code == 5
+    assert json.loads(captured.out)["in_flight"] == "0"
+    assert captured.err.endswith("(sent 0, delivered 0)\n")
 
 
 class _Inner:

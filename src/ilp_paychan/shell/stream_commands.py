@@ -395,10 +395,7 @@ async def _pay_stream(
                 )
             receipt = payment.result()
     except errors.StreamError as exc:
-        sent, delivered = exc.amount_sent, exc.amount_delivered
-        _print_result(out, sent, delivered, answer, type(exc).__name__)
-        code = _exit_code_of(exc)
-        return fail("pay", f"{_summary(exc)} (sent {sent}, delivered {delivered})", code)
+        return _report_failure(out, exc, answer)
     finally:
         stopping.cancel()
     sent, delivered = int(receipt.amount_sent), int(receipt.amount_delivered)
@@ -410,7 +407,14 @@ async def _pay_stream(
     return EXIT_OK
 
 
-def _print_result(out: Output, sent: int, delivered: int, answer: Any, error: str | None) -> None:
+def _print_result(
+    out: Output,
+    sent: int,
+    delivered: int,
+    answer: Any,
+    error: str | None,
+    in_flight: int | None = None,
+) -> None:
     fields: dict[str, Any] = {
         "sent": str(sent),
         "delivered": str(delivered),
@@ -418,7 +422,21 @@ def _print_result(out: Output, sent: int, delivered: int, answer: Any, error: st
     }
     if error is not None:
         fields["error"] = error
+    if in_flight is not None:
+        fields["in_flight"] = str(in_flight)
     out.line(None, **fields)
+
+
+def _report_failure(out: Output, exc: Any, answer: Any) -> int:
+    """Print a failed payment's amounts (stdout) and its one-line error (stderr); returns the
+    exit code. Money in packets abandoned at the deadline is named: it may still be paid out."""
+    sent, delivered = exc.amount_sent, exc.amount_delivered
+    in_flight = exc.amount_in_flight
+    _print_result(out, sent, delivered, answer, type(exc).__name__, in_flight)
+    moved = f"sent {sent}, delivered {delivered}"
+    if in_flight:
+        moved += f", {in_flight} in flight when abandoned: it may still be paid out"
+    return fail("pay", f"{_summary(exc)} ({moved})", _exit_code_of(exc))
 
 
 def _exit_code_of(exc: BaseException) -> int:
