@@ -426,3 +426,66 @@ def test_a_stream_beyond_the_remotes_maximum_says_stream_id_blocked() -> None:
             client.create_stream()
     # RFC 29 §5.3.6: the id we wish to open, once; not a ConnectionMaxStreamId of ours.
     assert client._queued == [f.ConnectionStreamIdBlockedFrame(21)]
+
+
+def _open_pay_close(server: Connection, sid: int) -> None:
+    paid = server.handle_prepare(_prepare_on(server, (f.StreamMoneyFrame(sid, 1),), 1))
+    assert isinstance(paid, IlpFulfill), sid
+    closed = server.handle_prepare(
+        _prepare_on(server, (f.StreamCloseFrame(sid, ErrorCode.NO_ERROR, ""),))
+    )
+    assert isinstance(closed, IlpFulfill), sid
+
+
+def _refused_as_closed(server: Connection, sid: int) -> bool:
+    reply = server.handle_prepare(_prepare_on(server, (f.StreamMoneyFrame(sid, 1),), 1))
+    return isinstance(reply, IlpReject) and any(
+        isinstance(x, f.StreamCloseFrame)
+        and x.stream_id == sid
+        and x.code == ErrorCode.STREAM_STATE_ERROR
+        for x in _reply_frames(reply)
+    )
+
+
+def test_closed_stream_ids_are_remembered_in_bounded_memory() -> None:
+    # A long-lived connection whose remote opens and closes streams one after another: every
+    # closed id stays closed (RFC 29 §4.4.1: a stream is opened by a previously unused id), yet
+    # what the connection keeps for them does not grow with their number.
+    _, server = connected()
+    count = 600
+    for sid in range(1, 2 * count, 2):
+        _open_pay_close(server, sid)
+    assert server.total_received == count
+    assert not server._streams
+    assert len(server._remote_closed_ids) <= 1
+    for sid in (1, 3, 2 * count - 3, 2 * count - 1):
+        assert _refused_as_closed(server, sid)
+    assert server.total_received == count
+    assert not server.closed
+
+
+def test_streams_opened_out_of_order_are_still_new_and_closed_ones_stay_closed() -> None:
+    # Packets may arrive out of order, so a remote's stream 5 can come before its stream 3.
+    _, server = connected()
+    _open_pay_close(server, 5)
+    _open_pay_close(server, 1)
+    assert _refused_as_closed(server, 5)
+    _open_pay_close(server, 3)
+    for sid in (1, 3, 5):
+        assert _refused_as_closed(server, sid)
+    assert server._remote_closed_ids == set()
+    assert server.total_received == 3
+
+
+def test_a_remote_that_never_uses_an_id_cannot_grow_the_closed_set() -> None:
+    _, server = connected()
+    for sid in range(3, 3 + 2 * 500, 2):  # stream 1 never opened
+        _open_pay_close(server, sid)
+    assert len(server._remote_closed_ids) <= 64
+    assert _refused_as_closed(server, 3)
+    assert _refused_as_closed(server, 3 + 2 * 499)
+    # Our own streams that are gone are closed too, without being remembered one by one.
+    _, server = connected()
+    ours = server.create_stream()
+    server._retire(ours)
+    assert _refused_as_closed(server, ours.id)

@@ -114,6 +114,8 @@ RECEIVE_ALLOWANCE: Final = Fraction(101, 100)
 #: data length).
 _DATA_FRAME_OVERHEAD: Final = 1 + 3 + 9 + 9 + 3
 _PLAINTEXT_LIMIT: Final = MAX_DATA_SIZE - 28
+#: Closed remote stream ids kept above the floor (see `Connection._remote_stream_closed`).
+_CLOSED_IDS_KEPT: Final = 64
 #: Connection-level control frames of which only the latest matters: queuing one replaces any
 #: of its type already queued, so what a remote makes us queue stays bounded.
 _LATEST_ONLY: Final = (
@@ -257,7 +259,10 @@ class Connection:
         self._receipt_nonce = receipt_nonce
         self._receipt_secret = receipt_secret
         self._streams: dict[int, DataAndMoneyStream] = {}
-        self._closed_streams: set[int] = set()
+        # Remote stream ids that are closed: every one up to the floor (when not open), and
+        # those above it in the set. The remote's ids only grow, so the floor follows them.
+        self._remote_closed_floor = -1 if is_server else 0
+        self._remote_closed_ids: set[int] = set()
         self._next_stream_id = 2 if is_server else 1
         self._max_stream_id = 2 * self.options.max_remote_streams
         self._remote_max_stream_id = 2 * self.options.max_remote_streams
@@ -492,7 +497,7 @@ class Connection:
                 frame, StreamMoneyFrame | StreamDataFrame | StreamMaxMoneyFrame | StreamMaxDataFrame
             ):
                 sid = frame.stream_id
-                if sid in self._closed_streams or (
+                if self._stream_id_closed(sid) or (
                     sid in self._streams
                     and not self._streams[sid].is_open
                     and isinstance(frame, StreamMoneyFrame | StreamDataFrame)
@@ -1262,8 +1267,34 @@ class Connection:
             and not stream._in_flight_data
         ):
             del self._streams[stream.id]
-            self._closed_streams.add(stream.id)
+            if stream.id % 2 != self._next_stream_id % 2:
+                self._remote_stream_closed(stream.id)
         self._changed.notify()
+
+    def _stream_id_closed(self, sid: int) -> bool:
+        """Whether ``sid`` names a stream that was open once and is gone (RFC 29 §4.4.1: only a
+        previously unused id opens a stream)."""
+        if sid in self._streams:
+            return False
+        if sid % 2 == self._next_stream_id % 2:
+            return sid < self._next_stream_id
+        return sid <= self._remote_closed_floor or sid in self._remote_closed_ids
+
+    def _remote_stream_closed(self, sid: int) -> None:
+        """Remember that the remote's stream ``sid`` is closed, in bounded memory: the floor
+        rises over closed ids in a row, and a set too large (the remote skipped an id) moves
+        it to its least member, so ids never used below it count as closed."""
+        floor = self._remote_closed_floor
+        closed = self._remote_closed_ids
+        if sid <= floor:
+            return
+        closed.add(sid)
+        if len(closed) > _CLOSED_IDS_KEPT:
+            floor = min(closed) - 2
+        while floor + 2 in closed:
+            floor += 2
+            closed.discard(floor)
+        self._remote_closed_floor = floor
 
     def _stream_closing(self, stream: DataAndMoneyStream) -> None:
         self._wake()
