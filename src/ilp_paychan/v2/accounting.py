@@ -15,6 +15,7 @@ plugin calls an `Accounting` object at these points, and only these:
 - `outgoing_settled(prepare, reply, fulfilled, answered)` when `send_data` has its result;
   `answered` is False when the Reject was made locally (no answer in time, link down), so the
   peer's view is unknown: a durable trustline keeps the amount in flight until the expiry.
+  Returning Reject bytes replaces the result (a Fulfill the balance could not count).
 - `incoming_money(amount, protocol_data)` on a BTP Transfer from the peer, before the money
   handler; raising refuses it (the peer gets a BTP Error).
 - `incoming_money` may return False: a repeat it already counted; the money handler is not
@@ -62,8 +63,9 @@ class Accounting(Protocol):
 
     async def outgoing_settled(
         self, prepare: IlpPrepare, reply: bytes, fulfilled: bool, answered: bool
-    ) -> None:
-        """`send_data` has its result; `answered` is False for a Reject made locally."""
+    ) -> bytes | None:
+        """`send_data` has its result; `answered` is False for a Reject made locally. Reject
+        bytes: give the caller these instead."""
 
     async def incoming_money(
         self, amount: int, protocol_data: tuple[ProtocolData, ...]
@@ -99,8 +101,9 @@ class PassThrough:
 
     async def outgoing_settled(
         self, prepare: IlpPrepare, reply: bytes, fulfilled: bool, answered: bool
-    ) -> None:
+    ) -> bytes | None:
         """No balance to move."""
+        return None
 
     async def incoming_money(self, amount: int, protocol_data: tuple[ProtocolData, ...]) -> None:
         """Accept it."""

@@ -448,9 +448,12 @@ class BtpPlugin:
         if accounting is not None:
             fulfilled = reply[0] == TYPE_FULFILL
             try:
-                await accounting.outgoing_settled(prepare, reply, fulfilled, answered)
+                instead = await accounting.outgoing_settled(prepare, reply, fulfilled, answered)
             except Exception:
                 log.exception("accounting failed to record the result of an outgoing Prepare")
+            else:
+                if instead is not None:
+                    reply = instead
         if self._on_packet:
             self._count_reply("outgoing", reply)
         return reply

@@ -476,12 +476,14 @@ class Trustline:
 
     async def outgoing_settled(
         self, prepare: IlpPrepare, reply: bytes, fulfilled: bool, answered: bool
-    ) -> None:
+    ) -> bytes | None:
         """Fulfill: move the balance (and maybe settle). The peer's Reject: release. No answer:
-        keep it held and find out (see the module docstring)."""
+        keep it held and find out (see the module docstring). A Fulfill for a Prepare already
+        released (at its expiry, by another process on the store) was not counted: the caller
+        gets an R00 Reject instead, never a Fulfill the balance does not show."""
         amount = prepare.amount
         if amount == 0:
-            return
+            return None
         key = self._key_of(prepare)
         self._sending.discard(key)
         main = self.transfer_log
@@ -491,7 +493,7 @@ class Trustline:
                 await main.fulfill(key, b64url_encode(fulfillment))
             except AlreadyRolledBackError:
                 log.warning("a Fulfill arrived for Prepare %s after we released it", key)
-                return
+                return self._reject("R00", "the Prepare was released before its Fulfill arrived")
             self._kick()
             await self._publish()
         elif answered:
@@ -505,6 +507,7 @@ class Trustline:
                 b64url_encode(prepare.execution_condition),
             )
             self._kick()
+        return None
 
     # ------------------------------------------------------------------ money
 
@@ -687,7 +690,11 @@ class Trustline:
         if found["state"] == "fulfilled":
             return {"state": "fulfilled", "fulfillment": found["fulfillment"]}
         if found["state"] == "prepared":
-            if record["id"] in self._handling:
+            # Not ours to decide before its expiry: we may be about to answer it (its record
+            # is committed a moment before we note that we handle it), or another process on
+            # this store key is answering it. One left by a crash is released at its expiry.
+            expires = _parse_expiry(found["transfer"]["expiresAt"])
+            if record["id"] in self._handling or expires > datetime.now(UTC):
                 return {"state": "pending"}
             with contextlib.suppress(AlreadyFulfilledError):
                 await self.transfer_log.cancel(record["id"])
