@@ -132,3 +132,63 @@ async def test_js_client_goes_quiet_after_paying_python_server(
         await asyncio.sleep(0.5)
     assert prepares[0] - after_payment <= 3, f"{prepares[0] - after_payment} packets after closing"
     await server.close()
+
+
+async def test_python_sends_data_on_many_sequential_streams_to_js_server(
+    harness: ConnectorHarness, plugin: BtpPlugin
+) -> None:
+    # 8 streams of 20 KB one after another: 160 KB, past the 64 KB connection window.
+    # ilp-protocol-stream's ConnectionMaxData counts only its open streams (it falls when a
+    # stream closes), so our sender, counting every byte of the connection, must notice and
+    # count its way, or it would stall once closed streams carried more than the window.
+    destination, secret = await harness.generate("srv")
+    conn = await connect(plugin, destination, secret)
+    chunk = 20_000
+    ids = []
+    for n in range(8):
+        s = conn.create_stream()
+        ids.append(s.id)
+        s.write(bytes([n + 1]) * chunk)
+        await asyncio.wait_for(s.drain(), 30)
+        await asyncio.wait_for(s.close(), 30)
+    await conn.close(timeout=10)
+    assert conn.error is None
+    assert conn._remote_counts_open_streams
+    data = harness.events_named("stream_data", connection=destination)
+    for n, sid in enumerate(ids):
+        got = b"".join(base64.b64decode(e["data"]) for e in data if e["stream"] == sid)
+        assert got == bytes([n + 1]) * chunk, sid
+    assert not harness.events_named("stream_error")
+
+
+async def test_js_client_sends_data_on_many_sequential_streams_to_python_server(
+    harness: ConnectorHarness, plugin: BtpPlugin
+) -> None:
+    # The other way: 8 streams of 20 KB from ilp-protocol-stream to our StreamServer, whose
+    # ConnectionMaxData counts every byte of the connection and only grows.
+    server = StreamServer(plugin, server_secret=bytes(range(32)))
+    await server.listen()
+    destination, secret = server.generate_address_and_secret("js-data")
+    chunk = bytes(range(200)) * 100
+    got: dict[int, bytearray] = {}
+    readers: list[asyncio.Task[None]] = []
+
+    async def read_all(s: Any) -> None:
+        buffer = got.setdefault(s.id, bytearray())
+        while data := await s.read():
+            buffer += data
+
+    server.on_connection(
+        lambda conn: conn.on_stream(lambda s: readers.append(asyncio.ensure_future(read_all(s))))
+    )
+    receipt = await harness.pay(
+        "cli", 10, destination=destination, secret=secret, data=chunk, dataStreams=8
+    )
+    assert receipt["delivered"] == "10"
+    conn = await asyncio.wait_for(server.accept(), 10)
+    await asyncio.wait_for(asyncio.gather(*readers), 20)
+    assert len(got) == 8
+    assert all(bytes(buffer) == chunk for buffer in got.values())
+    assert conn.error is None
+    assert conn._max_data_told >= 8 * len(chunk)
+    await server.close()

@@ -196,6 +196,8 @@ class OutgoingPacket:
     probe: bool = False
     closes_connection: bool = False
     destination: str | None = None
+    data_bytes: int = 0
+    data_acked_before: int = 0
 
 
 class State(Enum):
@@ -269,7 +271,16 @@ class Connection:
         self._queued: list[Frame] = []
         self._next_sequence = 1
         self._remote_knows_address = is_server or not advertise_address
+        # Connection-level flow control (RFC 29 §4.5) counts bytes over every stream, closed
+        # ones too: these totals never go down when a closed stream is forgotten.
+        self._data_received = 0  # the sum of each stream's highest incoming offset
+        self._data_consumed = 0  # bytes the application read
+        self._max_data_told = 0  # the highest ConnectionMaxData we sent
+        self._data_sent = 0  # bytes of ours sent at least once
+        self._data_acked = 0  # bytes of ours in packets the remote fulfilled
         self._remote_max_offset = DEFAULT_CONNECTION_WINDOW
+        self._remote_counts_open_streams = False
+        self._data_blocked_told = False
         self._advert_pending = False
         self.exchange_rate: Fraction | None = self.options.exchange_rate
         """Receiver units per sender unit: measured by test packets, updated when a packet
@@ -452,7 +463,7 @@ class Connection:
         def refuse() -> IlpReject:
             reply.extend(self._queued)
             self._queued = []
-            reply.insert(0, ConnectionMaxDataFrame(self._max_connection_offset()))
+            reply.insert(0, self._max_data_frame())
             data = self._reply_data(packet.sequence, IlpPacketType.REJECT, amount, reply)
             return IlpReject("F99", self.source_account, "", data)
 
@@ -586,7 +597,7 @@ class Connection:
                 )
         self.counters.fulfilled += 1
 
-        reply.insert(0, ConnectionMaxDataFrame(self._max_connection_offset()))
+        reply.insert(0, self._max_data_frame())
         if not self._remote_closed:
             for stream in self.streams:
                 if not stream.is_open:
@@ -640,7 +651,7 @@ class Connection:
         return None
 
     def _check_incoming_data(self, frames: list[StreamDataFrame]) -> ConnectionCloseFrame | None:
-        total = sum(s._max_incoming_offset for s in self._streams.values())
+        total = self._data_received
         for f in frames:
             stream = self._streams.get(f.stream_id)
             if stream is None:
@@ -662,8 +673,21 @@ class Connection:
         return None
 
     def _max_connection_offset(self) -> int:
-        consumed = sum(s._consumed for s in self._streams.values())
-        return consumed + self.options.connection_window
+        return self._data_consumed + self.options.connection_window
+
+    def _max_data_frame(self) -> ConnectionMaxDataFrame:
+        limit = self._max_connection_offset()
+        self._max_data_told = max(self._max_data_told, limit)
+        return ConnectionMaxDataFrame(limit)
+
+    def _data_read(self, size: int) -> None:
+        """The application read ``size`` bytes of some stream: once the connection's limit
+        moved half a window past what we told, tell the remote (in our next packet)."""
+        self._data_consumed += size
+        if (self._max_connection_offset() - self._max_data_told) * 2 >= (
+            self.options.connection_window
+        ):
+            self._window_changed()
 
     def _adverts(self, stream: DataAndMoneyStream) -> list[Frame]:
         stream._advertised_consumed = stream._consumed
@@ -674,7 +698,10 @@ class Connection:
 
     # --- frames from either direction ----------------------------------------------------------
 
-    def _apply_frames(self, frames: tuple[Frame, ...]) -> None:
+    def _apply_frames(self, frames: tuple[Frame, ...], max_data_floor: int = -1) -> None:
+        """Act on the remote's control frames. ``max_data_floor``: bytes the remote had
+        received, at least, when it wrote them (-1: unknown): a ConnectionMaxData below it
+        shows that the remote counts only open streams (see `_remote_counts_open`)."""
         for frame in frames:
             if isinstance(frame, ConnectionNewAddressFrame):
                 self._on_new_address(frame.source_account)
@@ -686,8 +713,11 @@ class Connection:
             elif isinstance(frame, ConnectionCloseFrame):
                 self._on_remote_close(frame.code, frame.message)
             elif isinstance(frame, ConnectionMaxDataFrame):
+                if frame.max_offset < max_data_floor and not self._remote_counts_open_streams:
+                    self._remote_counts_open(frame.max_offset, max_data_floor)
                 if frame.max_offset > self._remote_max_offset:
                     self._remote_max_offset = frame.max_offset
+                    self._data_blocked_told = False
                     self._wake()
             elif isinstance(frame, ConnectionMaxStreamIdFrame):
                 self._remote_max_stream_id = max(self._remote_max_stream_id, frame.max_stream_id)
@@ -716,7 +746,24 @@ class Connection:
                 stream = self._streams.get(frame.stream_id)
                 if stream is not None and frame.max_offset > stream._remote_max_offset:
                     stream._remote_max_offset = frame.max_offset
+                    self._data_blocked_told = False  # it read: ask for the connection's limit
                     self._wake()
+
+    def _remote_counts_open(self, limit: int, floor: int) -> None:
+        """The remote advertised a ConnectionMaxData (``limit``) below the bytes it had
+        received (``floor``): it counts only the streams it has open, as ilp-protocol-stream
+        2.7 does, not every byte of the connection as RFC 29 §5.3.3 says. Count our bytes the
+        same way for it from now on, or its window would look full for good once closed
+        streams carried more than it."""
+        log.info(
+            "remote ConnectionMaxData %d is below the %d bytes it had received: "
+            "it counts open streams only",
+            limit,
+            floor,
+        )
+        self._remote_counts_open_streams = True
+        self._data_blocked_told = False
+        self._wake()
 
     def _asset_conflict(self, frames: tuple[Frame, ...]) -> str | None:
         """Why ``frames`` contradict the remote's asset details, if they do: they may not change
@@ -1031,17 +1078,26 @@ class Connection:
         for stream in ordered:
             if stream.is_open:
                 adverts.extend(self._adverts(stream))
+        if self._max_connection_offset() > self._max_data_told:
+            adverts.append(self._max_data_frame())
         self._advert_pending = False
 
-        # Data, within the packet's room and the remote's connection window.
+        # Data, within the packet's room and the remote's connection window: the bytes sent on
+        # every stream, or on open ones only for a remote that counts so.
         used = 32 + sum(len(encode_frame(f)) for f in (*frames, *adverts))
         room = _PLAINTEXT_LIMIT - used
-        sent_offsets = sum(s._out_offset for s in self._streams.values())
-        wanted = sum(s._data_wanted() for s in self._streams.values())
+        if self._remote_counts_open_streams:
+            sent_offsets = sum(s._out_offset for s in self._streams.values())
+            wanted = sum(s._data_wanted() for s in self._streams.values())
+        else:
+            sent_offsets = self._data_sent
+            wanted = sent_offsets + sum(s._out_bytes for s in self._streams.values())
         conn_room = self._remote_max_offset - sent_offsets
         data_frames: list[Frame] = []
         data_streams: list[DataAndMoneyStream] = []
-        if wanted > self._remote_max_offset:
+        data_bytes = 0
+        blocked = wanted > self._remote_max_offset
+        if blocked:
             data_frames.append(ConnectionDataBlockedFrame(wanted))
         for stream in ordered:
             if room - _DATA_FRAME_OVERHEAD <= 0:
@@ -1055,13 +1111,19 @@ class Connection:
                 offset, chunk = taken
                 data_frames.append(StreamDataFrame(stream.id, offset, chunk))
                 data_streams.append(stream)
+                data_bytes += len(chunk)
                 room -= len(chunk) + _DATA_FRAME_OVERHEAD
                 conn_room -= stream._out_offset - before
             if stream._data_wanted() > stream._remote_max_offset:
                 data_frames.append(StreamDataBlockedFrame(stream.id, stream._data_wanted()))
 
-        if not (amount or data_streams or closing or worth_sending):
+        # Blocked with nothing else to send: one packet to ask, whose reply brings the remote's
+        # limit (as ilp-protocol-stream's sender does); again once the remote read something.
+        ask = blocked and not self._data_blocked_told
+        if not (amount or data_streams or closing or worth_sending or ask):
             return None
+        if blocked:
+            self._data_blocked_told = True
         self._take_sequence()
         min_destination = 0
         if amount and self.minimum_rate is not None:
@@ -1087,6 +1149,8 @@ class Connection:
             data_streams=tuple(data_streams),
             closing_streams=tuple(closing),
             resend=tuple(resend),
+            data_bytes=data_bytes,
+            data_acked_before=self._data_acked,
         )
 
     def _open_reply(
@@ -1132,7 +1196,7 @@ class Connection:
             # Settle first: the reply's StreamMaxMoney totals already include this packet.
             self._settle(out, delivered)
             if packet is not None:
-                self._apply_frames(packet.frames)
+                self._apply_frames(packet.frames, out.data_acked_before + out.data_bytes)
                 for frame in packet.frames:
                     if isinstance(frame, StreamReceiptFrame):
                         stream = self._streams.get(frame.stream_id)
@@ -1146,7 +1210,7 @@ class Connection:
         if code == "F99" and reply.data:
             packet = self._open_reply(out, reply.data, IlpPacketType.REJECT)
             if packet is not None:
-                self._apply_frames(packet.frames)
+                self._apply_frames(packet.frames, out.data_acked_before)
                 if out.source_amount and packet.prepare_amount < out.min_destination:
                     return self._rate_fell(out, packet.prepare_amount)
                 self.counters.receiver_rejects_in_a_row += 1
@@ -1224,6 +1288,7 @@ class Connection:
             self._stream_close_told(stream)
         self._total_sent += out.source_amount
         self._total_delivered += delivered
+        self._data_acked += out.data_bytes
         if out.source_amount:
             self.sizer.on_fulfill(out.source_amount)
             for cb in self._progress_callbacks:
@@ -1237,6 +1302,11 @@ class Connection:
             stream._undo(out.sequence)
         for stream in out.closing_streams:
             stream._close_queued = False
+        for frame in out.frames:
+            if isinstance(frame, ConnectionMaxDataFrame):
+                self._max_data_told = 0  # tell it again
+            elif isinstance(frame, ConnectionDataBlockedFrame):
+                self._data_blocked_told = False
         if out.resend:
             queued = {type(f) for f in self._queued if isinstance(f, _LATEST_ONLY)}
             self._queued[:0] = [

@@ -290,6 +290,7 @@ class DataAndMoneyStream:
         self._consumed += size
         if self._consumed_since_advert() * 2 >= self._window:
             self._connection._window_changed()
+        self._connection._data_read(size)
         return chunk
 
     def _consumed_since_advert(self) -> int:
@@ -442,6 +443,7 @@ class DataAndMoneyStream:
         offset = self._out_offset
         self._out_offset += taken
         self._out_bytes -= taken
+        self._connection._data_sent += taken
         self._in_flight_data.setdefault(sequence, []).append((offset, data))
         return offset, data
 
@@ -450,7 +452,9 @@ class DataAndMoneyStream:
 
     def _receive_data(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
-        self._max_incoming_offset = max(self._max_incoming_offset, end)
+        if end > self._max_incoming_offset:
+            self._connection._data_received += end - self._max_incoming_offset
+            self._max_incoming_offset = end
         if offset < self._ready_end:
             data = data[self._ready_end - offset :]
             offset = self._ready_end

@@ -599,7 +599,7 @@ class StreamClientHost {
     return run
   }
 
-  async payNow ({ destination, secret, spsp, amount, data, timeoutMs, slippage, exchangeRate }) {
+  async payNow ({ destination, secret, spsp, amount, data, dataStreams, timeoutMs, slippage, exchangeRate }) {
     if (spsp !== undefined) {
       const answer = await spspQuery(String(spsp))
       destination = answer.destination
@@ -622,6 +622,12 @@ class StreamClientHost {
       if (data !== undefined) stream.write(fromB64(data, 'data'))
       if (total !== '0') await stream.sendTotal(total, { timeout: timeoutMs || 20000 })
       if (data !== undefined) await withTimeout(new Promise((resolve) => stream.end(resolve)), timeoutMs || 20000, 'STREAM data')
+      // dataStreams: the same data again on that many streams in all, one after another
+      for (let i = 1; data !== undefined && i < (dataStreams || 1); i++) {
+        const next = connection.createStream()
+        next.write(fromB64(data, 'data'))
+        await withTimeout(new Promise((resolve) => next.end(resolve)), timeoutMs || 20000, 'STREAM data')
+      }
     } catch (err) {
       failure = err
     }
