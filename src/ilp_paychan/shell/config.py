@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from ilp_paychan.describe import clip, json_kind
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.ledger.store_url import check_store_url, redact_url
 from ilp_paychan.plugin.options import PLUGIN_OPTIONS, check_options
@@ -203,7 +204,7 @@ def parse_settings(
     if not isinstance(document, dict) or not document:
         raise ConfigError(
             "config: expected a JSON object (one options object or an ILP Kit ledger map), "
-            f"got {_kind(document) if document != {} else 'an empty object'}"
+            f"got {json_kind(document) if document != {} else 'an empty object'}"
         )
     data_path = Path(data_dir)
     if document.get("plugin") in V2_PLUGIN_NAMES:
@@ -386,7 +387,7 @@ def _receiver_secret(value: Any, ledger: str, where: str) -> bytes | None:
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(
-            f"expected a non-empty string, got {_kind(value)}",
+            f"expected a non-empty string, got {json_kind(value)}",
             ledger=ledger,
             field=f"{where}{RECEIVER_SECRET}",
         )
@@ -464,7 +465,7 @@ def _check_unique_listeners(ledgers: list[LedgerSettings]) -> None:
 def _validate(model: type[_M], raw: Any, ledger: str, where: str) -> _M:
     if not isinstance(raw, dict):
         field = where.rstrip(".") or None
-        raise ConfigError(f"expected an object, got {_kind(raw)}", ledger=ledger, field=field)
+        raise ConfigError(f"expected an object, got {json_kind(raw)}", ledger=ledger, field=field)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -497,7 +498,7 @@ def _one_line(exc: ValidationError, ledger: str, where: str, fields: list[str]) 
             expected = err["msg"][0].lower() + err["msg"][1:]
         elif "{" in expected:
             expected = expected.format(**ctx)
-        message = f"expected {expected}, got {_kind(value) if secret else _show(value)}"
+        message = f"expected {expected}, got {json_kind(value) if secret else _show(value)}"
     field = where + ".".join(loc) if loc else where.rstrip(".") or None
     return ConfigError(message, ledger=ledger, field=field)
 
@@ -516,29 +517,13 @@ _EXPECTED = {
 }
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _show(value: Any) -> str:
     """A short JSON rendering of a value that is not secret."""
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
-        text = _kind(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        text = json_kind(value)
+    return clip(text, 40)
 
 
 class _DuplicateKeyError(ValueError):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from ..codec.address import is_valid_address
+from ..describe import clip, json_kind
 
 if TYPE_CHECKING:
     import ssl
@@ -130,7 +131,7 @@ class SpspHttpError(SpspError):
             text += f" {reason}"
         said = ": ".join(part for part in (error_id, error_message) if part)
         if said:
-            text += f" ({_clip(said)})"
+            text += f" ({clip(said)})"
         if detail:
             text += f"; {detail}"
         super().__init__(text)
@@ -226,7 +227,7 @@ def endpoint_url(target: str, *, allow_http: bool = False) -> str:
     if scheme in ("http", "https"):
         return _checked_url(text, allow_http=allow_http)
     raise InvalidPointerError(
-        f"expected a payment pointer ($host/path) or an https:// URL, got {_clip(text)!r}",
+        f"expected a payment pointer ($host/path) or an https:// URL, got {clip(text)!r}",
         field="url",
     )
 
@@ -255,7 +256,7 @@ def _pointer_url(pointer: str) -> str:
         raise InvalidPointerError(f"{shown} (expected $host or $host/path)", field="pointer")
     if not _PATH_RE.fullmatch(path):
         raise InvalidPointerError(
-            f"path {_clip(path)!r} has characters a URL path cannot hold", field="pointer"
+            f"path {clip(path)!r} has characters a URL path cannot hold", field="pointer"
         )
     if path in ("", "/"):
         path = WELL_KNOWN_PATH
@@ -316,17 +317,17 @@ def parse_response(document: Any) -> SpspResponse:
         SpspResponseError: naming the first field that is missing or wrong.
     """
     if not isinstance(document, dict):
-        raise SpspResponseError(f"expected a JSON object, got {_kind(document)}", field="body")
+        raise SpspResponseError(f"expected a JSON object, got {json_kind(document)}", field="body")
     destination = document.get("destination_account")
     if destination is None:
         raise SpspResponseError("required field is missing", field="destination_account")
     if not isinstance(destination, str):
         raise SpspResponseError(
-            f"expected a string, got {_kind(destination)}", field="destination_account"
+            f"expected a string, got {json_kind(destination)}", field="destination_account"
         )
     if not is_valid_address(destination):
         raise SpspResponseError(
-            f"{_clip(destination)!r} is not an ILP address (RFC 15)", field="destination_account"
+            f"{clip(destination)!r} is not an ILP address (RFC 15)", field="destination_account"
         )
     secret = _shared_secret(document.get("shared_secret"))
     known = {
@@ -340,12 +341,12 @@ def parse_response(document: Any) -> SpspResponse:
     receiver_info = document.get("receiver_info")
     if receiver_info is not None and not isinstance(receiver_info, dict):
         raise SpspResponseError(
-            f"expected an object, got {_kind(receiver_info)}", field="receiver_info"
+            f"expected an object, got {json_kind(receiver_info)}", field="receiver_info"
         )
     receipts = document.get("receipts_enabled")
     if receipts is not None and not isinstance(receipts, bool):
         raise SpspResponseError(
-            f"expected true or false, got {_kind(receipts)}", field="receipts_enabled"
+            f"expected true or false, got {json_kind(receipts)}", field="receipts_enabled"
         )
     return SpspResponse(
         destination_account=destination,
@@ -363,7 +364,7 @@ def _shared_secret(value: Any) -> bytes:
     if value is None:
         raise SpspResponseError("required field is missing", field=name)
     if not isinstance(value, str):
-        raise SpspResponseError(f"expected a base64 string, got {_kind(value)}", field=name)
+        raise SpspResponseError(f"expected a base64 string, got {json_kind(value)}", field=name)
     if not _BASE64_RE.fullmatch(value):
         raise SpspResponseError("is not base64", field=name)
     core = value.rstrip("=").replace("-", "+").replace("_", "/")
@@ -380,9 +381,9 @@ def _shared_secret(value: Any) -> bytes:
 
 def _integer_string(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise SpspResponseError(f"expected an integer string, got {_kind(value)}", field=name)
+        raise SpspResponseError(f"expected an integer string, got {json_kind(value)}", field=name)
     if not _INTEGER_RE.fullmatch(value):
-        raise SpspResponseError(f"expected an integer string, got {_clip(value)!r}", field=name)
+        raise SpspResponseError(f"expected an integer string, got {clip(value)!r}", field=name)
     return str(int(value))
 
 
@@ -390,7 +391,7 @@ def _balance(value: Any) -> SpspBalance | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SpspResponseError(f"expected an object, got {_kind(value)}", field="balance")
+        raise SpspResponseError(f"expected an object, got {json_kind(value)}", field="balance")
     for key in ("maximum", "current"):
         if key not in value:
             raise SpspResponseError("required field is missing", field=f"balance.{key}")
@@ -404,15 +405,15 @@ def _asset_info(value: Any) -> SpspAssetInfo | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SpspResponseError(f"expected an object, got {_kind(value)}", field="asset_info")
+        raise SpspResponseError(f"expected an object, got {json_kind(value)}", field="asset_info")
     code = value.get("code")
     if not isinstance(code, str) or not code:
         raise SpspResponseError(
-            f"expected a non-empty string, got {_kind(code)}", field="asset_info.code"
+            f"expected a non-empty string, got {json_kind(code)}", field="asset_info.code"
         )
     scale = value.get("scale")
     if isinstance(scale, bool) or not isinstance(scale, int) or not 0 <= scale <= 255:
-        shown = repr(scale) if type(scale) is int else _kind(scale)
+        shown = repr(scale) if type(scale) is int else json_kind(scale)
         raise SpspResponseError(
             f"expected an integer from 0 to 255, got {shown}", field="asset_info.scale"
         )
@@ -452,27 +453,6 @@ def response_document(
         document["receipts_enabled"] = receipts_enabled
     parse_response(document)
     return document
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- I/O: the client -----------------------------------------------------------------------
@@ -535,7 +515,7 @@ async def _get(client: ClientSession, url: str, ssl_context: ssl.SSLContext | No
                 target = urljoin(current, location)
                 if not location or not _same_origin(current, target):
                     detail = (
-                        f"it redirects to {_clip(target)}; query that URL if you trust it"
+                        f"it redirects to {clip(target)}; query that URL if you trust it"
                         if location
                         else "a redirect without a Location"
                     )
@@ -548,7 +528,7 @@ async def _get(client: ClientSession, url: str, ssl_context: ssl.SSLContext | No
             media = response.content_type.lower()
             if media not in _JSON_TYPES:
                 raise SpspResponseError(
-                    f"expected {SPSP_CONTENT_TYPE}, got {_clip(media or 'none')!r}",
+                    f"expected {SPSP_CONTENT_TYPE}, got {clip(media or 'none')!r}",
                     field="Content-Type",
                 )
             try:
@@ -596,7 +576,7 @@ def _reason(exc: BaseException) -> str:
             return os.strerror(os_error.errno)
         if os_error.strerror:
             return os_error.strerror
-    return _clip(str(exc) or type(exc).__name__, 160)
+    return clip(str(exc) or type(exc).__name__, 160)
 
 
 # --- I/O: the server -----------------------------------------------------------------------
