@@ -23,6 +23,7 @@ described only by their JSON kind, and URLs are shown through `redact_url`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -46,6 +47,7 @@ __all__ = [
     "ServeSettings",
     "load_document",
     "load_settings",
+    "make_store_dir",
     "mask_secrets",
     "parse_settings",
     "redact_url",
@@ -256,6 +258,17 @@ def sqlite_url_for(data_dir: Path, ledger: str) -> str:
     return "sqlite:///" + str((data_dir / f"{safe}.db").absolute())
 
 
+def make_store_dir(url: object) -> None:
+    """Create the folder of a `sqlite:///` store URL if missing (as `"store": true` names a
+    file in the data dir, which may not exist yet); a folder that cannot be made is left for
+    the store's own open to report."""
+    if isinstance(url, str) and url.startswith("sqlite:///"):
+        with contextlib.suppress(OSError):
+            Path(url[len("sqlite:///") :].split("?", 1)[0]).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+
+
 def _ledger_from_options(
     name: str,
     raw: dict[str, Any],
@@ -313,18 +326,8 @@ def _btp_ledger(
     """
     options: dict[str, Any] = dict(raw)
     secret = _receiver_secret(options.pop(RECEIVER_SECRET, None), name, where)
-    inner = options.pop("store", None)
-    outer = entry.store if entry is not None else None
-    if outer not in (None, False) and inner not in (None, False):
-        raise ConfigError(
-            "give the store in the ledger entry or in its options, not both",
-            ledger=name,
-            field=f"{where}store",
-        )
-    chosen = inner if outer in (None, False) else outer
-    if chosen is True:
-        chosen = sqlite_url_for(data_dir, name)
-    if chosen not in (None, False):
+    chosen = _pick_store(name, options.pop("store", None), entry, data_dir, where)
+    if chosen is not None:
         options["store"] = chosen
     try:
         _build_btp_plugin(options)
@@ -429,8 +432,14 @@ def _resolve_store(
         raise ConfigError('give "store" or "_store", not both', ledger=name, field=f"{where}_store")
     inner = options.pop("store", None)
     alias = options.pop("_store", None)
-    if inner is None:
-        inner = alias
+    return _pick_store(name, alias if inner is None else inner, entry, data_dir, where)
+
+
+def _pick_store(
+    name: str, inner: Any, entry: LedgerEntry | None, data_dir: Path, where: str
+) -> Any:
+    """The one store of a ledger given in its entry or (`inner`) in its options: `true`
+    becomes its SQLite file, `false` or none None, anything else is returned as is."""
     outer: str | bool | None = entry.store if entry is not None else None
     if outer not in (None, False) and inner not in (None, False):
         raise ConfigError(

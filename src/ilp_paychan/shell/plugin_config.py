@@ -14,13 +14,11 @@ and the checks are the same); this module adds the one-ledger rule and the build
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from ilp_paychan.shell.config import ConfigError, load_settings, mask_secrets
+from ilp_paychan.shell.config import ConfigError, load_settings, make_store_dir, mask_secrets
 
 __all__ = ["PluginSpec", "load_plugin_spec"]
 
@@ -41,13 +39,7 @@ class PluginSpec:
         """
         from ilp_paychan.errors import PluginError
 
-        store = self.options.get("store")
-        if isinstance(store, str) and store.startswith("sqlite:///"):
-            # as serve does: "store": true names a file in --data-dir, which may not exist yet
-            with contextlib.suppress(OSError):
-                Path(store[len("sqlite:///") :].split("?", 1)[0]).parent.mkdir(
-                    parents=True, exist_ok=True
-                )
+        make_store_dir(self.options.get("store"))
         try:
             if self.kind == "btp":
                 from ilp_paychan.v2.plugin import BtpPlugin

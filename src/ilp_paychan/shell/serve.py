@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
 import signal
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ilp_paychan import __version__
@@ -42,6 +40,7 @@ from ilp_paychan.shell.config import (
     LedgerSettings,
     ServeSettings,
     load_settings,
+    make_store_dir,
     mask_secrets,
 )
 from ilp_paychan.shell.event_loop import run as run_on_loop
@@ -203,7 +202,7 @@ class Server:
     def _attach_plugins(self) -> None:
         for entry in self._ledgers:
             ledger, plugin = entry.settings, entry.plugin
-            _make_store_dir(ledger.store_url)
+            make_store_dir(ledger.store_url)
             self.metrics.attach(ledger.name, plugin, _status_info(ledger))
             self._log_transfers(entry)
             if ledger.receiver_secret is not None and ledger.kind == "btp":
@@ -458,13 +457,6 @@ def listener_port(plugin: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return None
-
-
-def _make_store_dir(url: str | None) -> None:
-    if url and url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _safe_error(exc: BaseException, ledger: LedgerSettings) -> str:
