@@ -319,6 +319,39 @@ class _Sender:
             self._stats.fulfilled_amount += amount
 
 
+def trustline_listener_options(prefix: str, secret: str, store: str) -> dict[str, Any]:
+    """The demos' v1 trustline listener on 127.0.0.1 (an OS-picked port): stateful on `store`,
+    limits wide enough never to refuse a demo payment, the reference's `info` naming itself
+    `<prefix>server` as its connector."""
+    return {
+        "listener": {"port": 0, "host": "127.0.0.1"},
+        "incomingSecret": secret,
+        "prefix": prefix,
+        "info": {
+            "prefix": prefix,
+            "currencyCode": "EUR",
+            "currencyScale": 2,
+            "connectors": [prefix + "server"],
+        },
+        "maxBalance": str(10**15),
+        "minBalance": str(-(10**15)),
+        "store": store,
+    }
+
+
+def trustline_client_options(secret: str, port: int, store: str | None = None) -> dict[str, Any]:
+    """The demos' v1 trustline client of the listener on 127.0.0.1:`port`, with the same wide
+    limits (stateless without `store`)."""
+    options: dict[str, Any] = {
+        "server": f"btp+ws://:{secret}@127.0.0.1:{port}",
+        "maxBalance": str(10**15),
+        "minBalance": str(-(10**15)),
+    }
+    if store is not None:
+        options["store"] = store
+    return options
+
+
 async def run_demo(
     payments: int,
     in_flight: int,
@@ -340,20 +373,9 @@ async def run_demo(
     stop = stop if stop is not None else StopSignal()
 
     server = Plugin(
-        {
-            "listener": {"port": 0, "host": "127.0.0.1"},
-            "incomingSecret": SECRET,
-            "prefix": PREFIX,
-            "info": {
-                "prefix": PREFIX,
-                "currencyCode": "EUR",
-                "currencyScale": 2,
-                "connectors": [PREFIX + "server"],
-            },
-            "maxBalance": str(10**15),
-            "minBalance": str(-(10**15)),
-            "store": "sqlite:///" + str((store_dir / "server.db").absolute()),
-        }
+        trustline_listener_options(
+            PREFIX, SECRET, "sqlite:///" + str((store_dir / "server.db").absolute())
+        )
     )
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
@@ -363,12 +385,9 @@ async def run_demo(
         if port is None:
             raise RuntimeError("the server plugin does not report its listening port")
         client = Plugin(
-            {
-                "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}",
-                "maxBalance": str(10**15),
-                "minBalance": str(-(10**15)),
-                "store": "sqlite:///" + str((store_dir / "client.db").absolute()),
-            }
+            trustline_client_options(
+                SECRET, port, "sqlite:///" + str((store_dir / "client.db").absolute())
+            )
         )
         await client.connect()
         stack.push_async_callback(client.disconnect)

@@ -113,37 +113,18 @@ async def _plugins(link: str, stack: AsyncExitStack) -> tuple[Any, Any]:
         payer: Any = BtpPlugin({"server": f"btp+ws://payer:{SECRET}@127.0.0.1:{port}"})
     else:
         from ilp_paychan import Plugin
+        from ilp_paychan.shell.demo import trustline_client_options, trustline_listener_options
         from ilp_paychan.v2.adapter import V1Adapter
 
-        listener = Plugin(
-            {
-                "listener": {"port": 0, "host": "127.0.0.1"},
-                "incomingSecret": SECRET,
-                "prefix": PREFIX,
-                "info": {
-                    "prefix": PREFIX,
-                    "currencyCode": "EUR",
-                    "currencyScale": 2,
-                    "connectors": [PREFIX + "server"],
-                },
-                "maxBalance": str(10**15),
-                "minBalance": str(-(10**15)),
-                "store": "memory:",  # stateful: the reference names this side <prefix>server
-            }
-        )
+        # stateful ("memory:"): the reference names this side <prefix>server
+        listener = Plugin(trustline_listener_options(PREFIX, SECRET, "memory:"))
         receiver = V1Adapter(listener)
         await receiver.connect()
         stack.push_async_callback(receiver.disconnect)
         port = listener_port(listener)
-        payer = V1Adapter(
-            Plugin(
-                {
-                    "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}",
-                    "maxBalance": str(10**15),
-                    "minBalance": str(-(10**15)),
-                }
-            )
-        )
+        if port is None:
+            raise RuntimeError("the listener plugin does not report its listening port")
+        payer = V1Adapter(Plugin(trustline_client_options(SECRET, port)))
     await payer.connect()
     stack.push_async_callback(payer.disconnect)
     return receiver, payer
