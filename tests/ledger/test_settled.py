@@ -2,7 +2,10 @@
 
 Checked through the public TransferLog: the same answers as a full record for everything the
 plugin asks (repeats, duplicates, repeated fulfil/cancel, roll-back, sums), a read-back with the
-money fields only, pruning to the microsecond, and what stays a full record.
+money fields only, pruning to the microsecond, and what stays a full record. A fulfilled
+outgoing transfer is kept as a 16-byte digest (`FulfilledOutgoing`): the same answers, an id-only
+read-back, pruning by expiry with long and short expiries mixed, and (hypothesis) against a
+model with keys made to collide.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ilp_paychan.errors import (
     AlreadyFulfilledError,
@@ -23,9 +28,15 @@ from ilp_paychan.errors import (
     DuplicateIdError,
     TransferNotFoundError,
 )
-from ilp_paychan.ledger import Backend, MemoryStore, PrepareOutcome, TransferLog
+from ilp_paychan.ledger import Backend, MemoryStore, PrepareOutcome, TransferLog, settled
 from ilp_paychan.ledger.records import StoredTransfer
-from ilp_paychan.ledger.settled import SettledIndex, content_digest, pack, unpack
+from ilp_paychan.ledger.settled import (
+    FulfilledOutgoing,
+    SettledIndex,
+    content_digest,
+    pack,
+    unpack,
+)
 
 EXPIRY = datetime(2030, 1, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
@@ -71,8 +82,8 @@ async def sums(log: TransferLog) -> tuple[str, str, str, str]:
     )
 
 
-@pytest.mark.parametrize("incoming", [True, False])
-async def test_a_fulfilled_transfer_is_packed_and_answers_as_before(incoming: bool) -> None:
+async def test_a_fulfilled_transfer_is_packed_and_answers_as_before() -> None:
+    incoming = True
     store, log = store_and_log()
     body, fulfillment = transfer()
     assert await log.prepare(body, incoming) is PrepareOutcome.NEW
@@ -195,7 +206,7 @@ async def test_pruning_goes_to_the_microsecond_and_keeps_the_sums() -> None:
     ids = []
     for step in range(30):  # expiries 0.1 s apart: three per second bucket, a few buckets
         body, fulfillment = transfer(amount=1, expires_at=start + timedelta(seconds=step / 10))
-        await log.prepare(body, step % 2 == 0)
+        await log.prepare(body, True)
         await log.fulfill(body["id"], fulfillment)
         ids.append(body["id"])
     pending, _ = transfer(amount=1, expires_at=start)
@@ -256,3 +267,175 @@ def test_pack_round_trips_and_keeps_a_first_digest() -> None:
     candidate = StoredTransfer(body["id"], text, True, 1, expires)
     assert content_digest(text) != content_digest(back.transfer_json)
     assert index.repeat(candidate) is PrepareOutcome.REPEAT_CANCELLED
+
+
+# ------------------------------------------------------- fulfilled outgoing transfers as digests
+
+
+def paid_count(store: MemoryStore) -> int:
+    paid = store._paid.get("")
+    return 0 if paid is None else len(paid)
+
+
+async def test_a_fulfilled_outgoing_transfer_is_kept_as_its_id_and_answers_every_repeat() -> None:
+    store, log = store_and_log()
+    body, fulfillment = transfer()
+    assert await log.prepare(body, False) is PrepareOutcome.NEW
+    assert await log.fulfill(body["id"], fulfillment) is True
+    assert counts(store) == (0, 0)
+    assert paid_count(store) == 1
+
+    assert await log.get(body["id"]) == {
+        "transfer": {"id": body["id"]},
+        "isIncoming": False,
+        "state": "fulfilled",
+        "fulfillment": None,
+    }
+    before = await sums(log)
+    assert before == ("0", "0", "5", "5")
+    # Our own re-send: a repeat, never a second payment.
+    assert await log.prepare(body, False) is PrepareOutcome.REPEAT_FULFILLED
+    # The receiver's repeated Fulfill: already fulfilled, nothing changes.
+    assert await log.fulfill(body["id"], fulfillment) is False
+    with pytest.raises(AlreadyFulfilledError):
+        await log.cancel(body["id"])
+    with pytest.raises(DuplicateIdError, match="not the contents"):
+        await log.prepare({**body, "amount": "6"}, False)
+    with pytest.raises(DuplicateIdError):
+        await log.prepare(dict(reversed(list(body.items()))), False)
+    with pytest.raises(DuplicateIdError):  # the peer's Prepare with our id
+        await log.prepare(body, True)
+    assert await sums(log) == before
+    assert paid_count(store) == 1
+    assert counts(store) == (0, 0)
+
+
+async def test_an_outgoing_transfer_is_whole_until_fulfilled_and_packed_when_cancelled() -> None:
+    store, log = store_and_log()
+    prepared, _ = transfer()
+    cancelled, _ = transfer()
+    for body in (prepared, cancelled):
+        await log.prepare(body, False)
+    await log.cancel(cancelled["id"])
+    assert counts(store) == (1, 1)
+    assert paid_count(store) == 0
+    assert (await log.get(prepared["id"]))["transfer"] == prepared
+    no_expiry, fulfillment = transfer(expires_at=None)  # cannot be pruned: kept whole
+    await log.prepare(no_expiry, False)
+    await log.fulfill(no_expiry["id"], fulfillment)
+    assert (await log.get(no_expiry["id"]))["transfer"] == no_expiry
+    assert paid_count(store) == 0
+
+
+async def test_digests_go_after_their_expiry_with_long_and_short_expiries_mixed() -> None:
+    store, log = store_and_log()
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    short: list[str] = []
+    long: list[str] = []
+    for step in range(40):
+        hours = 1 if step % 10 == 0 else 0
+        body, fulfillment = transfer(
+            amount=1, expires_at=start + timedelta(hours=hours, seconds=step / 10)
+        )
+        await log.prepare(body, False)
+        await log.fulfill(body["id"], fulfillment)
+        (long if hours else short).append(body["id"])
+    assert paid_count(store) == 40
+    before = await sums(log)
+
+    # Not before the expiry (rounded up to the second: never earlier, at most 1 s later).
+    assert await log.prune_settled(start) == 0
+    assert paid_count(store) == 40
+    # Past the short ones: the long ones are carried into a table of their own.
+    assert await log.prune_settled(start + timedelta(seconds=10)) == 36
+    assert paid_count(store) == 4
+    for transfer_id in short:
+        with pytest.raises(TransferNotFoundError):
+            await log.get(transfer_id)
+    for transfer_id in long:
+        assert (await log.get(transfer_id))["state"] == "fulfilled"
+    assert await log.prune_settled(start + timedelta(hours=1, seconds=5)) == 4
+    assert paid_count(store) == 0
+    assert await sums(log) == before
+
+
+def test_each_pass_starts_a_table_sized_for_the_last_one() -> None:
+    paid = FulfilledOutgoing()
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def add(count: int, expires: datetime) -> None:
+        for _ in range(count):
+            paid.add(StoredTransfer(str(uuid.uuid4()), "{}", False, 1, expires, state="fulfilled"))
+
+    add(10_000, start)  # no pass yet: tables grow as they fill
+    assert len(paid) == 10_000
+    first = paid.memory()
+    # Under 30 bytes a transfer with the free slots, against about 220 packed.
+    assert first < 30 * 10_000
+    # The pass merges the small tables of that growth into the next, sized for them and for
+    # as many as the pass saw: the next 10,000 all go there.
+    assert paid.prune(start - timedelta(seconds=1)) == 0
+    add(10_000, start + timedelta(seconds=10))
+    assert len(paid._tables) == 2
+    assert paid.memory() < 26 * 20_000
+    assert paid.prune(start + timedelta(seconds=2)) == 10_000
+    assert paid.prune(start + timedelta(seconds=12)) == 10_000
+    assert len(paid) == 0
+
+
+# Each step: ("add", id number, expiry second) or ("prune", cutoff second); cutoffs only rise
+# (a clock set back is the plugin's watermark's business).
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 300), st.integers(0, 60)),
+        st.tuples(st.just("prune"), st.integers(0, 8), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=_STEPS, collide=st.booleans(), tiny=st.booleans())
+def test_digests_match_a_model_whatever_the_order_and_collisions(
+    steps: list[tuple[str, int, int]], collide: bool, tiny: bool
+) -> None:
+    """Never a kept id missed, never a forgotten one found; with `collide`, every key lands in
+    a few slots, so lookups walk long probe chains and wrap around the table's end; with
+    `tiny`, tables start at 4 slots and none is merged for being small, so tables fill, more
+    are opened, and passes drop and copy them whole."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    original = settled._key, settled._MIN_SLOTS, settled._SMALL
+    if collide:
+        settled._key = lambda transfer_id: 64 * 64 * (int(transfer_id) % 7) + int(transfer_id) + 1
+    if tiny:
+        settled._MIN_SLOTS, settled._SMALL = 4, 0
+    try:
+        paid = FulfilledOutgoing()
+        model: dict[str, int] = {}  # id -> expiry second
+        cutoff = 0
+        for kind, number, second in steps:
+            if kind == "add":
+                transfer_id = str(number)
+                if transfer_id in model or paid.get(transfer_id) is not None:
+                    continue  # the store only adds a prepared id, never a kept one
+                expires = start + timedelta(seconds=second)
+                body = json.dumps({"id": transfer_id, "n": number})
+                paid.add(StoredTransfer(transfer_id, body, False, 1, expires, state="fulfilled"))
+                model[transfer_id] = second
+            else:
+                cutoff += number
+                paid.prune(start + timedelta(seconds=cutoff))
+            for transfer_id, expiry in model.items():
+                if expiry >= cutoff:  # still due: always found, a repeat of its content
+                    body = json.dumps({"id": transfer_id, "n": int(transfer_id)})
+                    again = StoredTransfer(transfer_id, body, False, 1, None)
+                    assert paid.repeat(again) is PrepareOutcome.REPEAT_FULFILLED
+        # Two passes at one instant leave exactly what is still due.
+        paid.prune(start + timedelta(seconds=cutoff))
+        paid.prune(start + timedelta(seconds=cutoff))
+        due = {tid for tid, expiry in model.items() if expiry >= cutoff}
+        assert len(paid) == len(due)
+        for number in range(301):
+            assert (paid.get(str(number)) is not None) == (str(number) in due)
+    finally:
+        settled._key, settled._MIN_SLOTS, settled._SMALL = original

@@ -22,7 +22,12 @@ import pytest
 from ilp_paychan import Plugin
 from ilp_paychan.codec import btp
 from ilp_paychan.codec.condition import b64url_decode
-from ilp_paychan.errors import AlreadyRolledBackError, InvalidFieldsError, TransferNotFoundError
+from ilp_paychan.errors import (
+    AlreadyRolledBackError,
+    InvalidFieldsError,
+    NotAcceptedError,
+    TransferNotFoundError,
+)
 from ilp_paychan.ledger import Backend, MemoryStore, PrepareOutcome
 from ilp_paychan.plugin import forgotten, retention
 from ilp_paychan.plugin.forgotten import ForgottenTransfers
@@ -204,7 +209,7 @@ async def test_a_forgotten_cancelled_outgoing_transfer_is_still_answered_cancell
 
     with pytest.raises(AlreadyRolledBackError, match="already been cancelled"):
         await book.fulfill_outgoing(cancelled.id, preimage, EXPIRES + MARGIN + 2)
-    # A fulfilled one needs nothing: "not found" makes the receiver keep the money, as it should.
+    # A fulfilled one, forgotten: "not found" makes the receiver keep the money, as it should.
     with pytest.raises(TransferNotFoundError):
         await book.fulfill_outgoing(paid.id, paid_preimage, EXPIRES + MARGIN + 2)
     assert await book.log.get_outgoing_fulfilled() == "5"
@@ -299,6 +304,72 @@ async def test_a_late_fulfill_after_pruning_gets_f05_for_a_cancelled_transfer() 
             assert isinstance(answer, btp.Error)
             assert (answer.code, answer.name) == ("F05", "AlreadyRolledBackError")
             assert await sender.get_balance() == "0"
+        finally:
+            await receiver.close()
+    finally:
+        await sender.disconnect()
+
+
+async def test_a_paid_transfer_is_kept_as_its_id_until_forgotten() -> None:
+    book = memory_book()
+    paid, preimage = entry(incoming=False)
+    await book.prepare(paid)
+    assert (await book.fulfill_outgoing(paid.id, preimage, EXPIRES - 1))[1] is True
+    # Within its window: a repeated Fulfill is acknowledged, our own re-send is a repeat.
+    again, changed = await book.fulfill_outgoing(paid.id, preimage, EXPIRES + 1)
+    assert (again.id, again.state, changed) == (paid.id, "fulfilled", False)
+    assert await book.prepare(paid) is PrepareOutcome.REPEAT_FULFILLED
+    with pytest.raises(NotAcceptedError, match="outgoing"):
+        await book.fulfill_incoming(paid.id, preimage, EXPIRES - 1)
+    assert await book.log.get_outgoing_fulfilled_and_prepared() == "5"
+    assert await retention.prune_pass(book, MARGIN, now=at(EXPIRES + MARGIN - 1.001)) == 0
+    assert await retention.prune_pass(book, MARGIN, now=at(EXPIRES + MARGIN + 1.001)) == 1
+    with pytest.raises(TransferNotFoundError):
+        await book.fulfill_outgoing(paid.id, preimage, EXPIRES + MARGIN + 2)
+    assert await book.log.get_outgoing_fulfilled() == "5"
+
+
+async def test_a_repeated_fulfill_after_our_answer_was_lost_is_acknowledged_then_f02() -> None:
+    """We paid; the receiver's first Fulfill was taken but our answer did not reach it (the
+    link dropped), so it sends the Fulfill again: acknowledged while the transfer is within its
+    expiry plus the margin, F02 (not found) once forgotten, which leaves the receiver with the
+    money as well. Our own re-send of the transfer meanwhile is refused, never sent again."""
+    sender = Plugin(server_options())
+    events = Recorder(sender, "outgoing_fulfill")
+    await sender.connect()
+    try:
+        assert sender.listener_port is not None
+        receiver = await RawPeer.open(sender.listener_port)
+        try:
+            transfer, fulfillment = make_transfer(sender.get_peer_account(), "9", expires_in=30)
+            sending = asyncio.ensure_future(sender.send_transfer(transfer))
+            await receiver.answer(await receiver.next_request())
+            async with asyncio.timeout(WAIT):
+                await sending
+            fulfill = btp.Fulfill(0, transfer["id"], b64url_decode(fulfillment))
+            assert isinstance(await receiver.request(fulfill), btp.Response)
+            await events.wait("outgoing_fulfill")
+
+            for _ in range(2):  # the answers lost: it asks again
+                assert isinstance(await receiver.request(fulfill), btp.Response)
+            assert len(events["outgoing_fulfill"]) == 1
+            record = await sender.transfer_log.get(transfer["id"])
+            assert (record["isIncoming"], record["state"]) == (False, "fulfilled")
+            with pytest.raises(AlreadyRolledBackError, match="already fulfilled"):
+                await sender.send_transfer(transfer)
+            assert await sender.transfer_log.get_outgoing_fulfilled_and_prepared() == "9"
+            assert await sender.get_balance() == "-9"
+
+            book = sender._book
+            assert book is not None
+            expiry = datetime.fromisoformat(transfer["expiresAt"])
+            now = expiry + timedelta(seconds=MARGIN + 2)
+            assert await retention.prune_pass(book, MARGIN, now=now) == 1
+            answer = await receiver.request(fulfill)
+            assert isinstance(answer, btp.Error)
+            assert (answer.code, answer.name) == ("F02", "TransferNotFoundError")
+            assert len(events["outgoing_fulfill"]) == 1
+            assert await sender.get_balance() == "-9"
         finally:
             await receiver.close()
     finally:

@@ -5,9 +5,10 @@ Transfers are kept as JSON text, so callers never share mutable objects with the
 
 With `compact_settled=True` (a plugin's own memory log) a transfer that is final and has no
 pending peer notice moves to a `SettledIndex`, which keeps it in about a third of the memory and
-reads it back with only its id, amount, condition, expiry, state and fulfillment (see
-`ledger.settled`); `prune_settled` then costs what it removes. Without it every transfer stays
-whole, as a `memory:` backend opened by URL keeps it.
+reads it back with only its id, amount, condition, expiry, state and fulfillment, and an
+outgoing one that is fulfilled to a `FulfilledOutgoing`, 16 bytes that read back as its id,
+direction and state only (see `ledger.settled`); `prune_settled` then costs what it removes.
+Without it every transfer stays whole, as a `memory:` backend opened by URL keeps it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from dataclasses import replace
 from datetime import datetime
 
 from ilp_paychan.ledger import rules
-from ilp_paychan.ledger.records import PREPARED, LogTotals, PrepareOutcome, StoredTransfer
-from ilp_paychan.ledger.settled import SettledIndex
+from ilp_paychan.ledger.records import (
+    FULFILLED,
+    PREPARED,
+    LogTotals,
+    PrepareOutcome,
+    StoredTransfer,
+)
+from ilp_paychan.ledger.settled import FulfilledOutgoing, SettledIndex
 from ilp_paychan.ledger.store import DEFAULT_MAX_ENTRY, LedgerStore
 
 
@@ -31,6 +38,8 @@ class MemoryStore(LedgerStore):
         self._compact = compact_settled
         #: Per log key, the packed settled transfers (only with `compact_settled`).
         self._settled: dict[str, SettledIndex] = {}
+        #: Per log key, the fulfilled outgoing transfers kept as digests (likewise).
+        self._paid: dict[str, FulfilledOutgoing] = {}
 
     def _log(self, key: str) -> tuple[LogTotals, dict[str, StoredTransfer]]:
         totals = self._totals.get(key)
@@ -54,11 +63,24 @@ class MemoryStore(LedgerStore):
         if found is None and self._compact:
             index = self._settled.get(key)
             if index is not None:
-                return index.get(transfer_id)
+                found = index.get(transfer_id)
+            if found is None:
+                paid = self._paid.get(key)
+                if paid is not None:
+                    return paid.get(transfer_id)
         return found
 
     def _settled_now(self, key: str, transfer: StoredTransfer) -> None:
         """Pack a transfer that may have become final (kept whole if it cannot be packed)."""
+        if not self._compact:
+            return
+        if transfer.state == FULFILLED and not transfer.is_incoming and not transfer.notify_peer:
+            paid = self._paid.get(key)
+            if paid is None:
+                paid = self._paid[key] = FulfilledOutgoing()
+            if paid.add(transfer):
+                self._transfers[key].pop(transfer.id, None)
+                return
         index = self._index(key)
         if index is not None and index.add(transfer):
             self._transfers[key].pop(transfer.id, None)
@@ -88,6 +110,11 @@ class MemoryStore(LedgerStore):
             repeat = index.repeat(candidate)
             if repeat is not None:
                 return repeat
+            paid = self._paid.get(key)
+            if paid is not None:
+                repeat = paid.repeat(candidate)
+                if repeat is not None:
+                    return repeat
         outcome = rules.prepare(
             totals,
             existing,
@@ -165,6 +192,9 @@ class MemoryStore(LedgerStore):
     async def prune_settled(self, key: str, expired_before: datetime) -> int:
         index = self._settled.get(key)
         packed = 0 if index is None else index.prune(expired_before)
+        paid = self._paid.get(key)
+        if paid is not None:
+            packed += paid.prune(expired_before)
         transfers = self._transfers.get(key)
         if not transfers:
             return packed

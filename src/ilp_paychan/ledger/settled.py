@@ -25,6 +25,16 @@ Rules:
   again with the first digest).
 - `prune(expired_before)` forgets those whose expiry is before the instant, bucket by bucket
   (one bucket per second of expiry), so a pass costs what it removes, not what is kept.
+
+An outgoing transfer, once fulfilled and final, needs even less, and a stateless client holds
+little else: `FulfilledOutgoing` keeps 16 bytes of it in flat arrays, no object per transfer
+(see the class). What it must still answer, until its expiry has passed:
+- our own re-send of it (`send_transfer` again with the same transfer): a repeat, never a
+  second payment; the same id with other content or from the peer: DuplicateIdError;
+- the receiver's repeated Fulfill (our acknowledgement was lost): acknowledged again;
+- a cancel of it (the expiry timer, a late Reject): AlreadyFulfilledError.
+None of these needs its amount, condition or fulfillment, so read back it is only an id, a
+direction and a state.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import binascii
 import hashlib
 import json
 import struct
+from array import array
 from datetime import UTC, datetime, timedelta
 
 from ilp_paychan.ledger import rules
@@ -189,6 +200,214 @@ class SettledIndex:
                     kept.append(transfer_id)
             if kept:
                 self._by_second[second] = kept
+        return gone
+
+
+_KEY_MASK = (1 << 64) - 1
+_CHECK_MASK = (1 << 32) - 1
+_LAST_SECOND = (1 << 32) - 1
+#: The share of a table's slots filled when it is made for a known count, and at most.
+_LOAD = 0.7
+_FULL = 0.8
+_MIN_SLOTS = 64
+#: Tables with fewer slots are merged into the next one at each pass (few probes per lookup).
+_SMALL = 4096
+
+
+def _key(transfer_id: str) -> int:
+    """The 64-bit table key of an id: the interpreter's keyed string hash (random per process
+    and cached on the string), never 0 (the empty slot)."""
+    return hash(transfer_id) & _KEY_MASK or 1
+
+
+def _slots(expected: int) -> int:
+    return max(_MIN_SLOTS, int(expected / _LOAD) + 1)
+
+
+def _check(transfer_json: str) -> int:
+    """The 32 bits kept of a transfer's JSON text, to tell a repeat from another content."""
+    return hash(transfer_json) & _CHECK_MASK
+
+
+class _Table:
+    """An open-addressing hash table of 64-bit keys and values in two flat arrays (linear
+    probing, no deletion: a table is dropped whole)."""
+
+    __slots__ = ("count", "high", "keys", "limit", "low", "size", "values")
+
+    def __init__(self, expected: int) -> None:
+        size = _slots(expected)
+        self.size = size
+        self.keys = array("Q", (0,)) * size
+        self.values = array("Q", (0,)) * size
+        self.count = 0
+        self.limit = int(size * _FULL)
+        #: The earliest and latest expiry second of its entries.
+        self.low = _LAST_SECOND
+        self.high = 0
+
+    def find(self, key: int) -> int | None:
+        keys = self.keys
+        size = self.size
+        slot = key % size
+        while True:
+            found = keys[slot]
+            if found == key:
+                return self.values[slot]
+            if not found:
+                return None
+            slot += 1
+            if slot == size:
+                slot = 0
+
+    def put(self, key: int, value: int) -> None:
+        keys = self.keys
+        size = self.size
+        slot = key % size
+        while True:
+            found = keys[slot]
+            if not found:
+                keys[slot] = key
+                self.count += 1
+                break
+            if found == key:
+                break
+            slot += 1
+            if slot == size:
+                slot = 0
+        self.values[slot] = value
+        second = value >> 32
+        if second < self.low:
+            self.low = second
+        if second > self.high:
+            self.high = second
+
+    def entries(self) -> list[tuple[int, int]]:
+        return [(k, v) for k, v in zip(self.keys, self.values, strict=True) if k]
+
+
+class FulfilledOutgoing:
+    """Fulfilled outgoing transfers by a 64-bit digest of their id: 16 bytes each, in flat arrays.
+
+    Each entry is its id's key (`_key`) and a value of its expiry, rounded up to the second
+    (32 bits, so it is kept up to a second longer, never shorter), and 32 bits of its JSON
+    text (`_check`). The entries are in tables, one per pruning pass: a transfer goes into the
+    newest; each pass starts a new one sized for what the last pass saw (about 23 bytes a
+    transfer with the free slots), drops whole every table whose latest expiry is before the
+    pass's instant, and copies into the next what is still due of a table that is partly past
+    and would outlive the next pass (long and short expiries mixed), so memory follows the
+    transfers still within their window; a table that is small, or mostly empty when its pass
+    ends, is copied likewise, so there are few tables. A lookup probes them newest first,
+    about one slot each.
+
+    Digests decide only between refusals and acknowledgements, never money: two ids with one
+    key (odds 2**-64 a pair) make a new transfer refused as a duplicate or a stray Fulfill
+    acknowledged instead of F02, which leaves the receiver with the money as F02 does; another
+    content with the same 32 bits (odds 2**-32) is refused as already fulfilled instead of as
+    a duplicate. Keys come from the interpreter's string hash, keyed at random per process,
+    so a peer cannot aim its ids at ours.
+    """
+
+    __slots__ = ("_added", "_cutoff", "_tables")
+
+    def __init__(self) -> None:
+        #: Oldest first; the last one takes new entries.
+        self._tables: list[_Table] = [_Table(0)]
+        #: Entries added since the last pass (sizes the next table).
+        self._added = 0
+        #: The last pass's instant in seconds (None: no pass yet).
+        self._cutoff: float | None = None
+
+    def __len__(self) -> int:
+        return sum(table.count for table in self._tables)
+
+    def __contains__(self, transfer_id: object) -> bool:
+        return isinstance(transfer_id, str) and self._find(_key(transfer_id)) is not None
+
+    def memory(self) -> int:
+        """Bytes held by the tables' arrays (16 a slot)."""
+        return sum(16 * table.size for table in self._tables)
+
+    def _find(self, key: int) -> int | None:
+        for table in reversed(self._tables):
+            value = table.find(key)
+            if value is not None:
+                return value
+        return None
+
+    def add(self, transfer: StoredTransfer) -> bool:
+        """Keep a fulfilled outgoing transfer as a digest; False if it has no expiry."""
+        if transfer.expires_at is None:
+            return False
+        second = min(_LAST_SECOND, max(0, -(-_micros(transfer.expires_at) // _PER_SECOND)))
+        self._put(_key(transfer.id), second << 32 | _check(transfer.transfer_json))
+        self._added += 1
+        return True
+
+    def _put(self, key: int, value: int) -> None:
+        table = self._tables[-1]
+        if table.count >= table.limit:  # more than the last pass saw: a larger one
+            table = _Table(2 * table.count)
+            self._tables.append(table)
+        table.put(key, value)
+
+    def get(self, transfer_id: str) -> StoredTransfer | None:
+        """What is kept of it (id, outgoing, fulfilled), or None if it is not kept here."""
+        if self._find(_key(transfer_id)) is None:
+            return None
+        return StoredTransfer(
+            id=transfer_id,
+            transfer_json=json.dumps({"id": transfer_id}, separators=(",", ":")),
+            is_incoming=False,
+            amount=0,
+            expires_at=None,
+            state=FULFILLED,
+        )
+
+    def repeat(self, candidate: StoredTransfer) -> PrepareOutcome | None:
+        """The outcome of preparing a kept id again; None when the id is not kept here.
+
+        Raises:
+            DuplicateIdError: an incoming transfer with its id, or another content.
+        """
+        value = self._find(_key(candidate.id))
+        if value is None:
+            return None
+        if not candidate.is_incoming and value & _CHECK_MASK == _check(candidate.transfer_json):
+            return PrepareOutcome.REPEAT_FULFILLED
+        existing = self.get(candidate.id)
+        assert existing is not None
+        raise rules.duplicate(existing, candidate)
+
+    def prune(self, expired_before: datetime) -> int:
+        """Forget the transfers whose expiry is before `expired_before`, a table at a time;
+        how many went. Starts the next table."""
+        cutoff = _micros(expired_before) / _PER_SECOND
+        interval = None if self._cutoff is None else max(0.0, cutoff - self._cutoff)
+        self._cutoff = cutoff
+        gone = 0
+        kept: list[_Table] = []
+        carried: list[tuple[int, int]] = []
+        for table in self._tables:
+            if table.high < cutoff:
+                gone += table.count
+            elif (
+                (interval is not None and table.low < cutoff <= table.high - interval)
+                or 4 * table.count < table.size
+                or table.size < _SMALL
+            ):
+                # Partly past and outliving the next pass (long and short expiries mixed),
+                # mostly free slots, or small: what is still due moves to the next table.
+                still = [(k, v) for k, v in table.entries() if v >> 32 >= cutoff]
+                gone += table.count - len(still)
+                carried.extend(still)
+            else:
+                kept.append(table)
+        kept.append(_Table(self._added + len(carried)))
+        self._tables = kept
+        self._added = 0
+        for key, value in carried:
+            self._put(key, value)
         return gone
 
 

@@ -16,10 +16,12 @@ keeps just enough to give them:
   expiry and at most `CANCELLED_KEPT_MAX` of them (the oldest go first, with a warning). A
   healthy link cancels few outgoing transfers; 100,000 ids take about 20 MB.
 
-A fulfilled outgoing transfer needs nothing: "not found" to its repeated Fulfill makes the
-receiver keep the money, which is the right outcome. This is per process and starts empty: a
-durable store that prunes (`settledRetention` given) should keep its settled transfers longer
-than the longest outage of the peer.
+A fulfilled outgoing transfer needs nothing here. Until it is pruned the log answers for it (a
+plugin's memory log keeps it as a 16-byte digest, `ledger.settled.FulfilledOutgoing`): our own
+re-send is a repeat and the receiver's repeated Fulfill is acknowledged. Once pruned, "not found"
+to a repeated Fulfill makes the receiver keep the money, which is the right outcome too. This is
+per process and starts empty: a durable store that prunes (`settledRetention` given) should keep
+its settled transfers longer than the longest outage of the peer.
 """
 
 from __future__ import annotations

@@ -84,8 +84,14 @@ class Entry:
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Entry:
-        """From a transfer-with-info record of the ledger."""
+        """From a transfer-with-info record of the ledger.
+
+        A memory log keeps a fulfilled outgoing transfer as its id only (`ledger.settled`):
+        such an entry has no condition, amount or expiry (all empty).
+        """
         record = stored["transfer"]
+        if "expiresAt" not in record:
+            return cls(record["id"], record, stored["isIncoming"], 0, b"", 0.0, stored["state"])
         condition_text = record.get("executionCondition", "")
         return cls(
             id=record["id"],
@@ -183,6 +189,8 @@ class TransferBook:
     ) -> bool:
         if entry.state == CANCELLED:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already been cancelled.")
+        if entry.state == FULFILLED and not entry.condition:
+            return False  # kept as its id only: paid, so acknowledged (the preimage moves nothing)
         if not fulfillment_matches(fulfillment, entry.condition):
             raise FulfillmentMismatchError("Fulfillment does not match the condition")
         if entry.state == FULFILLED:
@@ -191,9 +199,7 @@ class TransferBook:
             raise AlreadyRolledBackError(f"transfer {entry.id} has already expired.")
         text = b64url(fulfillment)
         try:
-            changed = await self.log.fulfill(
-                entry.id, text, notify_peer=notify_peer, notice=notice
-            )
+            changed = await self.log.fulfill(entry.id, text, notify_peer=notify_peer, notice=notice)
         except (AlreadyRolledBackError, TransferNotFoundError):
             self.prepared.pop(entry.id, None)
             raise
