@@ -22,11 +22,13 @@ import gc
 import hashlib
 import json
 import logging
-import sys
-import threading
-import traceback
 import tracemalloc
 from typing import Any
+
+try:
+    from .child_io import ErrorCounter, answer_commands
+except ImportError:  # run as a script, as the driver starts it
+    from child_io import ErrorCounter, answer_commands  # type: ignore[no-redef]
 
 SECRET = "fuzz_secret"
 PREFIX = "fuzz."
@@ -40,28 +42,6 @@ def fulfillment_for(transfer_id: str) -> bytes:
 
 def condition_for(transfer_id: str) -> bytes:
     return hashlib.sha256(fulfillment_for(transfer_id)).digest()
-
-
-class ErrorCounter(logging.Handler):
-    """Counts ERROR records (and keeps the first few): each is an exception a handler let out."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.count = 0
-        self.first: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-        if len(self.first) < 10:
-            text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                exc = record.exc_info[1]
-                where = traceback.extract_tb(exc.__traceback__)[-4:]
-                path = " <- ".join(
-                    f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in where[::-1]
-                )
-                text += f" | {type(exc).__name__}: {str(exc)[:300]} at {path}"
-            self.first.append(f"{record.name}: {text}"[:1200])
 
 
 async def serve(store: str) -> None:
@@ -173,33 +153,29 @@ async def serve(store: str) -> None:
             "first_errors": errors.first,
         }
 
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-        loop.call_soon_threadsafe(commands.put_nowait, None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
     snapshots: list[tracemalloc.Snapshot] = []
-    print(json.dumps({"port": plugin.listener_port}), flush=True)
-    while (command := await commands.get()) is not None:
-        if command == "report":
-            print(json.dumps(await report()), flush=True)
-        elif command == "objects":  # what the heap holds, by type: for chasing memory growth
-            gc.collect()
-            kinds = collections.Counter(type(o).__name__ for o in gc.get_objects())
-            print(json.dumps(dict(kinds.most_common(25))), flush=True)
-        elif command == "allocations":  # with PYTHONTRACEMALLOC set: growth since last asked
-            snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
-            grown = []
-            if snapshot is not None and snapshots:
-                stats = snapshot.compare_to(snapshots[-1], "lineno")
-                grown = [str(s) for s in stats[:12]]
-            if snapshot is not None:
-                snapshots[:] = [snapshot]
-            print(json.dumps(grown), flush=True)
+
+    async def objects() -> dict[str, int]:
+        """What the heap holds, by type: for chasing memory growth."""
+        gc.collect()
+        kinds = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        return dict(kinds.most_common(25))
+
+    async def allocations() -> list[str]:
+        """With PYTHONTRACEMALLOC set: the growth since last asked."""
+        snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+        grown = []
+        if snapshot is not None and snapshots:
+            stats = snapshot.compare_to(snapshots[-1], "lineno")
+            grown = [str(s) for s in stats[:12]]
+        if snapshot is not None:
+            snapshots[:] = [snapshot]
+        return grown
+
+    await answer_commands(
+        plugin.listener_port,
+        {"report": report, "objects": objects, "allocations": allocations},
+    )
     if tasks:
         await asyncio.wait(tasks, timeout=10)
     final = await report()

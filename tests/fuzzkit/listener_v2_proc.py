@@ -21,10 +21,12 @@ import asyncio
 import hashlib
 import json
 import logging
-import sys
-import threading
-import traceback
 from typing import Any
+
+try:
+    from .child_io import ErrorCounter, answer_commands
+except ImportError:  # run as a script, as the driver starts it
+    from child_io import ErrorCounter, answer_commands  # type: ignore[no-redef]
 
 SECRET = "fuzz_v2_secret"
 ADDRESS = "test.fuzz"
@@ -53,36 +55,12 @@ def expiry_key(moment: Any) -> str:
     return f"{moment.timestamp():.3f}"
 
 
-class Escapes(logging.Handler):
-    """Counts ERROR records and a request handler's escaped exceptions (keeps the first few)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.count = 0
-        self.first: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.ERROR and "request handler failed" not in record.getMessage():
-            return
-        self.count += 1
-        if len(self.first) < 10:
-            text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                exc = record.exc_info[1]
-                where = traceback.extract_tb(exc.__traceback__)[-4:]
-                path = " <- ".join(
-                    f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in where[::-1]
-                )
-                text += f" | {type(exc).__name__}: {str(exc)[:300]} at {path}"
-            self.first.append(f"{record.name}: {text}"[:1200])
-
-
 async def serve(store: str) -> None:
     from ilp_paychan.codec import ilp4
     from ilp_paychan.v2.plugin import BtpPlugin
     from ilp_paychan.v2.trustline import Trustline
 
-    escapes = Escapes()
+    escapes = ErrorCounter(also="request handler failed")
     logging.getLogger().addHandler(escapes)
     logging.getLogger().setLevel(logging.WARNING)
     plugin = BtpPlugin(
@@ -141,30 +119,19 @@ async def serve(store: str) -> None:
             "first_events": events,
         }
 
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str | None] = asyncio.Queue()
+    async def connections() -> list[dict[str, Any]]:
+        """The listener's sockets' states: for chasing a stalled socket."""
+        link: Any = plugin._link
+        return [
+            {
+                name: repr(getattr(c, name, None))[:80]
+                for name in ("peer", "_reading", "_held", "_paused_for_slots", "_running")
+            }
+            | {"ws_open": c._ws.is_open, "session": c._session.state.value}
+            for c in link._connections
+        ]
 
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-        loop.call_soon_threadsafe(commands.put_nowait, None)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    print(json.dumps({"port": plugin.listener_port}), flush=True)
-    while (command := await commands.get()) is not None:
-        if command == "report":
-            print(json.dumps(await report()), flush=True)
-        elif command == "connections":  # for chasing a stalled socket
-            link: Any = plugin._link
-            states = [
-                {
-                    name: repr(getattr(c, name, None))[:80]
-                    for name in ("peer", "_reading", "_held", "_paused_for_slots", "_running")
-                }
-                | {"ws_open": c._ws.is_open, "session": c._session.state.value}
-                for c in link._connections
-            ]
-            print(json.dumps(states), flush=True)
+    await answer_commands(plugin.listener_port, {"report": report, "connections": connections})
     final = await report()
     await plugin.disconnect()
     print(json.dumps(final), flush=True)

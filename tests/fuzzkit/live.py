@@ -36,18 +36,16 @@ import dataclasses
 import hashlib
 import json
 import random
-import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from ilp_paychan import Plugin
 from ilp_paychan.codec import CodecError, btp, encode_ilp
@@ -60,11 +58,21 @@ from . import generate
 from .listener_proc import SECRET, condition_for, fulfillment_for
 from .mutate import Mutator
 from .seeds import load_seeds
+from .sockets import (
+    DOCUMENTED_CLOSES,
+    WAIT,
+    ListenerChild,
+    SocketStats,
+    close,
+    close_code,
+    dial,
+    note_close,
+    open_socket,
+    send_input,
+    write,
+)
 
 LISTENER = Path(__file__).resolve().with_name("listener_proc.py")
-#: Close codes a listener may send: normal, going away, text (unsupported data), policy
-#: (auth refused or timed out), too big, replaced by a newer authenticated socket.
-DOCUMENTED_CLOSES = {1000, 1001, 1003, 1008, 1009, 4001}
 #: (code, name) of every Error a listener may answer with.
 DOCUMENTED_ERRORS = {(cls.ilp_code, name) for name, cls in ERRORS_BY_NAME.items()}
 HANDSHAKE_MESSAGES = {
@@ -75,116 +83,16 @@ HANDSHAKE_MESSAGES = {
     "invalid auth token and/or username",
 }
 REQUESTS = (btp.Prepare, btp.Fulfill, btp.Reject, btp.Message)
-WAIT = 30.0
 #: How long the listener may take to re-deliver a Fulfill: its re-delivery backoff grows to
 #: 30 s while the link keeps dropping, so allow two of those and a margin.
 ACK_WAIT = 90.0
 
 
 @dataclass
-class LiveStats:
+class LiveStats(SocketStats):
     """What the live run did and found."""
 
-    frames: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
-    answers: Counter[str] = field(default_factory=Counter)
-    closes: Counter[str] = field(default_factory=Counter)
-    connections: int = 0
-    good_sent: int = 0
-    good_fulfilled: int = 0
-    good_amount: int = 0
     good_lost: int = 0  # sent on a socket that closed before it was answered; never prepared
-    failures: list[str] = field(default_factory=list)
-    failure_count: int = 0
-    rss_start_kb: int = 0
-    rss_end_kb: int = 0
-    rss_peak_kb: int = 0
-    ledger: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def fail(self, problem: str) -> None:
-        self.failure_count += 1
-        if len(self.failures) < 30:
-            self.failures.append(problem)
-
-
-# ---------------------------------------------------------------------------- the child
-
-
-class ListenerProcess:
-    """The listener child: start, ask for reports, read its memory, stop."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, stderr: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.stderr = stderr
-
-    @classmethod
-    async def start(cls, workdir: Path) -> ListenerProcess:
-        store = f"sqlite:///{workdir / 'listener.db'}?synchronous=NORMAL"
-        stderr = workdir / "listener.stderr"
-        with stderr.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(LISTENER),
-                "--store",
-                store,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-            )
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(WAIT):
-                line = await proc.stdout.readline()
-            port = json.loads(line)["port"]
-        except (TimeoutError, ValueError, KeyError):
-            proc.kill()
-            await proc.wait()
-            raise RuntimeError(f"listener did not start: {stderr.read_text()[-2000:]}") from None
-        return cls(proc, port, stderr)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    def memory_kb(self) -> tuple[int, int]:
-        """(VmRSS, VmHWM) of the child in KiB, from /proc."""
-        values = {"VmRSS": 0, "VmHWM": 0}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                key, _, rest = line.partition(":")
-                if key in values:
-                    values[key] = int(rest.split()[0])
-        return values["VmRSS"], values["VmHWM"]
-
-    async def report(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(b"report\n")
-        await self.proc.stdin.drain()
-        async with asyncio.timeout(WAIT):
-            report: dict[str, Any] = json.loads(await self.proc.stdout.readline())
-        return report
-
-    async def stop(self) -> tuple[int | None, dict[str, Any]]:
-        """Close its stdin (it disconnects and prints a last report); kill it if it hangs."""
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        final: dict[str, Any] = {}
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.proc.stdin.close()
-        try:
-            async with asyncio.timeout(WAIT):
-                line = await self.proc.stdout.readline()
-                with contextlib.suppress(ValueError):
-                    final = json.loads(line)
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            return None, final
-        return self.proc.returncode, final
 
 
 # ---------------------------------------------------------------------------- frames
@@ -496,58 +404,6 @@ def _check_frame(stats: LiveStats, raw: bytes, *, authenticated: bool) -> btp.Pa
     return packet
 
 
-def _close_code(ws: ClientConnection) -> int | None:
-    received = ws.protocol.close_rcvd
-    return None if received is None else received.code
-
-
-async def _send(ws: ClientConnection, item: Item) -> bool:
-    """Write one input; False when the socket is gone already."""
-    if item.text is not None:
-        return await _write(ws, item.text)
-    if item.cuts is not None:
-        raw = item.binary
-        pieces = [raw[a:b] for a, b in zip([0, *item.cuts], [*item.cuts, len(raw)], strict=True)]
-        return await _write(ws, iter(pieces))
-    return await _write(ws, item.binary)
-
-
-async def _write(ws: ClientConnection, message: Any) -> bool:
-    """`ws.send`, False when the socket is gone (closed by the listener, or reset because it
-    closed while our frames were still arriving)."""
-    try:
-        await ws.send(message)
-    except (ConnectionClosed, OSError):
-        return False
-    except AttributeError:
-        # websockets 17 aborts the transport after a failed write; asyncio 3.11 fails to abort
-        # a transport that a graceful close has already released (it forgets its loop).
-        if not ws.transport.is_closing():
-            raise
-        return False
-    return True
-
-
-async def _close(ws: ClientConnection) -> None:
-    """`ws.close`, quiet about a socket that is gone already (see `_write`)."""
-    try:
-        await ws.close()
-    except AttributeError:
-        if not ws.transport.is_closing():
-            raise
-
-
-async def _open(port: int) -> ClientConnection:
-    return await connect(
-        f"ws://127.0.0.1:{port}",
-        compression=None,
-        max_size=None,
-        open_timeout=WAIT,
-        close_timeout=2,
-        ping_interval=None,
-    )
-
-
 class Budget:
     """A shared count of inputs still to send."""
 
@@ -572,13 +428,10 @@ async def unauthenticated_worker(
             stats.kinds["idle-socket"] += 1
             idle.append(asyncio.get_running_loop().create_task(_idle_socket(port, stats)))
             continue
-        try:
-            ws = await _open(port)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            stats.fail(f"listener refused a WebSocket connection: {exc!r}")
+        ws = await dial(port, stats)
+        if ws is None:
             await asyncio.sleep(0.1)
             continue
-        stats.connections += 1
         reader = asyncio.get_running_loop().create_task(_drain(ws, stats, authenticated=False))
         rude = oversized = False
         for _ in range(rng.randrange(1, 6)):
@@ -588,7 +441,7 @@ async def unauthenticated_worker(
             stats.frames += 1
             stats.kinds[item.kind] += 1
             oversized |= item.kind in ("oversized", "big")
-            if not await _send(ws, item) or reader.done():
+            if not await send_input(ws, item) or reader.done():
                 break
         ending = rng.random()
         if ending < 0.1:
@@ -605,7 +458,7 @@ async def unauthenticated_worker(
             )
             continue
         if not rude:
-            await _close(ws)
+            await close(ws)
         await _linger(ws, reader, stats, tolerate_abnormal=rude or oversized)
 
 
@@ -619,35 +472,22 @@ async def _linger(
     if not reader.done():
         reader.cancel()
         stats.fail("an unauthenticated socket stayed open past its auth deadline")
-    await _close(ws)
-    _note_close(stats, ws, tolerate_abnormal=tolerate_abnormal)
-
-
-def _note_close(stats: LiveStats, ws: ClientConnection, *, tolerate_abnormal: bool) -> None:
-    code = _close_code(ws)
-    stats.closes[str(code)] += 1
-    if code is None:
-        if not tolerate_abnormal and ws.protocol.close_sent is None:
-            stats.fail("the listener dropped a socket without a close frame")
-    elif code not in DOCUMENTED_CLOSES:
-        stats.fail(f"undocumented close code {code}")
+    await close(ws)
+    note_close(stats, ws, tolerate_abnormal=tolerate_abnormal)
 
 
 async def _idle_socket(port: int, stats: LiveStats) -> None:
     """A socket that sends nothing: the auth deadline must close it (1008)."""
-    try:
-        ws = await _open(port)
-    except (OSError, InvalidHandshake, TimeoutError) as exc:
-        stats.fail(f"listener refused a WebSocket connection: {exc!r}")
+    ws = await dial(port, stats)
+    if ws is None:
         return
-    stats.connections += 1
     try:
         async with asyncio.timeout(WAIT):
             await _drain(ws, stats, authenticated=False)
     except TimeoutError:
         stats.fail("an idle unauthenticated socket was never closed")
-    await _close(ws)
-    code = _close_code(ws)
+    await close(ws)
+    code = close_code(ws)
     stats.closes[str(code)] += 1
     if code not in (1008, None):  # None: dropped as the oldest of too many waiting sockets
         stats.fail(f"an idle socket was closed with {code}, not by the auth deadline")
@@ -701,10 +541,10 @@ class AuthenticatedPeer:
     async def connect(self) -> None:
         """Open a socket and authenticate; the previous socket, if still open, is replaced."""
         old = self.link
-        ws = await _open(self.port)
+        ws = await open_socket(self.port)
         self.stats.connections += 1
         rid = self.new_id()
-        if not await _write(ws, auth_frame(rid)):
+        if not await write(ws, auth_frame(rid)):
             raise RuntimeError("the listener closed a new socket before its auth")
         async with asyncio.timeout(WAIT):
             raw = await ws.recv()
@@ -719,7 +559,7 @@ class AuthenticatedPeer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WAIT):
                     await old.reader
-            code = _close_code(old.ws)
+            code = close_code(old.ws)
             if was_open and not old.rude and code != 4001:
                 self.stats.fail(f"a replaced socket was closed with {code}, not 4001")
 
@@ -778,7 +618,7 @@ class AuthenticatedPeer:
                     amount = self.frames.good_amounts[tid]
                 self.fulfilled[tid] = amount
                 self.fulfilled_changed.set()
-        await _write(ws, btp.encode(btp.Response(packet.request_id)))
+        await write(ws, btp.encode(btp.Response(packet.request_id)))
 
     def _lost(self, link: _Link) -> None:
         """The socket closed: what it still waited for will never be answered."""
@@ -788,7 +628,7 @@ class AuthenticatedPeer:
                 if item.good is not None and item.good[0] not in self.accepted:
                     self.uncertain[item.good[0]] = item.good[1]
         link.outstanding.clear()
-        code = _close_code(link.ws)
+        code = close_code(link.ws)
         self.stats.closes[str(code)] += 1
         if code is None and not link.rude and link.ws.protocol.close_sent is None:
             self.stats.fail("the listener dropped the authenticated socket without a close frame")
@@ -831,7 +671,7 @@ class AuthenticatedPeer:
         if item.good is not None:
             self.stats.good_sent += 1
             self.sent.add(item.good[0])
-        await _send(link.ws, item)
+        await send_input(link.ws, item)
 
     async def stay_connected(self) -> None:
         """Be connected, as a peer that redials, on a socket the listener has no reason to close.
@@ -874,7 +714,7 @@ class AuthenticatedPeer:
         link = self.link
         if link is None:
             return
-        await _close(link.ws)
+        await close(link.ws)
         if link.reader is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(WAIT):
@@ -958,7 +798,7 @@ async def run_live(
     started = time.monotonic()
     say = progress or (lambda _text: None)
     with tempfile.TemporaryDirectory(prefix="fuzz-listener-") as tmp:
-        child = await ListenerProcess.start(Path(tmp))
+        child = await ListenerChild.start(LISTENER, Path(tmp))
         idle: list[asyncio.Task[None]] = []
         good: dict[str, int] = {}
         try:
@@ -972,20 +812,15 @@ async def run_live(
                 stats.rss_end_kb, stats.rss_peak_kb = child.memory_kb()
             else:
                 stats.fail(f"listener died (exit {child.proc.returncode})")
-            code, final = await child.stop()
-            if code != 0:
-                stats.fail(f"listener exited with {code}: {child.stderr.read_text()[-2000:]}")
-            stats.ledger = final
+            await child.stop_into(stats)
     _check_ledger(stats, good)
-    growth = stats.rss_end_kb - stats.rss_start_kb
-    if growth > rss_growth_limit_kb:
-        stats.fail(f"listener memory grew by {growth} KiB (limit {rss_growth_limit_kb} KiB)")
+    stats.check_growth(rss_growth_limit_kb)
     stats.seconds = time.monotonic() - started
     return stats
 
 
 async def _phases(
-    child: ListenerProcess,
+    child: ListenerChild,
     frames: Frames,
     count: int,
     stats: LiveStats,
@@ -1067,7 +902,7 @@ async def _phases(
 
 
 async def _acknowledged(
-    child: ListenerProcess,
+    child: ListenerChild,
     stats: LiveStats,
     say: Callable[[str], None],
     stay_connected: Callable[[], Awaitable[None]] | None = None,
@@ -1092,13 +927,13 @@ async def _acknowledged(
 
 
 def _progress(
-    say: Callable[[str], None], what: str, started: float, stats: LiveStats, child: ListenerProcess
+    say: Callable[[str], None], what: str, started: float, stats: LiveStats, child: ListenerChild
 ) -> None:
     seconds = time.monotonic() - started
     say(f"{what} ({seconds:.1f} s): {stats.frames} inputs, RSS {child.memory_kb()[0]} KiB")
 
 
-def _check_alive(child: ListenerProcess, stats: LiveStats, when: str) -> None:
+def _check_alive(child: ListenerChild, stats: LiveStats, when: str) -> None:
     if not child.alive:
         raise RuntimeError(f"listener died {when} (exit {child.proc.returncode})")
 

@@ -34,18 +34,16 @@ import asyncio
 import contextlib
 import json
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed
 
 from ilp_paychan.codec import btp, btp2, ilp4
 from ilp_paychan.codec.btp import ProtocolData
@@ -58,10 +56,18 @@ from . import generate
 from .listener_v2_proc import ADDRESS, GOOD, SECRET, SLOW, condition_v2, expiry_key
 from .mutate import Mutator
 from .seeds import load_seeds
+from .sockets import (
+    WAIT,
+    ListenerChild,
+    SocketStats,
+    close,
+    dial,
+    note_close,
+    send_input,
+)
 
 LISTENER = Path(__file__).resolve().with_name("listener_v2_proc.py")
 VECTORS_V4 = Path(__file__).resolve().parent.parent / "vectors" / "v4"
-DOCUMENTED_CLOSES = {1000, 1001, 1003, 1008, 1009, 4001}
 DOCUMENTED_ERRORS = {(cls.ilp_code, name) for name, cls in ERRORS_BY_NAME.items()}
 HANDSHAKE_MESSAGES = {
     "First message sent over BTP connection must be auth packet",
@@ -72,37 +78,18 @@ HANDSHAKE_MESSAGES = {
 }
 SIDE = "ilp_paychan_trustline"
 MONEY = "ilp_paychan_money"
-WAIT = 30.0
 WINDOW = 32
 
 
 @dataclass
-class LiveV2Stats:
+class LiveV2Stats(SocketStats):
     """What the run did and found."""
 
-    frames: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
-    answers: Counter[str] = field(default_factory=Counter)
-    closes: Counter[str] = field(default_factory=Counter)
-    connections: int = 0
-    good_sent: int = 0
+    FAILURE_TEXT_LIMIT = 1500
+
     good_resent: int = 0
-    good_fulfilled: int = 0
-    good_amount: int = 0
     money_known: int = 0
     money_uncertain: int = 0
-    failures: list[str] = field(default_factory=list)
-    failure_count: int = 0
-    rss_start_kb: int = 0
-    rss_end_kb: int = 0
-    rss_peak_kb: int = 0
-    ledger: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def fail(self, problem: str) -> None:
-        self.failure_count += 1
-        if len(self.failures) < 30:
-            self.failures.append(problem[:1500])
 
     def text(self) -> str:
         def summary(counts: Counter[str]) -> str:
@@ -126,84 +113,6 @@ class LiveV2Stats:
         if self.failures:
             lines += ["  failures:", *(f"    {f}" for f in self.failures)]
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- the child
-
-
-class ListenerV2:
-    """The listener child: start, ask for reports, read its memory, stop."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, stderr: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.stderr = stderr
-
-    @classmethod
-    async def start(cls, workdir: Path) -> ListenerV2:
-        store = f"sqlite:///{workdir / 'listener.db'}?synchronous=NORMAL"
-        stderr = workdir / "listener.stderr"
-        with stderr.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(LISTENER),
-                "--store",
-                store,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-            )
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(WAIT):
-                line = await proc.stdout.readline()
-            port = json.loads(line)["port"]
-        except (TimeoutError, ValueError, KeyError):
-            proc.kill()
-            await proc.wait()
-            raise RuntimeError(f"listener did not start: {stderr.read_text()[-2000:]}") from None
-        return cls(proc, port, stderr)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    def memory_kb(self) -> tuple[int, int]:
-        """(VmRSS, VmHWM) of the child in KiB."""
-        values = {"VmRSS": 0, "VmHWM": 0}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                key, _, rest = line.partition(":")
-                if key in values:
-                    values[key] = int(rest.split()[0])
-        return values["VmRSS"], values["VmHWM"]
-
-    async def report(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(b"report\n")
-        await self.proc.stdin.drain()
-        async with asyncio.timeout(WAIT):
-            report: dict[str, Any] = json.loads(await self.proc.stdout.readline())
-        return report
-
-    async def stop(self) -> tuple[int | None, dict[str, Any]]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        final: dict[str, Any] = {}
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.proc.stdin.close()
-        try:
-            async with asyncio.timeout(WAIT):
-                line = await self.proc.stdout.readline()
-                with contextlib.suppress(ValueError):
-                    final = json.loads(line)
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            return None, final
-        return self.proc.returncode, final
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -608,56 +517,6 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- sockets
 
 
-async def _open(port: int) -> ClientConnection:
-    return await connect(
-        f"ws://127.0.0.1:{port}",
-        compression=None,
-        max_size=None,
-        open_timeout=WAIT,
-        close_timeout=2,
-        ping_interval=None,
-    )
-
-
-async def _write(ws: ClientConnection, item: Item) -> bool:
-    message: Any = item.binary
-    if item.text is not None:
-        message = item.text
-    elif item.cuts is not None:
-        raw = item.binary
-        message = iter(
-            [raw[a:b] for a, b in zip([0, *item.cuts], [*item.cuts, len(raw)], strict=True)]
-        )
-    try:
-        await ws.send(message)
-    except (ConnectionClosed, OSError):
-        return False
-    except AttributeError:
-        if not ws.transport.is_closing():
-            raise
-        return False
-    return True
-
-
-async def _close(ws: ClientConnection) -> None:
-    try:
-        await ws.close()
-    except AttributeError:
-        if not ws.transport.is_closing():
-            raise
-
-
-def _note_close(stats: LiveV2Stats, ws: ClientConnection, *, tolerate: bool) -> None:
-    received = ws.protocol.close_rcvd
-    code = None if received is None else received.code
-    stats.closes[str(code)] += 1
-    if code is None:
-        if not tolerate and ws.protocol.close_sent is None:
-            stats.fail("the listener dropped a socket without a close frame")
-    elif code not in DOCUMENTED_CLOSES:
-        stats.fail(f"undocumented close code {code}")
-
-
 def _check_error(stats: LiveV2Stats, packet: btp2.Error, *, authenticated: bool) -> None:
     stats.answers[f"{packet.code} {packet.name}"] += 1
     if (packet.code, packet.name) not in DOCUMENTED_ERRORS:
@@ -691,12 +550,9 @@ async def unauthenticated_socket(
 ) -> None:
     """One socket that never authenticates: a few inputs, then a close, an abort or nothing."""
     rng = frames.rng
-    try:
-        ws = await _open(port)
-    except (OSError, InvalidHandshake, TimeoutError) as exc:
-        stats.fail(f"listener refused a WebSocket connection: {exc!r}")
+    ws = await dial(port, stats)
+    if ws is None:
         return
-    stats.connections += 1
 
     async def drain() -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -717,7 +573,7 @@ async def unauthenticated_socket(
         stats.frames += 1
         stats.kinds[item.kind] += 1
         tolerate |= item.kind == "oversized"
-        if not await _write(ws, item) or reader.done():
+        if not await send_input(ws, item) or reader.done():
             break
     ending = rng.random()
     if ending < 0.1:
@@ -727,15 +583,15 @@ async def unauthenticated_socket(
     elif ending > 0.97:
         stats.kinds["left-open"] += 1  # the auth deadline (or its refusal) must close it
     else:
-        await _close(ws)
+        await close(ws)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(WAIT):
             await reader
     if not reader.done():
         reader.cancel()
         stats.fail("an unauthenticated socket stayed open past its auth deadline")
-    await _close(ws)
-    _note_close(stats, ws, tolerate=tolerate)
+    await close(ws)
+    note_close(stats, ws, tolerate_abnormal=tolerate)
 
 
 class Fuzzer:
@@ -755,16 +611,13 @@ class Fuzzer:
     async def socket(self, budget: list[int], *, resend_only: bool = False) -> None:
         """One authenticated socket: auth, some inputs with up to WINDOW in flight, close."""
         rng, stats = self.rng, self.stats
-        try:
-            ws = await _open(self.port)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            stats.fail(f"listener refused a WebSocket connection: {exc!r}")
+        ws = await dial(self.port, stats)
+        if ws is None:
             return
-        stats.connections += 1
         variant = rng.randrange(3)
         rid = rng.randrange(2**32)
         auth = auth_frame(rid, username=(None, "", "fuzzer")[variant], extra=rng.randrange(3))
-        if not await _write(ws, Item("auth", binary=auth)):
+        if not await send_input(ws, Item("auth", binary=auth)):
             stats.fail("the listener closed a socket before its auth")
             return
         try:
@@ -840,7 +693,10 @@ class Fuzzer:
                 outstanding[next_id] = item
             elif item.expect in ("ilp", "response", "error"):
                 stats.fail(f"{item.kind} is no BTP 2.0 request: {binary[:40].hex()}")
-            if not await _write(ws, Item(item.kind, binary, item.text, item.cuts)) or reader.done():
+            if (
+                not await send_input(ws, Item(item.kind, binary, item.text, item.cuts))
+                or reader.done()
+            ):
                 break
         # let the answers come (or not: a hasty close loses them), then close
         slow = any(i.kind == "prepare-slow-handler" for i in outstanding.values())
@@ -856,13 +712,13 @@ class Fuzzer:
             stats.fail(
                 f"{len(outstanding)} requests never answered: {list(outstanding.values())[:3]}"
             )
-        await _close(ws)
+        await close(ws)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(WAIT):
                 await reader
         for item in outstanding.values():
             self.lost(item)
-        _note_close(stats, ws, tolerate=rude)
+        note_close(stats, ws, tolerate_abnormal=rude)
 
     def resends(self) -> list[Item]:
         items = []
@@ -997,16 +853,12 @@ async def run_live_v2(
     started = time.monotonic()
     paid: dict[bytes, int] = {}
     with tempfile.TemporaryDirectory(prefix="fuzz-v2-listener-") as tmp:
-        child = await ListenerV2.start(Path(tmp))
+        child = await ListenerChild.start(LISTENER, Path(tmp))
         fuzzer = Fuzzer(child.port, frames, stats)
 
         async def probe() -> None:
             try:
-                assert child.proc.stdin is not None
-                assert child.proc.stdout is not None
-                child.proc.stdin.write(b"connections\n")
-                await child.proc.stdin.drain()
-                stats.fail(f"listener connections: {(await child.proc.stdout.readline())[:3000]!r}")
+                stats.fail(f"listener connections: {(await child.ask('connections'))[:3000]!r}")
             except Exception as exc:
                 stats.fail(f"listener does not answer a report: {exc!r}")
 
@@ -1084,17 +936,12 @@ async def run_live_v2(
                     f"listener died (exit {child.proc.returncode}):"
                     f" {child.stderr.read_text()[-2000:]}"
                 )
-            code, final = await child.stop()
-            if code != 0:
-                stats.fail(f"listener exited with {code}: {child.stderr.read_text()[-2000:]}")
-            stats.ledger = final
+            await child.stop_into(stats)
     good = {**paid, **fuzzer.fulfilled}
     stats.good_fulfilled = len(good)
     stats.good_amount = sum(good.values())
     _check_ledger(stats)
-    growth = stats.rss_end_kb - stats.rss_start_kb
-    if growth > rss_growth_limit_kb:
-        stats.fail(f"listener memory grew by {growth} KiB (limit {rss_growth_limit_kb} KiB)")
+    stats.check_growth(rss_growth_limit_kb)
     stats.seconds = time.monotonic() - started
     return stats
 
