@@ -21,7 +21,7 @@ from .address import (
     token_of,
 )
 from .client import connect, fetch_config
-from .connection import Connection, ConnectionOptions
+from .connection import Connection, ConnectionOptions, ShouldFulfill
 from .crypto import (
     ENCRYPTION_OVERHEAD,
     ConnectionKeys,
@@ -111,6 +111,7 @@ __all__ = [
     "Receipt",
     "ReceiverRefusedError",
     "RejectedError",
+    "ShouldFulfill",
     "StreamCloseFrame",
     "StreamCodecError",
     "StreamDataBlockedFrame",

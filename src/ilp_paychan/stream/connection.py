@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 from collections import deque
@@ -95,6 +96,7 @@ __all__ = [
     "Connection",
     "ConnectionOptions",
     "OutgoingPacket",
+    "ShouldFulfill",
     "State",
     "final_error_of",
 ]
@@ -218,6 +220,9 @@ class _Counters:
 
 StreamCallback = Callable[[DataAndMoneyStream], object]
 ConnectionMoneyCallback = Callable[[DataAndMoneyStream, int], object]
+ShouldFulfill = Callable[["Connection", int, dict[int, int]], bool]
+"""``(connection, amount, {stream id: its part})`` -> True to take a packet's money (see
+`Connection.should_fulfill`)."""
 
 
 class Connection:
@@ -260,6 +265,13 @@ class Connection:
         """The tag given to `StreamServer.generate_address_and_secret` for this connection."""
         self._receipt_nonce = receipt_nonce
         self._receipt_secret = receipt_secret
+        self.should_fulfill: ShouldFulfill | None = None
+        """The application's say on each incoming packet that carries money: called as
+        ``should_fulfill(connection, amount, {stream id: part})`` (our units) once STREAM
+        would fulfil it, before anything is counted. Only True takes the money; False, another
+        value, or an exception refuses the packet: F99 with a STREAM reply, nothing counted on
+        either side, and the sender retries with backoff as for any receiver rejection. It must
+        be synchronous and quick (it runs inside the plugin's data handler). None: take all."""
         self._streams: dict[int, DataAndMoneyStream] = {}
         # Remote stream ids that are closed: every one up to the floor (when not open), and
         # those above it in the set. The remote's ids only grow, so the floor follows them.
@@ -574,6 +586,10 @@ class Connection:
                 reply.append(StreamMaxMoneyFrame(sid, stream._receive_max, stream._total_received))
                 return refuse()
 
+        hook = self.should_fulfill
+        if hook is not None and amount > 0 and not self._application_takes(hook, amount, split):
+            return refuse()
+
         # Accepted: data and money reach their streams.
         for f in data_frames:
             stream = self._streams.get(f.stream_id)
@@ -614,6 +630,28 @@ class Connection:
         data = self._reply_data(packet.sequence, IlpPacketType.FULFILL, amount, reply)
         self._changed.notify()
         return IlpFulfill(fulfillment, data)
+
+    def _application_takes(
+        self, hook: ShouldFulfill, amount: int, split: list[tuple[int, int]]
+    ) -> bool:
+        try:
+            answer = hook(self, amount, dict(split))
+        except Exception as exc:
+            log.info("the application refused %d: %r", amount, exc)
+            return False
+        if answer is True:
+            return True
+        if answer is not False:
+            if inspect.isawaitable(answer):
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
+            log.error(
+                "should_fulfill returned %r, not True or False (it must be synchronous): "
+                "refused the packet",
+                type(answer).__name__,
+            )
+        return False
 
     def _open_remote_stream(self, sid: int) -> ConnectionCloseFrame | None:
         if sid in self._streams:

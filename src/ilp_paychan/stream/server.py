@@ -30,7 +30,7 @@ from ..v2.interface import PluginV2
 from ._signal import Changed
 from .address import connection_id_of, generate_address_and_secret, open_token, token_of
 from .client import fetch_config
-from .connection import Connection, ConnectionOptions
+from .connection import Connection, ConnectionOptions, ShouldFulfill
 from .crypto import ConnectionKeys, shared_secret_from_token
 from .errors import ConnectionClosedError, StreamCodecError, StreamError
 from .sender import SendLoop
@@ -64,10 +64,13 @@ class StreamServer:
         asset_code: str = "",
         asset_scale: int = 0,
         options: ConnectionOptions | None = None,
+        should_fulfill: ShouldFulfill | None = None,
     ) -> None:
         """``server_secret``: 32 bytes all connection secrets derive from (random if None;
         keep it to accept the same addresses after a restart). ``address``: skip ILDCP and use
-        this ILP address (then ``asset_code``/``asset_scale`` are what we tell clients)."""
+        this ILP address (then ``asset_code``/``asset_scale`` are what we tell clients).
+        ``should_fulfill``: every connection's `Connection.should_fulfill`, the application's
+        say on each packet of money before it is counted (None: take all)."""
         if server_secret is None:
             server_secret = os.urandom(32)
         if not isinstance(server_secret, bytes | bytearray) or len(server_secret) != 32:
@@ -77,7 +80,13 @@ class StreamServer:
         self._address = address
         self._asset_code = asset_code
         self._asset_scale = asset_scale
+        if should_fulfill is not None and not callable(should_fulfill):
+            raise TypeError(
+                f"should_fulfill: expected a callable, got {type(should_fulfill).__name__}"
+            )
         self.options = options or ConnectionOptions()
+        self.should_fulfill = should_fulfill
+        """Given to each new connection (see `Connection.should_fulfill`)."""
         self._connections: dict[str, Connection] = {}
         self._closed: OrderedDict[str, Connection] = OrderedDict()
         self._closed_at: dict[str, float] = {}
@@ -281,6 +290,7 @@ class StreamServer:
             receipt_nonce=sealed.receipt_nonce,
             receipt_secret=sealed.receipt_secret,
         )
+        conn.should_fulfill = self.should_fulfill
         self._connections[connection_id] = conn
         for callback in self._money_callbacks:
             conn.on_money(_bind_money(callback, conn))
