@@ -3,10 +3,17 @@
 After each kill the reopened store must hold every acknowledged operation, hold no half of any
 operation, and its sums must equal the sums over its stored transfers by state; a fulfilment's
 peer notice is gone only if its clear was asked for.
+
+On PostgreSQL the killed process's server sessions outlive it: a session that had received a
+batch runs it to the end and commits it (typically still flushing its WAL at the kill), and only
+then finds its client gone. The check waits until the worker's sessions (named by
+`application_name`) have ended, so that no commit lands between reading the rows and reading
+the sums, and reads the sums before and after the rows to prove it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -16,13 +23,17 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from ilp_paychan.errors import TransferNotFoundError
-from ilp_paychan.ledger import open_backend
+from ilp_paychan.ledger import TransferLog, open_backend
+from ilp_paychan.ledger.postgres import split_url
 
 KILLS = 20
 WORKER = Path(__file__).with_name("ledger_worker.py")
+#: How long a killed worker's PostgreSQL sessions may take to finish their last batch and end.
+SESSIONS_GONE_WITHIN = 60.0
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -47,6 +58,31 @@ def run_until_killed(url: str, key: str, seed: int, out: Path, delay: float) -> 
         child.wait(timeout=30)
 
 
+async def wait_sessions_gone(url: str, application_name: str) -> None:
+    """Return once the server has no session named `application_name` left (bounded)."""
+    dsn, _ = split_url(url)
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + SESSIONS_GONE_WITHIN
+        while await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+        ):
+            assert time.monotonic() < deadline, f"sessions of {application_name} never ended"
+            await asyncio.sleep(0.01)
+    finally:
+        await connection.close()
+
+
+async def read_sums(log: TransferLog) -> dict[str, int]:
+    """The log's four sums."""
+    return {
+        "if": int(await log.get_incoming_fulfilled()),
+        "of": int(await log.get_outgoing_fulfilled()),
+        "ifap": int(await log.get_incoming_fulfilled_and_prepared()),
+        "ofap": int(await log.get_outgoing_fulfilled_and_prepared()),
+    }
+
+
 def complete_lines(out: Path) -> list[str]:
     """The worker's lines, without a last one SIGKILL cut short in the middle of its write(2).
 
@@ -68,9 +104,16 @@ async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: 
     all_tried: set[str] = set()
     noticed: set[str] = set()  # fulfilled with a peer notice, acknowledged
     clearing: set[str] = set()  # their notice's clear was asked for (it may be lost)
+    postgres = not crash_url.startswith("sqlite:")
     for round_ in range(KILLS):
         out = tmp_path / f"round{round_}.jsonl"
-        run_until_killed(crash_url, key, round_, out, rng.uniform(0.0, 0.3))
+        worker_url = crash_url
+        if postgres:
+            session_name = f"ilp-crash-{uuid.uuid4().hex[:12]}"
+            worker_url = f"{crash_url}&application_name={session_name}"
+        run_until_killed(worker_url, key, round_, out, rng.uniform(0.0, 0.3))
+        if postgres:
+            await wait_sessions_gone(crash_url, session_name)
         lines = [json.loads(line) for line in complete_lines(out)]
         tried = [line["id"] for line in lines if line["op"] == "try"]
         all_tried.update(tried)
@@ -86,6 +129,7 @@ async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: 
         backend = await open_backend(crash_url)
         try:
             log = backend.get_transfer_log(key)
+            sums_before = await read_sums(log)
             for tid in tried:
                 try:
                     record = await log.get(tid)
@@ -104,12 +148,8 @@ async def test_sigkill_never_leaves_half_an_operation(crash_url: str, tmp_path: 
                     recomputed[side + "fap"] += amount
                 if state == "fulfilled":
                     recomputed[side + "f"] += amount
-            sums = {
-                "if": int(await log.get_incoming_fulfilled()),
-                "of": int(await log.get_outgoing_fulfilled()),
-                "ifap": int(await log.get_incoming_fulfilled_and_prepared()),
-                "ofap": int(await log.get_outgoing_fulfilled_and_prepared()),
-            }
+            sums = await read_sums(log)
+            assert sums == sums_before, f"the store changed while checked, after kill {round_ + 1}"
             assert sums == {k: recomputed[k] for k in sums}, f"after kill {round_ + 1}"
             prepared = {r["transfer"]["id"] for r in await log.list_prepared()}
             assert prepared <= all_tried
