@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import importlib.util
+import importlib
 import math
 import os
 import platform
@@ -98,16 +98,18 @@ def node_binary() -> str:
     return node
 
 
+def tests_module(name: str) -> Any:
+    """A module of the test suite (`interop.connector`, say), imported as the tests import it
+    (tests/ joins `sys.path` once)."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module(name)
+
+
 def ensure_js_reference() -> None:
     """Install the pinned reference into tests/interop/js (`npm ci`) unless already there."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_jspeer", ROOT / "tests" / "interop" / "jspeer.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.ensure_node_modules()
+    tests_module("interop.jspeer").ensure_node_modules()
 
 
 def postgres_base() -> str | None:

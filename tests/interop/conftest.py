@@ -9,7 +9,6 @@ side in this process (our `Plugin`) and the other as a node subprocess (peer.js)
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pgserver import postgres_url  # noqa: F401  (session fixture: a real Postgr
 
 from .connector import HarnessFactory, ensure_npm_project
 from .jspeer import ensure_node_modules
+from .nodeproc import require_node
 from .sides import INFO, PREFIX, SECRET, JsSide, PySide, Side
 
 SERVER_MAX = "1000"
@@ -32,20 +32,14 @@ CLIENT_MAX = "2000"
 @pytest.fixture(scope="session")
 def js_reference() -> None:
     """The pinned reference is installed (the suite is skipped without node, except in CI)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop suite in CI")
-        pytest.skip("node/npm not installed (./dev test installs them)")
+    require_node()
     ensure_node_modules()
 
 
 @pytest.fixture(scope="session")
 def js_connector() -> None:
     """ilp-connector 23 and its plugins, pinned in js_connector/, are installed (`npm ci`)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop suite in CI")
-        pytest.skip("node/npm not installed (./dev test installs them)")
+    require_node()
     ensure_npm_project()
 
 

@@ -14,18 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .jspeer import npm_ci_command
+from .nodeproc import NodeProcess, npm_install
 
 JS_DIR = Path(__file__).resolve().parent / "js_connector"
 HARNESS = JS_DIR / "harness.js"
@@ -47,40 +42,8 @@ def b64(raw: bytes) -> str:
 
 
 def ensure_npm_project(directory: Path = JS_DIR, timeout: float = 300.0) -> None:
-    """Run `npm ci` in `directory` unless its node_modules matches package.json and the lock file.
-
-    A file lock keeps parallel test workers from installing at once; a stamp written after a
-    successful install makes later calls free.
-    """
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((directory / name).read_bytes())
-    wanted = digest.hexdigest()
-    stamp = directory / "node_modules" / ".ilp-paychan-stamp"
-    if stamp.exists() and stamp.read_text() == wanted:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not installed (./dev test installs nodejs and npm)")
-    lock_name = "ilp-paychan-npm-" + hashlib.sha256(str(directory).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / (lock_name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if stamp.exists() and stamp.read_text() == wanted:
-                return
-            result = subprocess.run(
-                npm_ci_command(npm),
-                cwd=directory,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"npm ci failed ({result.returncode}):\n{result.stderr[-4000:]}")
-            stamp.write_text(wanted)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Run `npm ci` in `directory` (the harness's, by default) unless its install is current."""
+    npm_install(directory, timeout)
 
 
 class HarnessError(Exception):
@@ -97,19 +60,16 @@ class HarnessDied(Exception):
     """The node process ended (or failed to start) while something waited for it."""
 
 
-class ConnectorHarness:
+class ConnectorHarness(NodeProcess):
     """One running harness process; start it with `await ConnectorHarness.start(config)`."""
 
+    DIED = HarnessDied
+    FATAL_TEXT = "harness failed to start"
+    STDERR_LIMIT = 400_000
+    CLOSE_GRACE = 5.0
+
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self._proc = proc
-        self._next_id = 0
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self._stderr: list[str] = []
-        self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read_stdout())
-        self._err_reader = asyncio.create_task(self._read_stderr())
+        super().__init__(proc)
         self.ready: dict[str, Any] = {}
 
     @classmethod
@@ -117,34 +77,9 @@ class ConnectorHarness:
         cls, config: dict[str, Any], *, ready_timeout: float = 40.0
     ) -> ConnectorHarness:
         """Spawn node with the harness and `config`; return once its `ready` line arrived."""
-        node = shutil.which("node")
-        if node is None:
-            raise RuntimeError("node is not installed (./dev test installs nodejs and npm)")
-        env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
-        proc = await asyncio.create_subprocess_exec(
-            node,
-            str(HARNESS),
-            json.dumps(config),
-            cwd=JS_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            limit=16 * 1024 * 1024,
-        )
-        harness = cls(proc)
-        try:
-            harness.ready = await asyncio.wait_for(asyncio.shield(harness._ready), ready_timeout)
-        except BaseException:
-            await harness.close()
-            raise
+        harness, ready = await cls._launch(HARNESS, json.dumps(config), ready_timeout=ready_timeout)
+        harness.ready = ready
         return harness
-
-    async def __aenter__(self) -> ConnectorHarness:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- what `ready` reported ------------------------------------------------------------------
 
@@ -169,65 +104,7 @@ class ConnectorHarness:
         """The ILP address of a JS end host (from ILDCP for hosts attached to the connector)."""
         return str(self.ready["hosts"][name]["address"])
 
-    # -- process I/O ----------------------------------------------------------------------------
-
-    @property
-    def stderr(self) -> str:
-        """What the process wrote to stderr so far (the connector's log), bounded."""
-        return "".join(self._stderr)
-
-    async def _read_stdout(self) -> None:
-        assert self._proc.stdout is not None
-        try:
-            while True:
-                line = await self._proc.stdout.readline()
-                if not line:
-                    break
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    self._stderr.append("[stdout] " + line.decode(errors="replace"))
-                    continue
-                if "id" in msg and msg["id"] in self._pending:
-                    fut = self._pending.pop(msg["id"])
-                    if not fut.done():
-                        fut.set_result(msg)
-                elif msg.get("event") in ("ready", "fatal") and not self._ready.done():
-                    if msg["event"] == "ready":
-                        self._ready.set_result(msg)
-                    else:
-                        self._ready.set_exception(
-                            HarnessDied(f"harness failed to start: {msg.get('error')}")
-                        )
-                elif "event" in msg:
-                    self.events.append(msg)
-                    self._changed.set()
-        finally:
-            died = HarnessDied("node exited; stderr:\n" + self.stderr[-3000:])
-            if not self._ready.done():
-                self._ready.set_exception(died)
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(died)
-            self._pending.clear()
-            self._changed.set()
-
-    async def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        size = 0
-        while True:
-            line = await self._proc.stderr.readline()
-            if not line:
-                return
-            if size < 400_000:
-                text = line.decode(errors="replace")
-                self._stderr.append(text)
-                size += len(text)
-
-    def raise_if_dead(self) -> None:
-        """Raise HarnessDied if the node process has ended."""
-        if self._reader.done():
-            raise HarnessDied("node exited; stderr:\n" + self.stderr[-2000:])
+    # -- commands ------------------------------------------------------------------------------
 
     async def call(self, cmd: str, *, wait: float = 15.0, **fields: Any) -> dict[str, Any]:
         """Run one command; return its result or raise HarnessError (the JS error's name)."""
@@ -239,19 +116,7 @@ class ConnectorHarness:
 
     async def call_raw(self, cmd: str, *, wait: float = 15.0, **fields: Any) -> dict[str, Any]:
         """Run one command and return the raw answer line ({"id", "ok", "result" | "error"})."""
-        if self._proc.stdin is None or self._reader.done():
-            raise HarnessDied("node is not running; stderr:\n" + self.stderr[-3000:])
-        self._next_id += 1
-        cid = self._next_id
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[cid] = fut
-        request = {"id": cid, "cmd": cmd, **fields}
-        self._proc.stdin.write((json.dumps(request) + "\n").encode())
-        try:
-            await self._proc.stdin.drain()
-            return await asyncio.wait_for(fut, wait)
-        finally:
-            self._pending.pop(cid, None)
+        return await self._request({"cmd": cmd, **fields}, wait)
 
     def events_named(self, name: str, **match: Any) -> list[dict[str, Any]]:
         """Every event `name` seen so far whose fields equal `match`."""
@@ -281,26 +146,6 @@ class ConnectorHarness:
                 await self._changed.wait()
 
         return await asyncio.wait_for(poll(), wait)
-
-    async def close(self, grace: float = 5.0) -> None:
-        """Close stdin (the harness shuts the connector down and exits); kill it if it lingers."""
-        proc = self._proc
-        if proc.returncode is None and proc.stdin is not None:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), grace)
-        for task in (self._reader, self._err_reader):
-            if not task.done():
-                try:
-                    await asyncio.wait_for(task, grace)
-                except (TimeoutError, asyncio.CancelledError):
-                    task.cancel()
 
     # -- commands, typed ------------------------------------------------------------------------
 

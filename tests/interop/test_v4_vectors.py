@@ -7,60 +7,24 @@ was edited by hand, or a lock file changed without regenerating.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from .jspeer import npm_ci_command
+from .nodeproc import npm_install, require_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
 JS_V4 = Path(__file__).resolve().parent / "js_v4"
 V4 = Path(__file__).resolve().parent.parent / "vectors" / "v4"
-STAMP = JS_V4 / "node_modules" / ".ilp-paychan-stamp"
-
-
-def _install() -> None:
-    """`npm ci` in js_v4 unless node_modules matches package.json and the lock file already."""
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((JS_V4 / name).read_bytes())
-    wanted = digest.hexdigest()
-    npm = shutil.which("npm")
-    assert npm is not None
-    lock_name = "ilp-paychan-npm-" + hashlib.sha256(str(JS_V4).encode()).hexdigest()[:16] + ".lock"
-    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if STAMP.exists() and STAMP.read_text() == wanted:
-                return
-            result = subprocess.run(
-                npm_ci_command(npm),
-                cwd=JS_V4,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-            assert result.returncode == 0, f"npm ci failed:\n{result.stderr[-4000:]}"
-            STAMP.write_text(wanted)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop suite in CI")
-        pytest.skip("node/npm not installed (./dev test installs them)")
-    _install()
+    require_node()
+    npm_install(JS_V4, timeout=240)
     out = tmp_path_factory.mktemp("v4")
     node = shutil.which("node")
     assert node is not None

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from claim_channel.ledger import ChannelLedger
 from ilp_paychan import Plugin, make_payment_channel_plugin
 from ilp_paychan.errors import NotAcceptedError, PeerError
 from interop.jspeer import JS_DIR, JsError, JsPeer, ensure_node_modules
+from interop.nodeproc import require_node
 from testkit.waiting import wait_until
 
 from .helpers import INFO, PREFIX, SECRET, listener_port
@@ -48,10 +48,7 @@ WAIT = 30.0
 
 @pytest.fixture(scope="session")
 def js_reference() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop suite in CI")
-        pytest.skip("node/npm not installed (./dev test installs them)")
+    require_node()
     ensure_node_modules()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,11 +27,10 @@ pytestmark = pytest.mark.interop
 
 @pytest.fixture(scope="module")
 def js_reference() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop tests in CI")
-        pytest.skip("node/npm not installed (./dev test installs them)")
     from interop.jspeer import ensure_node_modules
+    from interop.nodeproc import require_node
+
+    require_node()
 
     ensure_node_modules()
 

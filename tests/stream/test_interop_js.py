@@ -7,14 +7,11 @@ time (a few seconds), like the plugin interop suite's reference.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import random
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ from ilp_paychan.stream import (
     generate_address_and_secret,
 )
 from ilp_paychan.stream import frames as f
-from interop.jspeer import npm_ci_command
+from interop.nodeproc import npm_install, require_node
 
 from ._vectors import STREAM_VECTORS, load, packet_from_json, packet_to_json
 
@@ -38,7 +35,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
 JS_DIR = Path(__file__).resolve().parents[1] / "interop" / "js_stream"
 SCRIPT = JS_DIR / "vectors.js"
-STAMP = JS_DIR / "node_modules" / ".ilp-paychan-stamp"
 VECTOR_FILES = (
     "packets.json",
     "decode-edge-cases.json",
@@ -48,44 +44,13 @@ VECTOR_FILES = (
 )
 
 
-def _install() -> None:
-    digest = hashlib.sha256(
-        (JS_DIR / "package.json").read_bytes() + (JS_DIR / "package-lock.json").read_bytes()
-    ).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
-        return
-    npm = shutil.which("npm")
-    assert npm is not None
-    lock_path = Path(tempfile.gettempdir()) / "ilp-paychan-npm-js-stream.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if STAMP.exists() and STAMP.read_text() == digest:
-                return
-            result = subprocess.run(
-                npm_ci_command(npm),
-                cwd=JS_DIR,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"npm ci failed ({result.returncode}):\n{result.stderr[-4000:]}")
-            STAMP.write_text(digest)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
     """The node binary, with the pinned ilp-protocol-stream installed next to the script."""
+    require_node()
+    npm_install(JS_DIR)
     node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required for the interop suite in CI")
-        pytest.skip("node/npm not installed")
-    _install()
+    assert node is not None
     return node
 
 
