@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import importlib
+import json
 import math
 import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -207,3 +210,112 @@ def append_to_section(heading: str, entry: str, introduction: str) -> None:
         section = text[:end].rstrip("\n") + "\n\n" + entry
         text = section + ("\n" + text[end:] if following >= 0 else "")
     RESULTS.write_text(text)
+
+
+def title_and_heading(about: dict[str, Any], details: str) -> tuple[str, str]:
+    """A RESULTS.md entry's title (date, commit) and its machine line, `details` appended."""
+    title = f"{about['date']}, commit {about['commit']}"
+    heading = (
+        f"Machine: {about['nproc']} CPUs ({about['cpu']}), load average {about['load_start']} "
+        f"at start, {about['load_end']} at end. CPython {about['python']}, Node {about['node']}. "
+        + details
+    )
+    return title, heading
+
+
+def append_entry(
+    script: str,
+    argv: list[str],
+    title: str,
+    heading: str,
+    notes: list[str],
+    lines: list[str],
+    section: str,
+    introduction: str,
+) -> None:
+    """Append one run's table to `section` of RESULTS.md, with the command that made it."""
+    command = " ".join([f".venv/bin/python {script}", *argv])
+    entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
+    append_to_section(section, "\n".join(entry), introduction)
+    print(f"(appended to {RESULTS.relative_to(ROOT)})")
+
+
+# -- table cells -------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float | None:
+    """The median, None for no values."""
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A number with thousands separators, "–" for none."""
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    """value / base to two places, "–" when either is missing."""
+    return "–" if value is None or not base else f"{value / base:.2f}"
+
+
+# -- peer processes ----------------------------------------------------------------------------
+
+
+class PeerProcess:
+    """A benchmark peer process: JSON lines on stdout, stderr to a file; always ended."""
+
+    def __init__(self, process: asyncio.subprocess.Process, role: str, errors: Path) -> None:
+        self.process = process
+        self.role = role
+        self.errors = errors
+
+    @classmethod
+    async def spawn(
+        cls, argv: list[str], role: str, folder: Path, env: dict[str, str]
+    ) -> PeerProcess:
+        """Start `argv` in the checkout's root, its stderr into `folder/<role>.stderr`."""
+        errors = folder / f"{role}.stderr"
+        with errors.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=sink,
+                cwd=ROOT,
+                env=env,
+            )
+        return cls(process, role, errors)
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    async def read(self, seconds: float) -> dict[str, Any]:
+        """The next JSON line; raises with the process's stderr when it ends or `seconds` pass."""
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
+        except TimeoutError:
+            raise RuntimeError(f"the {self.role} sent nothing for {seconds:.0f} s") from None
+        if not line:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 10)
+            tail = self.errors.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the {self.role} exited ({self.process.returncode}):\n{tail}")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def kill(self) -> None:
+        """Kill the process if it still runs."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+    async def finish(self, seconds: float) -> None:
+        """Wait `seconds` at most for the process to end, then kill it."""
+        try:
+            await asyncio.wait_for(self.process.wait(), seconds)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()

@@ -45,6 +45,9 @@ from typing import Any
 
 import _harness
 from _harness import ROOT
+from _harness import fmt as _fmt
+from _harness import median as _median
+from _harness import ratio as _ratio
 
 PY_PEER = ROOT / "bench" / "btp_v2_peer.py"
 JS_PEER = ROOT / "bench" / "js" / "btp_v2_peer.js"
@@ -120,58 +123,24 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Process:
+class Process(_harness.PeerProcess):
     """A peer process: JSON lines out; its stdin closing ends it; always ended."""
 
-    def __init__(self, process: asyncio.subprocess.Process, role: str, errors: Path) -> None:
-        self.process = process
-        self.role = role
-        self.errors = errors
-
     @classmethod
-    async def start(cls, argv: list[str], role: str, folder: Path) -> Process:
-        errors = folder / f"{role}.stderr"
+    async def start(cls, argv: list[str], role: str, folder: Path) -> _harness.PeerProcess:
+        """Start a peer; ours import this checkout's src/ first."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(SOURCE["src"]), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         )
-        with errors.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=sink,
-                cwd=ROOT,
-                env=env,
-            )
-        return cls(process, role, errors)
+        return await cls.spawn(argv, role, folder, env)
 
-    async def read(self, seconds: float) -> dict[str, Any]:
-        """The next JSON line; raises with the process's stderr when it ends or `seconds` pass."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
-        except TimeoutError:
-            raise RuntimeError(f"the {self.role} sent nothing for {seconds:.0f} s") from None
-        if not line:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 10)
-            tail = self.errors.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the {self.role} exited ({self.process.returncode}):\n{tail}")
-        message: dict[str, Any] = json.loads(line)
-        return message
-
-    async def finish(self) -> None:
+    async def finish(self, seconds: float = 10.0) -> None:
         """Close stdin, wait (bounded) for the end, kill if it lingers."""
         if self.process.stdin is not None:
             with contextlib.suppress(Exception):
                 self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
+        await super().finish(seconds)
 
 
 def _argv(implementation: str, role: str, options: dict[str, Any]) -> list[str]:
@@ -283,14 +252,6 @@ async def measure(args: argparse.Namespace, configs: list[Config], workdir: Path
     return runs
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
-
-
 def _spread(values: list[float]) -> str:
     if not values:
         return "–"
@@ -298,10 +259,6 @@ def _spread(values: list[float]) -> str:
     if len(values) == 1:
         return _fmt(median)
     return f"{_fmt(median)} ({_fmt(min(values))}–{_fmt(max(values))})"
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    return "–" if value is None or not base else f"{value / base:.2f}"
 
 
 def table(runs: list[Run]) -> list[str]:
@@ -404,12 +361,7 @@ def _our_loop() -> str:
 
 def _ensure_js_packages() -> None:
     """`npm ci` in tests/interop/js_connector unless its install is current."""
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from interop.connector import ensure_npm_project
-
-    ensure_npm_project()
+    _harness.tests_module("interop.connector").ensure_npm_project()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,12 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
     lines = table(runs)
     failed = [run for run in runs if run.problems]
-    title = f"{about['date']}, commit {about['commit']}"
-    heading = (
-        f"Machine: {about['nproc']} CPUs ({about['cpu']}), load average {about['load_start']} "
-        f"at start, {about['load_end']} at end. CPython {about['python']}, Node {about['node']}. "
+    title, heading = _harness.title_and_heading(
+        about,
         f"Warm-up {args.warmup:,}, {args.reps} repetition(s). Our processes' event loop: "
-        f"{_our_loop()}."
+        f"{_our_loop()}.",
     )
     print(title)
     print(heading)
@@ -469,10 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     for run in failed:
         print(f"FAILED {run.config.label} N={run.n}: {'; '.join(run.problems)}")
     if not (args.no_append or failed):
-        command = " ".join([".venv/bin/python bench/btp_v2.py", *(argv or sys.argv[1:])])
-        entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
-        _harness.append_to_section(HEADING, "\n".join(entry), INTRODUCTION)
-        print(f"(appended to {_harness.RESULTS.relative_to(ROOT)})")
+        _harness.append_entry(
+            "bench/btp_v2.py",
+            argv or sys.argv[1:],
+            title,
+            heading,
+            notes,
+            lines,
+            HEADING,
+            INTRODUCTION,
+        )
     return 1 if failed else 0
 
 

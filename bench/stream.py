@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import os
 import statistics
 import sys
@@ -61,10 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _connector_module() -> ModuleType:
     """tests/interop/connector.py, the harness driver the interop tests use."""
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    return importlib.import_module("interop.connector")
+    module: ModuleType = _harness.tests_module("interop.connector")
+    return module
 
 
 @dataclass

@@ -46,7 +46,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import uuid
@@ -57,6 +56,9 @@ from typing import Any
 
 import _harness
 from _harness import ROOT, condition_pair
+from _harness import fmt as _fmt
+from _harness import median as _median
+from _harness import ratio as _ratio
 
 PY_PEER = ROOT / "bench" / "transfer_peer.py"
 JS_PEER = ROOT / "bench" / "js" / "transfer_peer.js"
@@ -182,16 +184,14 @@ class Stores:
                 _harness.drop_schema(self.postgres, schema)
 
 
-class Peer:
+class Peer(_harness.PeerProcess):
     """A listener or client process: JSON lines out, one "stop" line in; always ended."""
 
-    def __init__(self, process: asyncio.subprocess.Process, role: str, errors: Path) -> None:
-        self.process = process
-        self.role = role
-        self.errors = errors
-
     @classmethod
-    async def start(cls, side: Side, role: str, options: dict[str, Any], folder: Path) -> Peer:
+    async def start(
+        cls, side: Side, role: str, options: dict[str, Any], folder: Path
+    ) -> _harness.PeerProcess:
+        """Start one side with its options as `--name=value` words."""
         if side.implementation == "py":
             argv = [sys.executable, str(PY_PEER), role]
         else:
@@ -199,54 +199,13 @@ class Peer:
         for name, value in options.items():
             if value is not None:
                 argv.append(f"--{name}={value}")  # one word: base64url may start with "-"
-        errors = folder / f"{role}.stderr"
-        with errors.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=sink,
-                cwd=ROOT,
-                env=_child_environment(side),
-            )
-        return cls(process, role, errors)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def read(self, seconds: float) -> dict[str, Any]:
-        """The next JSON line; raises with the process's stderr when it ends or `seconds` pass."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), seconds)
-        except TimeoutError:
-            raise RuntimeError(f"the {self.role} sent nothing for {seconds:.0f} s") from None
-        if not line:
-            await asyncio.wait_for(self.process.wait(), 10)
-            tail = self.errors.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the {self.role} exited ({self.process.returncode}):\n{tail}")
-        message: dict[str, Any] = json.loads(line)
-        return message
+        return await cls.spawn(argv, role, folder, _child_environment(side))
 
     def stop(self) -> None:
         """Ask the process to report and end."""
         assert self.process.stdin is not None
         with contextlib.suppress(ConnectionError, RuntimeError):
             self.process.stdin.write(b"stop\n")
-
-    async def finish(self) -> None:
-        """Wait (bounded) for the process to end, killing it if it does not."""
-        try:
-            await asyncio.wait_for(self.process.wait(), 15)
-        except TimeoutError:
-            self.kill()
-            await self.process.wait()
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
 
 
 def _child_environment(side: Side) -> dict[str, str]:
@@ -331,7 +290,7 @@ async def run_once(config: Config, n: int, in_flight: int, warmup: int, settings
         run.listener = await listener.read(60)
         client.stop()
         for peer in peers:
-            await peer.finish()
+            await peer.finish(15)
         for profiler in profilers:
             await asyncio.wait_for(profiler.wait(), settings.profile + 60)
     except Exception as failure:
@@ -411,10 +370,6 @@ async def start_profilers(
 # -- the table ---------------------------------------------------------------------------------
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def _values(runs: list[Run], pick: Callable[[Run], Any]) -> list[float]:
     out = []
     for run in runs:
@@ -441,18 +396,10 @@ def _per_transfer(report: dict[str, Any], run: Run, key: str) -> float | None:
     return None if count is None else count / run.total
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
-
-
 def _counts(commits: float | None, operations: float | None) -> str:
     if commits is None:
         return "–"
     return f"{commits:.2f} ({_fmt(operations, 2)})"
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    return "–" if value is None or not base else f"{value / base:.2f}"
 
 
 def table(runs: list[Run]) -> list[str]:
@@ -666,12 +613,11 @@ def measure_and_report(
         args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
     lines = table(runs)
     failed = [run for run in runs if run.problems]
-    title = f"{about['date']}, commit {about['commit']}"
-    heading = (
-        f"Machine: {about['nproc']} CPUs ({about['cpu']}), load average {about['load_start']} "
-        f"at start, {about['load_end']} at end. CPython {about['python']}, Node {about['node']}. "
+    title, heading = _harness.title_and_heading(
+        about,
         f"Warm-up {args.warmup:,}, {args.reps} repetition(s), "
-        f"N {', '.join(f'{n:,}' for n in args.n)}, in flight {', '.join(map(str, args.in_flight))}."
+        f"N {', '.join(f'{n:,}' for n in args.n)}, "
+        f"in flight {', '.join(map(str, args.in_flight))}.",
     )
     print(title)
     print(heading)
@@ -686,10 +632,16 @@ def measure_and_report(
             print("   ", problem)
     ab = args.src is not None or bool(args.b_env)
     if not (args.no_append or args.quick or args.profile or failed or ab):
-        command = " ".join([".venv/bin/python bench/transfers.py", *sys.argv[1:]])
-        entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
-        _harness.append_to_section(HEADING, "\n".join(entry), INTRODUCTION)
-        print(f"(appended to {_harness.RESULTS.relative_to(ROOT)})")
+        _harness.append_entry(
+            "bench/transfers.py",
+            sys.argv[1:],
+            title,
+            heading,
+            notes,
+            lines,
+            HEADING,
+            INTRODUCTION,
+        )
     return 1 if failed else 0
 
 
