@@ -92,6 +92,32 @@ async def test_a_handler_returning_garbage_or_a_wrong_fulfillment_is_caught(pair
     assert reject_of(await pair.client.send_data(prepare())).code == "F05"
 
 
+async def test_a_handler_returning_a_malformed_reply_is_a_t00_reject_and_an_error_event(
+    pair: Pair,
+) -> None:
+    """Bytes that start like a Reject or a Fulfill but do not decode never reach the peer."""
+    await pair.start({"address": "test.server"})
+    errors: list[BaseException] = []
+    pair.server.on("error", errors.append)
+    good_reject = ilp4.encode_reject(ilp4.IlpReject("F99", "test.server", "no thanks"))
+    answers = [b"\x0e", b"\x0e\x05junk!", good_reject[:-1] + b"\xff", b"\x0d\x01", b""]
+    answers.append(good_reject)
+    count = len(answers)
+
+    async def malformed(_: bytes) -> bytes:
+        return answers.pop(0)
+
+    pair.server.register_data_handler(malformed)
+    for _ in range(count - 1):
+        got = reject_of(await pair.client.send_data(prepare()))
+        assert (got.code, got.triggered_by) == ("T00", "test.server")
+        assert got.message == "the data handler returned no ILP Fulfill or Reject"
+    assert await pair.client.send_data(prepare()) == good_reject  # passed on unchanged
+    assert len(errors) == count - 1
+    assert all(isinstance(error, ValueError) for error in errors)
+    assert "no well-formed ILP Fulfill or Reject" in str(errors[0])
+
+
 async def test_no_answer_before_the_expiry_is_a_local_r00(pair: Pair) -> None:
     await pair.start({"address": "test.server"}, {"address": "test.client"})
     release = asyncio.Event()

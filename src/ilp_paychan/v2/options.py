@@ -58,6 +58,7 @@ BTP_PLUGIN_OPTIONS: Final = frozenset(
         "store",
         "storeKey",
         "settlement",
+        "settledRetention",
     }
 )
 #: Keys of `listener`.
@@ -85,6 +86,7 @@ _SNAKE_TO_CAMEL: Final = {
     "asset_code": "assetCode",
     "asset_scale": "assetScale",
     "store_key": "storeKey",
+    "settled_retention": "settledRetention",
 }
 
 

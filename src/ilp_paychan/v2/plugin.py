@@ -613,15 +613,21 @@ class BtpPlugin:
                 self._error(TypeError(f"the data handler returned {type(reply).__name__}"))
                 return self._bad_handler_reply
             reply = bytes(reply)
-        if reply[:1] == b"\x0d":
-            checked = self._check_fulfillment(prepare, reply)
-            if checked is not reply:
-                self._error(ValueError("the data handler's Fulfill does not fulfil the Prepare"))
-            return checked
-        if reply[:1] == b"\x0e":
-            return reply
-        self._error(ValueError("the data handler returned no ILP Fulfill or Reject"))
-        return self._bad_handler_reply
+        try:
+            # Decoded whole: a Fulfill to check its fulfillment, a Reject so that the peer
+            # never gets bytes its codec refuses (a malformed reply is ours to report).
+            packet = decode_reply(reply)
+        except CodecError as exc:
+            self._error(
+                ValueError(f"the data handler returned no well-formed ILP Fulfill or Reject: {exc}")
+            )
+            return self._bad_handler_reply
+        if isinstance(packet, IlpFulfill) and (
+            hashlib.sha256(packet.fulfillment).digest() != prepare.execution_condition
+        ):
+            self._error(ValueError("the data handler's Fulfill does not fulfil the Prepare"))
+            return self._wrong_fulfillment
+        return reply
 
     def _answer_ildcp(self) -> bytes:
         """A listener answers its client's ILDCP request itself when it has `ildcp` options;

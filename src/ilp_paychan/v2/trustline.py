@@ -81,6 +81,9 @@ from ilp_paychan.errors import (
     UnreachableError,
 )
 from ilp_paychan.ledger import Backend, PrepareOutcome, TransferLog, open_backend
+from ilp_paychan.ledger.packet_memory import PacketMemoryStore
+from ilp_paychan.ledger.store_url import is_memory_url
+from ilp_paychan.plugin.retention import prune_interval
 from ilp_paychan.v2.trustline_options import TrustlineSettings
 
 log = logging.getLogger("ilp_paychan.v2.trustline")
@@ -95,9 +98,10 @@ MONEY_PREFIX: Final = "money:"
 MAXIMUM_MESSAGE: Final = "exceeded maximum balance."
 #: How often held packets, pending settlements and unanswered questions are looked at (s).
 MAINTENANCE_INTERVAL: Final = 0.5
-#: Settled packet records are forgotten this long after their expiry.
-RETENTION: Final = timedelta(hours=1)
-_PRUNE_EVERY: Final = 600.0
+#: A peer tells its verdicts on packets within this long of the link coming up (seconds): a
+#: settled packet is forgotten only while the link has been up that long (or the retention,
+#: if shorter), so a verdict delayed by an outage still finds the packet it is about.
+LINK_SETTLE_TIME: Final = 60.0
 _MAX_MONEY_ID: Final = 100
 
 _RETRY: ContextVar[_Money | None] = ContextVar("ilp_paychan_trustline_retry", default=None)
@@ -187,6 +191,11 @@ class Trustline:
         self._settle_after = 0.0
         self._settle_backoff = 0.25
         self._observers: list[Any] = []
+        #: Loop time the link last came up (None while it is down).
+        self._up_since: float | None = None
+        #: The latest instant a pruning pass forgot packets that expired before: a Prepare
+        #: expiring before it is refused as expired whatever the clock says (set back).
+        self._pruned_before: datetime | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -241,7 +250,10 @@ class Trustline:
         self._wake = asyncio.Event()
         self._money_in = asyncio.Lock()
         self._money_out = asyncio.Lock()
-        backend = self._backend = await open_backend(self.settings.store)
+        store = self.settings.store
+        backend = self._backend = (
+            Backend(PacketMemoryStore()) if is_memory_url(store) else await open_backend(store)
+        )
         key = self.settings.store_key
         limits = self._balance
         self._log = backend.get_transfer_log(
@@ -254,7 +266,9 @@ class Trustline:
         if callable(opener):
             await opener(backend)
         await self._recover()
+        self._up_since = asyncio.get_running_loop().time() if plugin.is_connected() else None
         plugin.on("connect", self._on_link_up)
+        plugin.on("disconnect", self._on_link_down)
         self._task = asyncio.create_task(self._maintain(), name="trustline maintenance")
 
     async def close(self) -> None:
@@ -266,6 +280,7 @@ class Trustline:
                 await task
         if self._plugin is not None:
             self._plugin.off("connect", self._on_link_up)
+            self._plugin.off("disconnect", self._on_link_down)
         closer = getattr(self._module, "close", None)
         if callable(closer):
             try:
@@ -283,7 +298,18 @@ class Trustline:
 
     def _on_link_up(self, *_: Any) -> None:
         self._peer_reconciles = None
+        self._up_since = asyncio.get_running_loop().time()
         self._kick()
+
+    def _on_link_down(self, *_: Any) -> None:
+        self._up_since = None
+
+    def _expired(self, expires_at: datetime) -> bool:
+        """Whether a Prepare is past its expiry, or expires before packets already forgotten."""
+        if expires_at <= datetime.now(UTC):
+            return True
+        pruned = self._pruned_before
+        return pruned is not None and expires_at <= pruned
 
     def _kick(self) -> None:
         if self._wake is not None:
@@ -342,7 +368,7 @@ class Trustline:
         amount = prepare.amount
         if amount == 0:
             return None
-        if prepare.expires_at <= datetime.now(UTC):
+        if self._expired(prepare.expires_at):
             return self._reject("R00", "the Prepare expired before we could hold its amount")
         key, expires = _key_and_expiry(prepare)
         record = {"id": key, "amount": str(amount), "expiresAt": expires}
@@ -428,10 +454,14 @@ class Trustline:
     # ------------------------------------------------------------------ outgoing packets
 
     async def outgoing_prepare(self, prepare: IlpPrepare) -> bytes | None:
-        """Hold the amount before sending, or refuse locally (T04 below the minimum)."""
+        """Hold the amount before sending, or refuse locally: T04 below the minimum, R00 if it
+        has expired (before it is looked up: its record may be forgotten, and an expired one
+        must never be held again)."""
         amount = prepare.amount
         if amount == 0:
             return None
+        if self._expired(prepare.expires_at):
+            return self._reject("R00", "the Prepare expired before it was sent")
         key, expires = _key_and_expiry(prepare)
         record = {
             "id": key,
@@ -757,7 +787,9 @@ class Trustline:
         wake = self._wake
         assert wake is not None
         loop = asyncio.get_running_loop()
-        next_prune = loop.time() + _PRUNE_EVERY
+        retention = self.settings.settled_retention
+        every = prune_interval(retention)
+        next_prune = loop.time() + every
         failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -770,8 +802,8 @@ class Trustline:
                 if self._plugin.is_connected():
                     await self._settle()
                 if loop.time() >= next_prune:
-                    next_prune = loop.time() + _PRUNE_EVERY
-                    await self.transfer_log.prune_settled(datetime.now(UTC) - RETENTION)
+                    next_prune = loop.time() + every
+                    await self._prune(retention)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -779,6 +811,18 @@ class Trustline:
                 failures += 1
                 log.warning("trustline maintenance failed (will retry): %r", exc)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+
+    async def _prune(self, retention: float) -> int:
+        """Forget settled packets that expired more than `retention` seconds ago, if the link
+        has been up long enough for the peer's verdicts on them to have arrived; how many."""
+        up = self._up_since
+        settle = min(retention, LINK_SETTLE_TIME)
+        if up is None or asyncio.get_running_loop().time() - up < settle:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(seconds=retention)
+        if self._pruned_before is None or cutoff > self._pruned_before:
+            self._pruned_before = cutoff  # raised before anything is forgotten
+        return await self.transfer_log.prune_settled(cutoff)
 
     async def _release_leftovers(self) -> None:
         """Incoming Prepares left held by an earlier process are released at their expiry."""

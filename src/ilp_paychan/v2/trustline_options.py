@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from ilp_paychan.errors import InvalidFieldsError
 from ilp_paychan.ledger.inputs import check_key
-from ilp_paychan.ledger.store_url import check_store_url, redact_url
+from ilp_paychan.ledger.store_url import check_store_url, is_memory_url, redact_url
 
 #: Keys of `balance` (camelCase; snake_case is accepted too).
 BALANCE_OPTIONS: Final = frozenset({"maximum", "minimum", "settleThreshold", "settleTo"})
@@ -33,6 +33,15 @@ _SNAKE: Final = {"settle_threshold": "settleThreshold", "settle_to": "settleTo"}
 _INTEGER: Final = re.compile(r"^(0|-?[1-9][0-9]*)$")
 #: Store used when `balance` is given without `store`: nothing survives the process.
 DEFAULT_STORE: Final = "memory:"
+#: Seconds after its expiry a settled packet is kept on `memory:`: a repeat of its Prepare is
+#: refused as expired by then, and this covers the peers' clock difference and the peer's
+#: verdict on a Prepare whose Fulfill it did not get (sent within a second of its expiry).
+DEFAULT_MEMORY_RETENTION: Final = 10.0
+#: Seconds after its expiry a settled packet is kept on a durable store (disk is cheap; an
+#: operator may look a packet up).
+DEFAULT_DURABLE_RETENTION: Final = 3600.0
+#: The largest `settledRetention`, in seconds (about 31 years).
+MAX_RETENTION: Final = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,8 @@ class TrustlineSettings:
     store_key: str
     #: The payment-channel module (see `v2.settlement`), or None to settle with plain Transfers.
     settlement: Any = None
+    #: Seconds after its expiry that a settled packet is kept (`settledRetention`).
+    settled_retention: float = DEFAULT_MEMORY_RETENTION
 
 
 def parse_trustline_settings(options: Mapping[str, Any]) -> TrustlineSettings | None:
@@ -70,8 +81,13 @@ def parse_trustline_settings(options: Mapping[str, Any]) -> TrustlineSettings | 
     store_option = options.get("store")
     key_option = options.get("storeKey")
     settlement = options.get("settlement")
+    retention_option = options.get("settledRetention")
     if balance_option is None and store_option is None:
-        for name, value in (("storeKey", key_option), ("settlement", settlement)):
+        for name, value in (
+            ("storeKey", key_option),
+            ("settlement", settlement),
+            ("settledRetention", retention_option),
+        ):
             if value is not None:
                 raise InvalidFieldsError(
                     f'invalid "{name}": needs "balance" or "store" (the trustline it belongs to)'
@@ -90,7 +106,34 @@ def parse_trustline_settings(options: Mapping[str, Any]) -> TrustlineSettings | 
         from ilp_paychan.v2.settlement import check_settlement_module
 
         check_settlement_module(settlement)
-    return TrustlineSettings(balance=balance, store=store, store_key=key, settlement=settlement)
+    return TrustlineSettings(
+        balance=balance,
+        store=store,
+        store_key=key,
+        settlement=settlement,
+        settled_retention=parse_retention(retention_option, store),
+    )
+
+
+def parse_retention(value: object, store: str) -> float:
+    """`settledRetention`: seconds after its expiry that a settled packet is kept; by default
+    DEFAULT_MEMORY_RETENTION on `memory:` and DEFAULT_DURABLE_RETENTION on a durable store.
+
+    Raises:
+        InvalidFieldsError: not a number of seconds from 0 to MAX_RETENTION.
+    """
+    if value is None:
+        return DEFAULT_MEMORY_RETENTION if is_memory_url(store) else DEFAULT_DURABLE_RETENTION
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_RETENTION
+    ):
+        raise InvalidFieldsError(
+            f'invalid "settledRetention": expected seconds from 0 to {MAX_RETENTION:g}'
+            f" (kept after a packet's expiry); got {value!r}"
+        )
+    return float(value)
 
 
 def parse_store(value: object) -> str:
