@@ -11,21 +11,19 @@ path's maximum (`--max-packet-amount`); tests/interop/test_stream_v1_link.py sho
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testkit.cli import run_cli_async
 
 from .connector import HarnessFactory
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
 MAX_PACKET = 2000
-CLI = [sys.executable, "-m", "ilp_paychan.shell.cli"]
 WAIT = 120.0
 
 
@@ -55,9 +53,7 @@ async def test_cli_pays_a_js_server_over_the_v1_link(
     harness = await harnesses.start(_config())
     config = tmp_path / "payer.json"
     config.write_text(json.dumps({"server": harness.account_url("v1")}))
-    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
+    code, out, err = await run_cli_async(
         "pay",
         "--plugin-config",
         str(config),
@@ -71,18 +67,9 @@ async def test_cli_pays_a_js_server_over_the_v1_link(
         "--max-packet-amount",
         str(MAX_PACKET),
         "--json",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        wait=WAIT,
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err
     printed = json.loads(out)
     assert printed["sent"] == printed["delivered"] == str(amount)
     received = await harness.received("srv")

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testkit.cli import CLI, cli_env, run_cli_async
 
 from .connector import ConnectorHarness, HarnessFactory
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
 MAX_PACKET = 2000
-CLI = [sys.executable, "-m", "ilp_paychan.shell.cli"]
 WAIT = 60.0
 
 
@@ -59,18 +58,13 @@ def _plugin_config(tmp_path: Path, name: str, url: str) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-
-
 @pytest.mark.parametrize("amount", [1500, 60_000])
 async def test_cli_pay_to_a_js_spsp_receiver(
     harness: ConnectorHarness, tmp_path: Path, amount: int
 ) -> None:
     config = _plugin_config(tmp_path, "payer", harness.account_url("payer"))
     url = harness.host("srv")["spsp"]
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
+    code, out, err = await run_cli_async(
         "pay",
         "--plugin-config",
         str(config),
@@ -81,18 +75,9 @@ async def test_cli_pay_to_a_js_spsp_receiver(
         "--amount",
         str(amount),
         "--json",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        wait=WAIT,
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err
     printed = json.loads(out)
     assert printed["sent"] == printed["delivered"] == str(amount)
     query = await harness.wait_event("spsp_query", host="srv")
@@ -119,7 +104,7 @@ async def test_js_client_pays_cli_receive_over_spsp(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env=cli_env(),
     )
     assert proc.stdout is not None
     try:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -25,10 +23,10 @@ from typing import Any
 import pytest
 
 from pgserver import postgres_url  # noqa: F401  (session fixture shared with other layers)
+from testkit.cli import CLI, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-CLI = [sys.executable, "-m", "ilp_paychan.shell.cli"]
 WAIT = 30.0
 
 
@@ -36,8 +34,7 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 90.0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Runs `ilp-paychan ARGS` to completion and returns its output."""
-    full_env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-    full_env.update(env or {})
+    full_env = cli_env(env)
     return subprocess.run(
         [*CLI, *args],
         capture_output=True,
@@ -104,8 +101,7 @@ class ServeProcess:
         ]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-        env.update(self.env or {})
+        env = cli_env(self.env)
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testkit.cli import cli_env
 
 from .conftest import CLI, WAIT, run_cli
 
@@ -27,8 +28,7 @@ class DemoProcess:
         self.temp_root = tmp_path / "tmp"  # where the demo's temporary stores go (TMPDIR)
         self.temp_root.mkdir()
         self._stderr_path = tmp_path / "demo-stderr.txt"
-        env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-        env["TMPDIR"] = str(self.temp_root)
+        env = cli_env({"TMPDIR": str(self.temp_root)})
         with self._stderr_path.open("w") as stderr:
             self.proc = subprocess.Popen(
                 [*CLI, "demo", *args],

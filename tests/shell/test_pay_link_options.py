@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import pytest
 from ilp_paychan.stream import Connection, StreamServer
 from ilp_paychan.stream.spsp import SpspServer
 from ilp_paychan.v2.plugin import BtpPlugin
+from testkit.cli import run_cli_async
 
-from .conftest import CLI, run_cli, write_config
+from .conftest import run_cli, write_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,9 +82,7 @@ def _payer_config(tmp_path: Path, receiver: Receiver) -> Path:
 
 
 async def _pay(config: Path, tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
+    return await run_cli_async(
         "pay",
         "--plugin-config",
         str(config),
@@ -94,19 +92,8 @@ async def _pay(config: Path, tmp_path: Path, url: str, *extra: str) -> tuple[int
         url,
         "--json",
         *extra,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        wait=WAIT,
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_send_only_and_max_packet_amount(tmp_path: Path, receiver: Receiver) -> None:

@@ -9,7 +9,6 @@ process is killed at the end of its test.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testkit.cli import cli_env
 
 from .conftest import CLI, free_port, run_cli, write_config
 
@@ -89,7 +90,6 @@ class Receiver:
     """`ilp-paychan receive` in a subprocess; its stdout lines are collected as they come."""
 
     def __init__(self, config: Path, data_dir: Path, *extra: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
         self.proc = subprocess.Popen(
             [
                 *CLI,
@@ -106,7 +106,7 @@ class Receiver:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=cli_env(),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -344,14 +344,13 @@ def test_pay_stopped_by_sigterm_reports_what_moved(tmp_path: Path, receivers: An
     receiver_config, payer_config = v1_configs(tmp_path)
     receiver = receivers(receiver_config, tmp_path, "--json", "--max-packet-amount", "1")
     url = receiver.wait_ready_json()["spsp"]
-    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_LEDGERS"}
     payer = subprocess.Popen(
         [*CLI, "pay", "--plugin-config", str(payer_config), "--to", url, "--amount", "1000000"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=cli_env(),
     )
     try:
         receiver.money_until(1)  # money is moving
