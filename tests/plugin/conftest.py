@@ -22,14 +22,18 @@ import pytest
 
 from ilp_paychan import Plugin
 from ilp_paychan.plugin.events import EVENT_NAMES
+from testkit.trustline import (  # noqa: F401  (the plugin tests import these from here)
+    INFO,
+    PREFIX,
+    SECRET,
+    client_options,
+    server_options,
+)
 from testkit.waiting import wait_until as poll_until
 
 #: tests/vectors (as tests/conftest.py's VECTORS; imported from here because the bare module
 #: name `conftest` is ambiguous when several test folders are collected together).
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-PREFIX = "example.red."
-SECRET = "shared_secret"
-INFO = {"currencyCode": "USD", "currencyScale": 2, "connectors": ["example.red.server"]}
 WAIT = 10.0
 
 
@@ -61,25 +65,6 @@ def make_transfer(
     }
     transfer.update(extra)
     return transfer, fulfillment
-
-
-def server_options(**overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "listener": {"port": 0, "host": "127.0.0.1"},
-        "incomingSecret": SECRET,
-        "maxBalance": "1000",
-        "prefix": PREFIX,
-        "info": dict(INFO),
-        "store": "memory:",
-    }
-    options.update(overrides)
-    return options
-
-
-def client_options(port: int, **overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {"server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"}
-    options.update(overrides)
-    return options
 
 
 class Recorder:

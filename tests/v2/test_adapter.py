@@ -33,31 +33,15 @@ from ilp_paychan.v2.errors import (
     InvalidInputError,
     MoneyHandlerAlreadyRegisteredError,
 )
+from testkit import trustline
+from testkit.trustline import PREFIX, client_options
 from testkit.waiting import wait_until
 
-PREFIX = "example.red."
-SECRET = "shared_secret"
-INFO = {"currencyCode": "USD", "currencyScale": 2, "connectors": ["example.red.server"]}
 WAIT = 15.0
 
 
 def server_options(**overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "listener": {"port": 0, "host": "127.0.0.1"},
-        "incomingSecret": SECRET,
-        "maxBalance": "1000000",
-        "prefix": PREFIX,
-        "info": dict(INFO),
-        "store": "memory:",
-    }
-    options.update(overrides)
-    return options
-
-
-def client_options(port: int, **overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {"server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"}
-    options.update(overrides)
-    return options
+    return trustline.server_options(**{"maxBalance": "1000000", **overrides})
 
 
 def prepare(
