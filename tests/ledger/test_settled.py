@@ -3,7 +3,7 @@
 Checked through the public TransferLog: the same answers as a full record for everything the
 plugin asks (repeats, duplicates, repeated fulfil/cancel, roll-back, sums), a read-back with the
 money fields only, pruning to the microsecond, and what stays a full record. A fulfilled
-outgoing transfer is kept as a 16-byte digest (`FulfilledOutgoing`): the same answers, an id-only
+outgoing transfer is kept as a 12-byte digest (`FulfilledOutgoing`): the same answers, an id-only
 read-back, pruning by expiry with long and short expiries mixed, and (hypothesis) against a
 model with keys made to collide.
 """
@@ -358,6 +358,19 @@ async def test_digests_go_after_their_expiry_with_long_and_short_expiries_mixed(
     assert paid_count(store) == 0
     assert await sums(log) == before
 
+    # An expiry more than 9 hours from its table's first goes to a dict; it answers the same.
+    soon, soon_fulfillment = transfer(expires_at=start + timedelta(hours=2))
+    late, late_fulfillment = transfer(expires_at=start + timedelta(hours=20))
+    for body, fulfillment in ((soon, soon_fulfillment), (late, late_fulfillment)):
+        await log.prepare(body, False)
+        await log.fulfill(body["id"], fulfillment)
+    assert len(store._paid[""]._far) == 1
+    assert await log.prepare(late, False) is PrepareOutcome.REPEAT_FULFILLED
+    assert await log.prune_settled(start + timedelta(hours=10)) == 1
+    assert (await log.get(late["id"]))["state"] == "fulfilled"
+    assert await log.prune_settled(start + timedelta(hours=21)) == 1
+    assert paid_count(store) == 0
+
 
 def test_each_pass_starts_a_table_sized_for_the_last_one() -> None:
     paid = FulfilledOutgoing()
@@ -370,14 +383,14 @@ def test_each_pass_starts_a_table_sized_for_the_last_one() -> None:
     add(10_000, start)  # no pass yet: tables grow as they fill
     assert len(paid) == 10_000
     first = paid.memory()
-    # Under 30 bytes a transfer with the free slots, against about 220 packed.
-    assert first < 30 * 10_000
+    # Under 22 bytes a transfer with the free slots, against about 220 packed.
+    assert first < 22 * 10_000
     # The pass merges the small tables of that growth into the next, sized for them and for
     # as many as the pass saw: the next 10,000 all go there.
     assert paid.prune(start - timedelta(seconds=1)) == 0
     add(10_000, start + timedelta(seconds=10))
     assert len(paid._tables) == 2
-    assert paid.memory() < 26 * 20_000
+    assert paid.memory() < 20 * 20_000
     assert paid.prune(start + timedelta(seconds=2)) == 10_000
     assert paid.prune(start + timedelta(seconds=12)) == 10_000
     assert len(paid) == 0
@@ -387,7 +400,11 @@ def test_each_pass_starts_a_table_sized_for_the_last_one() -> None:
 # (a clock set back is the plugin's watermark's business).
 _STEPS = st.lists(
     st.one_of(
-        st.tuples(st.just("add"), st.integers(0, 300), st.integers(0, 60)),
+        st.tuples(
+            st.just("add"),
+            st.integers(0, 300),
+            st.integers(0, 60) | st.sampled_from([40_000, 70_000]),  # a day and more: a dict
+        ),
         st.tuples(st.just("prune"), st.integers(0, 8), st.just(0)),
     ),
     max_size=120,

@@ -60,7 +60,7 @@ def sizes(store: MemoryStore) -> tuple[int, int]:
 
 
 def digests(store: MemoryStore) -> int:
-    """The fulfilled outgoing transfers kept as 16-byte digests."""
+    """The fulfilled outgoing transfers kept as 12-byte digests."""
     paid = store._paid.get("")
     return 0 if paid is None else len(paid)
 

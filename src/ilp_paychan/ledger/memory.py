@@ -6,7 +6,7 @@ Transfers are kept as JSON text, so callers never share mutable objects with the
 With `compact_settled=True` (a plugin's own memory log) a transfer that is final and has no
 pending peer notice moves to a `SettledIndex`, which keeps it in about a third of the memory and
 reads it back with only its id, amount, condition, expiry, state and fulfillment, and an
-outgoing one that is fulfilled to a `FulfilledOutgoing`, 16 bytes that read back as its id,
+outgoing one that is fulfilled to a `FulfilledOutgoing`, 12 bytes that read back as its id,
 direction and state only (see `ledger.settled`); `prune_settled` then costs what it removes.
 Without it every transfer stays whole, as a `memory:` backend opened by URL keeps it.
 """

@@ -27,7 +27,7 @@ Rules:
   (one bucket per second of expiry), so a pass costs what it removes, not what is kept.
 
 An outgoing transfer, once fulfilled and final, needs even less, and a stateless client holds
-little else: `FulfilledOutgoing` keeps 16 bytes of it in flat arrays, no object per transfer
+little else: `FulfilledOutgoing` keeps 12 bytes of it in flat arrays, no object per transfer
 (see the class). What it must still answer, until its expiry has passed:
 - our own re-send of it (`send_transfer` again with the same transfer): a repeat, never a
   second payment; the same id with other content or from the peer: DuplicateIdError;
@@ -204,8 +204,8 @@ class SettledIndex:
 
 
 _KEY_MASK = (1 << 64) - 1
-_CHECK_MASK = (1 << 32) - 1
-_LAST_SECOND = (1 << 32) - 1
+_CHECK_MASK = (1 << 16) - 1
+_SPAN = 1 << 16
 #: The share of a table's slots filled when it is made for a known count, and at most.
 _LOAD = 0.7
 _FULL = 0.8
@@ -225,42 +225,54 @@ def _slots(expected: int) -> int:
 
 
 def _check(transfer_json: str) -> int:
-    """The 32 bits kept of a transfer's JSON text, to tell a repeat from another content."""
+    """The 16 bits kept of a transfer's JSON text, to tell a repeat from another content."""
     return hash(transfer_json) & _CHECK_MASK
 
 
 class _Table:
-    """An open-addressing hash table of 64-bit keys and values in two flat arrays (linear
-    probing, no deletion: a table is dropped whole)."""
+    """An open-addressing hash table (linear probing, no deletion: it is dropped whole) of
+    64-bit keys and 32-bit values in two flat arrays, 12 bytes a slot. A value is the entry's
+    expiry second, as an offset (16 bits) from 9 hours before the table's first one, and its
+    check (16)."""
 
-    __slots__ = ("count", "high", "keys", "limit", "low", "size", "values")
+    __slots__ = ("base", "count", "high", "keys", "limit", "low", "size", "values")
 
     def __init__(self, expected: int) -> None:
         size = _slots(expected)
         self.size = size
         self.keys = array("Q", (0,)) * size
-        self.values = array("Q", (0,)) * size
+        self.values = array("I", (0,)) * size
         self.count = 0
         self.limit = int(size * _FULL)
-        #: The earliest and latest expiry second of its entries.
-        self.low = _LAST_SECOND
+        #: The expiry second offsets count from (set by the first entry).
+        self.base = -1
+        #: The earliest and latest expiry second kept.
+        self.low = 1 << 62
         self.high = 0
 
     def find(self, key: int) -> int | None:
+        """The check kept for a key, or None."""
         keys = self.keys
         size = self.size
         slot = key % size
         while True:
             found = keys[slot]
             if found == key:
-                return self.values[slot]
+                return self.values[slot] & _CHECK_MASK
             if not found:
                 return None
             slot += 1
             if slot == size:
                 slot = 0
 
-    def put(self, key: int, value: int) -> None:
+    def put(self, key: int, second: int, check: int) -> bool:
+        """Add an entry (a key already here is overwritten); False when the expiry is too far
+        from the table's first one to be written as an offset (nothing added then)."""
+        if self.base < 0:
+            self.base = second - _SPAN // 2  # about 9 hours either side of the first
+        offset = second - self.base
+        if not 0 <= offset < _SPAN:
+            return False
         keys = self.keys
         size = self.size
         slot = key % size
@@ -275,81 +287,102 @@ class _Table:
             slot += 1
             if slot == size:
                 slot = 0
-        self.values[slot] = value
-        second = value >> 32
-        if second < self.low:
-            self.low = second
-        if second > self.high:
-            self.high = second
+        self.values[slot] = offset << 16 | check
+        kept = self.base + offset
+        if kept < self.low:
+            self.low = kept
+        if kept > self.high:
+            self.high = kept
+        return True
 
-    def entries(self) -> list[tuple[int, int]]:
-        return [(k, v) for k, v in zip(self.keys, self.values, strict=True) if k]
+    def carry(self, into: FulfilledOutgoing, cutoff: float) -> int:
+        """Put the entries still due at `cutoff` into `into`; how many were not."""
+        keys = self.keys
+        values = self.values
+        base = self.base
+        put = into._put
+        gone = 0
+        for slot in range(self.size):
+            key = keys[slot]
+            if key:
+                value = values[slot]
+                second = base + (value >> 16)
+                if second >= cutoff:
+                    put(key, second, value & _CHECK_MASK)
+                else:
+                    gone += 1
+        return gone
 
 
 class FulfilledOutgoing:
-    """Fulfilled outgoing transfers by a 64-bit digest of their id: 16 bytes each, in flat arrays.
+    """Fulfilled outgoing transfers by a 64-bit digest of their id: 12 bytes each, in flat arrays.
 
-    Each entry is its id's key (`_key`) and a value of its expiry, rounded up to the second
-    (32 bits, so it is kept up to a second longer, never shorter), and 32 bits of its JSON
-    text (`_check`). The entries are in tables, one per pruning pass: a transfer goes into the
-    newest; each pass starts a new one sized for what the last pass saw (about 23 bytes a
-    transfer with the free slots), drops whole every table whose latest expiry is before the
-    pass's instant, and copies into the next what is still due of a table that is partly past
-    and would outlive the next pass (long and short expiries mixed), so memory follows the
-    transfers still within their window; a table that is small, or mostly empty when its pass
-    ends, is copied likewise, so there are few tables. A lookup probes them newest first,
-    about one slot each.
+    Each entry is its id's key (`_key`), its expiry rounded up to the second (so it is kept
+    up to a second longer, never shorter) and 16 bits of its JSON text (`_check`). The
+    entries are in tables, one per pruning pass: a transfer goes into the newest; each pass
+    starts a new one sized for what the last pass saw (about 17 bytes a transfer with the free
+    slots), drops whole every table whose latest expiry is before the pass's instant, and
+    copies into the new one what is still due of a table that is partly past and would
+    outlive the next pass (long and short expiries mixed), so memory follows the transfers
+    still within their window; a table that is small, or mostly empty when its pass ends, is
+    copied likewise, so there are few tables. A lookup probes them newest first, about one
+    slot each. An expiry more than 9 hours from its table's first is kept in a dict.
 
     Digests decide only between refusals and acknowledgements, never money: two ids with one
     key (odds 2**-64 a pair) make a new transfer refused as a duplicate or a stray Fulfill
-    acknowledged instead of F02, which leaves the receiver with the money as F02 does; another
-    content with the same 32 bits (odds 2**-32) is refused as already fulfilled instead of as
-    a duplicate. Keys come from the interpreter's string hash, keyed at random per process,
-    so a peer cannot aim its ids at ours.
+    acknowledged instead of F02, which leaves the receiver with the money as F02 does; our
+    re-send with other content and the same 16 bits (odds 2**-16) is refused as already
+    fulfilled instead of as a duplicate. Keys come from the interpreter's string hash, keyed
+    at random per process, so a peer cannot aim its ids at ours.
     """
 
-    __slots__ = ("_added", "_cutoff", "_tables")
+    __slots__ = ("_added", "_cutoff", "_far", "_tables")
 
     def __init__(self) -> None:
         #: Oldest first; the last one takes new entries.
         self._tables: list[_Table] = [_Table(0)]
+        #: Key -> (expiry second, check) of the entries no table could hold (rare).
+        self._far: dict[int, tuple[int, int]] = {}
         #: Entries added since the last pass (sizes the next table).
         self._added = 0
         #: The last pass's instant in seconds (None: no pass yet).
         self._cutoff: float | None = None
 
     def __len__(self) -> int:
-        return sum(table.count for table in self._tables)
-
-    def __contains__(self, transfer_id: object) -> bool:
-        return isinstance(transfer_id, str) and self._find(_key(transfer_id)) is not None
+        return sum(table.count for table in self._tables) + len(self._far)
 
     def memory(self) -> int:
-        """Bytes held by the tables' arrays (16 a slot)."""
-        return sum(16 * table.size for table in self._tables)
+        """Bytes held by the tables' arrays (12 a slot)."""
+        return sum(12 * table.size for table in self._tables)
 
     def _find(self, key: int) -> int | None:
         for table in reversed(self._tables):
-            value = table.find(key)
-            if value is not None:
-                return value
+            check = table.find(key)
+            if check is not None:
+                return check
+        far = self._far
+        if far:
+            found = far.get(key)
+            if found is not None:
+                return found[1]
         return None
 
     def add(self, transfer: StoredTransfer) -> bool:
         """Keep a fulfilled outgoing transfer as a digest; False if it has no expiry."""
         if transfer.expires_at is None:
             return False
-        second = min(_LAST_SECOND, max(0, -(-_micros(transfer.expires_at) // _PER_SECOND)))
-        self._put(_key(transfer.id), second << 32 | _check(transfer.transfer_json))
+        second = -(-_micros(transfer.expires_at) // _PER_SECOND)
+        self._put(_key(transfer.id), second, _check(transfer.transfer_json))
         self._added += 1
         return True
 
-    def _put(self, key: int, value: int) -> None:
+    def _put(self, key: int, second: int, check: int) -> None:
         table = self._tables[-1]
         if table.count >= table.limit:  # more than the last pass saw: a larger one
             table = _Table(2 * table.count)
             self._tables.append(table)
-        table.put(key, value)
+        if not table.put(key, second, check):
+            self._far[key] = (second, check)
 
     def get(self, transfer_id: str) -> StoredTransfer | None:
         """What is kept of it (id, outgoing, fulfilled), or None if it is not kept here."""
@@ -370,10 +403,10 @@ class FulfilledOutgoing:
         Raises:
             DuplicateIdError: an incoming transfer with its id, or another content.
         """
-        value = self._find(_key(candidate.id))
-        if value is None:
+        check = self._find(_key(candidate.id))
+        if check is None:
             return None
-        if not candidate.is_incoming and value & _CHECK_MASK == _check(candidate.transfer_json):
+        if not candidate.is_incoming and check == _check(candidate.transfer_json):
             return PrepareOutcome.REPEAT_FULFILLED
         existing = self.get(candidate.id)
         assert existing is not None
@@ -387,7 +420,7 @@ class FulfilledOutgoing:
         self._cutoff = cutoff
         gone = 0
         kept: list[_Table] = []
-        carried: list[tuple[int, int]] = []
+        carried: list[_Table] = []
         for table in self._tables:
             if table.high < cutoff:
                 gone += table.count
@@ -397,17 +430,20 @@ class FulfilledOutgoing:
                 or table.size < _SMALL
             ):
                 # Partly past and outliving the next pass (long and short expiries mixed),
-                # mostly free slots, or small: what is still due moves to the next table.
-                still = [(k, v) for k, v in table.entries() if v >> 32 >= cutoff]
-                gone += table.count - len(still)
-                carried.extend(still)
+                # mostly free slots, or small: what is still due moves to the new table.
+                carried.append(table)
             else:
                 kept.append(table)
-        kept.append(_Table(self._added + len(carried)))
+        kept.append(_Table(self._added + sum(table.count for table in carried)))
         self._tables = kept
         self._added = 0
-        for key, value in carried:
-            self._put(key, value)
+        for table in carried:
+            gone += table.carry(self, cutoff)
+        far = self._far
+        if far:
+            for key in [key for key, (second, _) in far.items() if second < cutoff]:
+                del far[key]
+                gone += 1
         return gone
 
 

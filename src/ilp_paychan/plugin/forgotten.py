@@ -17,7 +17,7 @@ keeps just enough to give them:
   healthy link cancels few outgoing transfers; 100,000 ids take about 20 MB.
 
 A fulfilled outgoing transfer needs nothing here. Until it is pruned the log answers for it (a
-plugin's memory log keeps it as a 16-byte digest, `ledger.settled.FulfilledOutgoing`): our own
+plugin's memory log keeps it as a 12-byte digest, `ledger.settled.FulfilledOutgoing`): our own
 re-send is a repeat and the receiver's repeated Fulfill is acknowledged. Once pruned, "not found"
 to a repeated Fulfill makes the receiver keep the money, which is the right outcome too. This is
 per process and starts empty: a durable store that prunes (`settledRetention` given) should keep

@@ -19,7 +19,7 @@ longer be settled anyway, and is answered TransferNotFoundError. Sums never chan
 
 After the expiry a record only serves repeated Fulfills and Rejects, so for in-memory logs the
 retention is a margin, not an archive. Until then an in-memory log keeps each settled transfer
-packed (`ledger.settled`): about 220 bytes for one paid to us or cancelled, 16 bytes for one we
+packed (`ledger.settled`): about 220 bytes for one paid to us or cancelled, 12 bytes for one we
 paid, which only needs its id to refuse our own re-send and acknowledge a repeated Fulfill. A clock difference between the peers needs none: each
 side judges expiries by its own clock (a re-sent Prepare by ours), and the watermark covers our
 clock being set back. What the margin is for is a receiver repeating a Fulfill we accepted but whose
