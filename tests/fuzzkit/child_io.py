@@ -7,6 +7,7 @@ imports it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -68,3 +69,11 @@ async def answer_commands(
         handler = commands.get(command)
         if handler is not None:
             print(json.dumps(await handler()), flush=True)
+
+
+def run_with_store(serve: Callable[[str], Awaitable[None]], description: str | None) -> None:
+    """The children's command line: `--store URL`, then `serve(URL)` until stdin closes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--store", required=True)
+    args = parser.parse_args()
+    asyncio.run(serve(args.store))

@@ -15,7 +15,6 @@ saw, and answers on stdout:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import gc
@@ -26,9 +25,13 @@ import tracemalloc
 from typing import Any
 
 try:
-    from .child_io import ErrorCounter, answer_commands
+    from .child_io import ErrorCounter, answer_commands, run_with_store
 except ImportError:  # run as a script, as the driver starts it
-    from child_io import ErrorCounter, answer_commands  # type: ignore[no-redef]
+    from child_io import (  # type: ignore[no-redef]
+        ErrorCounter,
+        answer_commands,
+        run_with_store,
+    )
 
 SECRET = "fuzz_secret"
 PREFIX = "fuzz."
@@ -183,12 +186,5 @@ async def serve(store: str) -> None:
     print(json.dumps(final), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--store", required=True)
-    args = parser.parse_args()
-    asyncio.run(serve(args.store))
-
-
 if __name__ == "__main__":
-    main()
+    run_with_store(serve, __doc__)

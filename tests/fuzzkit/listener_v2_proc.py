@@ -16,7 +16,6 @@ plugin's `error` events; and answers on stdout:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -24,9 +23,13 @@ import logging
 from typing import Any
 
 try:
-    from .child_io import ErrorCounter, answer_commands
+    from .child_io import ErrorCounter, answer_commands, run_with_store
 except ImportError:  # run as a script, as the driver starts it
-    from child_io import ErrorCounter, answer_commands  # type: ignore[no-redef]
+    from child_io import (  # type: ignore[no-redef]
+        ErrorCounter,
+        answer_commands,
+        run_with_store,
+    )
 
 SECRET = "fuzz_v2_secret"
 ADDRESS = "test.fuzz"
@@ -137,13 +140,5 @@ async def serve(store: str) -> None:
     print(json.dumps(final), flush=True)
 
 
-def main() -> None:
-    """Run the listener until stdin closes."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--store", required=True)
-    args = parser.parse_args()
-    asyncio.run(serve(args.store))
-
-
 if __name__ == "__main__":
-    main()
+    run_with_store(serve, __doc__)

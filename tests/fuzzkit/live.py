@@ -68,6 +68,7 @@ from .sockets import (
     dial,
     note_close,
     open_socket,
+    oversize_length,
     send_input,
     write,
 )
@@ -789,12 +790,9 @@ async def run_live(
     rss_growth_limit_kb: int = 200 * 1024,
 ) -> LiveStats:
     """Feed about `count` inputs to a fresh listener child; see the module docstring."""
-    from ilp_paychan.transport import server as server_module
-
-    oversize = int(getattr(server_module, "DEFAULT_MAX_FRAME", 4 * 1024 * 1024)) + 1
     stats = LiveStats()
     rng = random.Random(seed)
-    frames = Frames(rng, oversize)
+    frames = Frames(rng, oversize_length())
     started = time.monotonic()
     say = progress or (lambda _text: None)
     with tempfile.TemporaryDirectory(prefix="fuzz-listener-") as tmp:

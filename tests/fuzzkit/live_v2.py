@@ -63,6 +63,7 @@ from .sockets import (
     close,
     dial,
     note_close,
+    oversize_length,
     send_input,
 )
 
@@ -843,12 +844,9 @@ async def run_live_v2(
     rss_growth_limit_kb: int = 200 * 1024,
 ) -> LiveV2Stats:
     """Feed about `count` inputs to a fresh BTP 2.0 listener child; see the module docstring."""
-    from ilp_paychan.transport import server as server_module
-
-    oversize = int(getattr(server_module, "DEFAULT_MAX_FRAME", 4 * 1024 * 1024)) + 1
     stats = LiveV2Stats()
     rng = random.Random(seed)
-    frames = Frames(rng, oversize)
+    frames = Frames(rng, oversize_length())
     say = progress or (lambda _text: None)
     started = time.monotonic()
     paid: dict[bytes, int] = {}

@@ -239,3 +239,10 @@ def note_close(stats: SocketStats, ws: ClientConnection, *, tolerate_abnormal: b
             stats.fail("the listener dropped a socket without a close frame")
     elif code not in DOCUMENTED_CLOSES:
         stats.fail(f"undocumented close code {code}")
+
+
+def oversize_length() -> int:
+    """A message length one byte above what the listener's transport accepts."""
+    from ilp_paychan.transport import server as server_module
+
+    return int(getattr(server_module, "DEFAULT_MAX_FRAME", 4 * 1024 * 1024)) + 1
