@@ -396,6 +396,25 @@ def test_each_pass_starts_a_table_sized_for_the_last_one() -> None:
     assert len(paid) == 0
 
 
+def test_steady_traffic_keeps_a_few_tables_whatever_the_passes() -> None:
+    """Transfers expiring 30 s after they are paid, a pass every 10/3 s forgetting what
+    expired more than 10 s before: tables roll about every 10 s, so about five of them."""
+    paid = FulfilledOutgoing()
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    now, next_pass = 0.0, 10 / 3
+    for _ in range(60_000):  # 60 s at 1,000 a second
+        now += 0.001
+        expires = start + timedelta(seconds=now + 30)
+        paid.add(StoredTransfer(str(uuid.uuid4()), "{}", False, 1, expires, state="fulfilled"))
+        if now >= next_pass:
+            paid.prune(start + timedelta(seconds=now - 10))
+            next_pass += 10 / 3
+            assert len(paid._tables) <= 6
+    # The window is 40 s of transfers; a table goes at most a quarter of it late.
+    assert 40_000 <= len(paid) <= 51_000
+    assert paid.memory() < 22 * len(paid)
+
+
 # Each step: ("add", id number, expiry second) or ("prune", cutoff second); cutoffs only rise
 # (a clock set back is the plugin's watermark's business).
 _STEPS = st.lists(

@@ -235,7 +235,7 @@ class _Table:
     expiry second, as an offset (16 bits) from 9 hours before the table's first one, and its
     check (16)."""
 
-    __slots__ = ("base", "count", "high", "keys", "limit", "low", "size", "values")
+    __slots__ = ("base", "count", "high", "keys", "limit", "low", "opened", "size", "values")
 
     def __init__(self, expected: int) -> None:
         size = _slots(expected)
@@ -249,6 +249,8 @@ class _Table:
         #: The earliest and latest expiry second kept.
         self.low = 1 << 62
         self.high = 0
+        #: The pruning instant when it became the newest (None: before the first pass).
+        self.opened: float | None = None
 
     def find(self, key: int) -> int | None:
         """The check kept for a key, or None."""
@@ -319,14 +321,16 @@ class FulfilledOutgoing:
 
     Each entry is its id's key (`_key`), its expiry rounded up to the second (so it is kept
     up to a second longer, never shorter) and 16 bits of its JSON text (`_check`). The
-    entries are in tables, one per pruning pass: a transfer goes into the newest; each pass
-    starts a new one sized for what the last pass saw (about 17 bytes a transfer with the free
-    slots), drops whole every table whose latest expiry is before the pass's instant, and
-    copies into the new one what is still due of a table that is partly past and would
-    outlive the next pass (long and short expiries mixed), so memory follows the transfers
-    still within their window; a table that is small, or mostly empty when its pass ends, is
-    copied likewise, so there are few tables. A lookup probes them newest first, about one
-    slot each. An expiry more than 9 hours from its table's first is kept in a dict.
+    entries are in tables: a transfer goes into the newest, and a pruning pass starts a new
+    one, sized for what the last one took (about 17 bytes a transfer with the free slots),
+    once the newest has been open a quarter of the time its transfers still have to go, so
+    there are about five whatever the expiries and the retention, and a transfer is kept at
+    most a quarter of its window longer. Each pass drops whole every table whose latest
+    expiry is before its instant, and copies into the newest what is still due of a table
+    that is partly past and would outlive the next pass (long and short expiries mixed), so
+    memory follows the transfers still within their window; a table that is small, or mostly
+    empty, is copied likewise. A lookup probes the tables newest first, about one slot each.
+    An expiry more than 9 hours from its table's first is kept in a dict.
 
     Digests decide only between refusals and acknowledgements, never money: two ids with one
     key (odds 2**-64 a pair) make a new transfer refused as a duplicate or a stray Fulfill
@@ -378,8 +382,10 @@ class FulfilledOutgoing:
 
     def _put(self, key: int, second: int, check: int) -> None:
         table = self._tables[-1]
-        if table.count >= table.limit:  # more than the last pass saw: a larger one
+        if table.count >= table.limit:  # more than the last ones saw: a larger one
+            opened = table.opened
             table = _Table(2 * table.count)
+            table.opened = opened
             self._tables.append(table)
         if not table.put(key, second, check):
             self._far[key] = (second, check)
@@ -414,14 +420,23 @@ class FulfilledOutgoing:
 
     def prune(self, expired_before: datetime) -> int:
         """Forget the transfers whose expiry is before `expired_before`, a table at a time;
-        how many went. Starts the next table."""
+        how many went. Starts the next table once the newest has been open a quarter of the
+        time its transfers still have to go (or holds some already past)."""
         cutoff = _micros(expired_before) / _PER_SECOND
         interval = None if self._cutoff is None else max(0.0, cutoff - self._cutoff)
         self._cutoff = cutoff
+        tables = self._tables
+        newest = tables[-1]
+        roll = (
+            not newest.count
+            or newest.opened is None
+            or newest.low < cutoff
+            or 4 * (cutoff - newest.opened) >= newest.high - cutoff
+        )
         gone = 0
         kept: list[_Table] = []
         carried: list[_Table] = []
-        for table in self._tables:
+        for table in tables if roll else tables[:-1]:
             if table.high < cutoff:
                 gone += table.count
             elif (
@@ -430,13 +445,16 @@ class FulfilledOutgoing:
                 or table.size < _SMALL
             ):
                 # Partly past and outliving the next pass (long and short expiries mixed),
-                # mostly free slots, or small: what is still due moves to the new table.
+                # mostly free slots, or small: what is still due moves to the newest table.
                 carried.append(table)
             else:
                 kept.append(table)
-        kept.append(_Table(self._added + sum(table.count for table in carried)))
+        if roll:
+            newest = _Table(self._added + sum(table.count for table in carried))
+            newest.opened = cutoff
+            self._added = 0
+        kept.append(newest)
         self._tables = kept
-        self._added = 0
         for table in carried:
             gone += table.carry(self, cutoff)
         far = self._far
