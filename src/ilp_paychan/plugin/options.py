@@ -49,6 +49,11 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 #: Seconds after their expiry that settled transfers of an in-memory log are forgotten: a margin
 #: for a Fulfill repeated after a dropped connection (see plugin/retention.py).
 DEFAULT_SETTLED_RETENTION = 10.0
+#: Seconds between two expiry sweeps of a durable store (plugin/sweep.py): a transfer no timer
+#: of this process holds is cancelled at most this long (plus the sweep's margin) after its
+#: expiry. It happens only after a crash or when processes share a store, and the sender
+#: decides by its own clock meanwhile, so half a minute is soon enough for one indexed query.
+DEFAULT_EXPIRY_SWEEP = 30.0
 #: The largest time limit accepted, in seconds (one day).
 MAX_TIMEOUT = 86_400.0
 #: The largest `settledRetention`, in seconds (about 31 years).
@@ -77,6 +82,7 @@ PLUGIN_OPTIONS = frozenset(
         "requestTimeout",
         "shutdownTimeout",
         "settledRetention",
+        "expirySweep",
     }
 )
 #: Keys of `options.listener`, by their names in the mapping.
@@ -103,6 +109,7 @@ _SNAKE_TO_CAMEL = {
     "request_timeout": "requestTimeout",
     "shutdown_timeout": "shutdownTimeout",
     "settled_retention": "settledRetention",
+    "expiry_sweep": "expirySweep",
     "client_cert": "clientCert",
     "client_key": "clientKey",
     "hook_timeout": "hookTimeout",
@@ -181,6 +188,9 @@ class PluginSettings:
     #: `settledRetention` option, else DEFAULT_SETTLED_RETENTION for in-memory logs (`memory:`
     #: or stateless); a durable store keeps everything unless the option is given.
     settled_retention: float | None
+    #: Seconds between two sweeps of a durable store for expired prepared transfers no timer of
+    #: this process holds (`expirySweep`; no effect on `memory:` or stateless plugins).
+    expiry_sweep: float
     raw: Mapping[str, Any] = field(repr=False)
 
     @property
@@ -353,6 +363,7 @@ def parse_settings(options: Mapping[str, Any], policy: OptionPolicy = TRUSTLINE)
         request_timeout=seconds_option(options, "requestTimeout", DEFAULT_REQUEST_TIMEOUT),
         shutdown_timeout=seconds_option(options, "shutdownTimeout", DEFAULT_SHUTDOWN_TIMEOUT),
         settled_retention=_retention(options, store),
+        expiry_sweep=seconds_option(options, "expirySweep", DEFAULT_EXPIRY_SWEEP),
         raw=options,
     )
 

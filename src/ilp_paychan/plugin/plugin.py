@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -72,6 +72,7 @@ from ilp_paychan.plugin.reasons import (
 )
 from ilp_paychan.plugin.retention import prune_settled_periodically
 from ilp_paychan.plugin.services import HookServices
+from ilp_paychan.plugin.sweep import ExpirySweep
 from ilp_paychan.plugin.transfers import Entry, TransferBook
 from ilp_paychan.plugin.validate import (
     Validator,
@@ -434,6 +435,9 @@ class Plugin:
             self._spawn(
                 prune_settled_periodically(lambda: self._book, self._settings.settled_retention)
             )
+        if self._on_demand is not None:  # durable stores only: see sweep.py
+            sweep = ExpirySweep(lambda: self._book, self._scheduler, self._expire)
+            self._spawn(sweep.run(self._settings.expiry_sweep))
 
     async def _fetch_info(self) -> None:
         """A client without local info asks the peer, as the reference's client does."""
@@ -805,7 +809,8 @@ class Plugin:
         if lifecycle.connected or lifecycle.connecting:
             self._spawn(self._expire(transfer_ids))
 
-    async def _expire(self, transfer_ids: list[str]) -> None:
+    async def _expire(self, transfer_ids: list[str], *, adopted: Container[str] = ()) -> None:
+        """Cancel what is still prepared; `adopted`: ids the sweep took up from the store."""
         book = self._book
         if book is None:
             return
@@ -822,9 +827,15 @@ class Plugin:
                 log.exception("expiring %s failed", tid)
                 continue
             if entry is None or not changed:
-                if entry is not None and entry.is_incoming and entry.state == FULFILLED:
+                if (
+                    entry is not None
+                    and entry.is_incoming
+                    and entry.state == FULFILLED
+                    and tid not in adopted
+                ):
                     # Fulfilled in the store though the call that did it failed (the store
-                    # dropped during its commit): its Fulfill notice still has to go out.
+                    # dropped during its commit): its Fulfill notice still has to go out. One the
+                    # sweep took up was fulfilled by another process, which delivers it.
                     tell_peer = True
                 continue
             log.info("transfer %s expired", tid)
