@@ -13,13 +13,13 @@ Configurations (listener + client):
   memory-stateless   `memory:` listener + stateless client
 
 Each transfer expires `--expiry` seconds after it is sent (default 30, as the other benches).
-A `memory:` or stateless plugin keeps a settled transfer (packed, about 230 bytes) until
-`settledRetention` seconds after its expiry (`--retention`, default the plugin's), so at a
-checkpoint it holds about rate x (expiry + retention + pass interval) of them once the run is
-longer than that window, and every transfer so far while it is shorter: a short run with long
-expiries shows the cost per transfer, a long run with short ones the plateau. Every transfer is
-checked: the listener's balance must equal the number fulfilled. Prints a table; asserts
-nothing else.
+A `memory:` or stateless plugin keeps a settled transfer (packed, about 220 bytes; one it paid,
+a 12-byte digest) until `settledRetention` seconds after its expiry (`--retention`, default the
+plugin's), so at a checkpoint it holds about rate x (expiry + retention + pass interval) of
+them once the run is longer than that window, and every transfer so far while it is shorter: a
+short run with long expiries shows the cost per transfer, a long run with short ones the
+plateau. Every transfer is checked: the listener's balance must equal the number fulfilled.
+Prints a table; asserts nothing else.
 
     .venv/bin/python bench/memory.py [--config NAME ...] [--checkpoints 10000 100000]
                                      [--in-flight 100] [--expiry 30] [--retention SECONDS]
