@@ -136,17 +136,18 @@ def with_schema(base: str, schema: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}schema={schema}"
 
 
+async def drop_schema_async(base: str, schema: str) -> None:
+    """Drop a benchmark's schema and everything in it, from inside a running event loop."""
+    connection = await asyncpg.connect(base, timeout=10)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
 def drop_schema(base: str, schema: str) -> None:
-    """Drop a benchmark's schema and everything in it."""
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(base, timeout=10)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    """Drop a benchmark's schema and everything in it (no event loop may be running)."""
+    asyncio.run(drop_schema_async(base, schema))
 
 
 def _output(argv: list[str]) -> str:

@@ -176,12 +176,13 @@ class Stores:
             return _harness.with_schema(self.postgres, schema)
         raise ValueError(f"unknown store {store!r}")
 
-    def remove(self) -> None:
+    async def remove(self) -> None:
+        """Delete the run's files and PostgreSQL schemas (a failed drop is not the run's fault)."""
         shutil.rmtree(self.folder, ignore_errors=True)
         for schema in self.schemas:
             assert self.postgres is not None
             with contextlib.suppress(Exception):
-                _harness.drop_schema(self.postgres, schema)
+                await _harness.drop_schema_async(self.postgres, schema)
 
 
 class Peer(_harness.PeerProcess):
@@ -301,7 +302,7 @@ async def run_once(config: Config, n: int, in_flight: int, warmup: int, settings
         for profiler in profilers:
             if profiler.returncode is None:
                 profiler.kill()
-        stores.remove()
+        await stores.remove()
     if not run.problems:
         run.problems = check(run, total)
     return run
