@@ -106,7 +106,9 @@ class BtpPlugin:
             addressPrefix, assetCode, assetScale}``, answered to the client's ILDCP request);
             the durable trustline: `balance` (``{maximum, minimum, settleThreshold,
             settleTo}``, ilp-connector's), `store` (URL or SQLite path), `storeKey`,
-            `settlement` (a payment-channel module; see `v2.trustline`).
+            `settlement` (a payment-channel module; see `v2.settlement`), `settledRetention`
+            (seconds a settled packet is kept after its expiry: 10 on `memory:`, 3600 on a
+            durable store; see `v2.trustline_options`).
         accounting: the balance seam (`v2.accounting.Accounting`); None keeps no balance
             (unless `balance` or `store` is given: then a `v2.trustline.Trustline`).
 
