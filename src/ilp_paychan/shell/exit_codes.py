@@ -1,6 +1,6 @@
 """The exit codes of `ilp-paychan pay` (and `receive`), one per way a payment can fail.
 
-A module of its own, without imports, so that `ilp-paychan --help` can list them cheaply and a
+A module of its own, without imports, so that `ilp-paychan pay --help` can list them cheaply and a
 script calling `pay` can tell a wrong pointer from a receiver that refused without reading stderr.
 """
 
