@@ -9,7 +9,8 @@ library runs on either.
 Before the loop starts, `run` sets the cyclic garbage collector up for a long-running server
 (`tune_gc`): it saved 3-4 % of CPU per transfer at 100 in flight, measured A/B in bench/RESULTS.md;
 `ILP_PAYCHAN_GC=default` keeps CPython's settings. These are settings of the whole process, so the
-library never makes them; the CLI does, for the processes it owns (`serve`, `demo`, the benches).
+library never makes them; the CLI does, for the processes it owns (`serve`, `demo`, `pay`,
+`receive`, the benches).
 """
 
 from __future__ import annotations
