@@ -24,6 +24,7 @@ import ilp_paychan
 
 REPO = Path(__file__).resolve().parent.parent
 
+
 def public_modules(package: types.ModuleType) -> Iterator[types.ModuleType]:
     """The package and every submodule without a `_`-prefixed part in its dotted name."""
     yield package
@@ -85,8 +86,7 @@ def _members(module: types.ModuleType) -> Iterator[tuple[str, object]]:
         names = [
             name
             for name, value in vars(module).items()
-            if not name.startswith("_")
-            and getattr(value, "__module__", None) == module.__name__
+            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
         ]
     for name in names:
         value = getattr(module, name)

@@ -76,8 +76,11 @@ class Claim:
     signature: bytes
 
     def to_json(self) -> dict[str, str]:
-        return {"channel": self.channel, "balance": str(self.balance),
-                "signature": b64url(self.signature)}
+        return {
+            "channel": self.channel,
+            "balance": str(self.balance),
+            "signature": b64url(self.signature),
+        }
 
 
 def parse_claim(value: Any) -> Claim:

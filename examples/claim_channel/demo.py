@@ -99,8 +99,13 @@ async def run(workdir: Path, count: int = 100, amount: int = 10) -> dict[str, in
             "maxUnsecured": str(amount * 20),
         }
 
-    alice = cls({**options("alice", "bob"), "listener": {"port": 0, "host": "127.0.0.1"},
-                 "incomingSecret": SECRET})
+    alice = cls(
+        {
+            **options("alice", "bob"),
+            "listener": {"port": 0, "host": "127.0.0.1"},
+            "incomingSecret": SECRET,
+        }
+    )
     await alice.connect()
     port = alice.listener_port
     bob = cls({**options("bob", "alice"), "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"})
@@ -116,10 +121,14 @@ async def run(workdir: Path, count: int = 100, amount: int = 10) -> dict[str, in
     await asyncio.gather(*(limited(alice, at_bob) for _ in range(count // 4)))
     for side in (at_alice, at_bob):
         await asyncio.gather(*side.tasks)
-    print(f"alice received {await alice.transfer_log.get_incoming_fulfilled()}, "
-          f"best claim {await best_claim(alice)}")
-    print(f"bob   received {await bob.transfer_log.get_incoming_fulfilled()}, "
-          f"best claim {await best_claim(bob)}")
+    print(
+        f"alice received {await alice.transfer_log.get_incoming_fulfilled()}, "
+        f"best claim {await best_claim(alice)}"
+    )
+    print(
+        f"bob   received {await bob.transfer_log.get_incoming_fulfilled()}, "
+        f"best claim {await best_claim(bob)}"
+    )
     await bob.disconnect()
     await alice.disconnect()
     ledger = ChannelLedger(workdir / "chain")

@@ -33,13 +33,23 @@ class Channel:
     claimed: int
 
     def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "sender": self.sender.hex(), "receiver": self.receiver.hex(),
-                "capacity": str(self.capacity), "claimed": str(self.claimed)}
+        return {
+            "id": self.id,
+            "sender": self.sender.hex(),
+            "receiver": self.receiver.hex(),
+            "capacity": str(self.capacity),
+            "claimed": str(self.claimed),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, str]) -> Channel:
-        return cls(data["id"], bytes.fromhex(data["sender"]), bytes.fromhex(data["receiver"]),
-                   int(data["capacity"]), int(data["claimed"]))
+        return cls(
+            data["id"],
+            bytes.fromhex(data["sender"]),
+            bytes.fromhex(data["receiver"]),
+            int(data["capacity"]),
+            int(data["claimed"]),
+        )
 
 
 class ChannelLedger:
@@ -126,6 +136,7 @@ class ChannelLedger:
             amount = min(claim.balance, channel.capacity)
             if amount <= channel.claimed:
                 return 0
-            self._write(Channel(channel.id, channel.sender, channel.receiver, channel.capacity,
-                                amount))
+            self._write(
+                Channel(channel.id, channel.sender, channel.receiver, channel.capacity, amount)
+            )
             return amount - channel.claimed

@@ -140,8 +140,9 @@ async def disconnect(ctx: Any) -> None:
     if best.get("data") is None:
         return
     paid = await s.ledger.submit_claim(parse_claim(best["data"]))
-    ctx.log.info("submitted claim for %s on channel %s: %d paid out",
-                 best["value"], s.incoming_channel, paid)
+    ctx.log.info(
+        "submitted claim for %s on channel %s: %d paid out", best["value"], s.incoming_channel, paid
+    )
 
 
 async def handle_incoming_prepare(ctx: Any, transfer: Mapping[str, Any]) -> None:
@@ -184,8 +185,9 @@ async def _accept_claim(ctx: Any, value: Any) -> bool:
         ctx.log.warning("ignoring malformed claim: %s", exc)
         return False
     if claim.channel != s.incoming_channel:
-        ctx.log.warning("ignoring claim for channel %s (ours is %s)", claim.channel,
-                        s.incoming_channel)
+        ctx.log.warning(
+            "ignoring claim for channel %s (ours is %s)", claim.channel, s.incoming_channel
+        )
         return False
     if not claim_is_signed_by(s.peer_public, claim):
         ctx.log.warning("ignoring claim for %d with a bad signature", claim.balance)

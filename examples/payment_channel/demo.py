@@ -50,8 +50,13 @@ async def run(workdir: Path, count: int = 100, amount: int = 10) -> dict[str, in
             "maxUnsecured": str(amount * 20),
         }
 
-    alice = cls({**options("alice", "bob"), "listener": {"port": 0, "host": "127.0.0.1"},
-                 "incomingSecret": SECRET})
+    alice = cls(
+        {
+            **options("alice", "bob"),
+            "listener": {"port": 0, "host": "127.0.0.1"},
+            "incomingSecret": SECRET,
+        }
+    )
     await alice.connect()
     port = alice.listener_port
     bob = cls({**options("bob", "alice"), "server": f"btp+ws://:{SECRET}@127.0.0.1:{port}"})
@@ -76,7 +81,9 @@ async def run(workdir: Path, count: int = 100, amount: int = 10) -> dict[str, in
                 condition = _b64url(hashlib.sha256(preimage).digest())
                 preimages[condition] = _b64url(preimage)
                 transfer = {
-                    "id": str(uuid.uuid4()), "to": alice.get_account(), "amount": str(amount),
+                    "id": str(uuid.uuid4()),
+                    "to": alice.get_account(),
+                    "amount": str(amount),
                     "executionCondition": condition,
                     "expiresAt": (datetime.now(UTC) + timedelta(seconds=30)).isoformat(),
                 }

@@ -68,7 +68,8 @@ class PaymentLedger:
         """Every payment from `source` to `destination`, oldest first."""
         state = await asyncio.to_thread(self._load)
         return [
-            _payment(p) for p in state["payments"].values()
+            _payment(p)
+            for p in state["payments"].values()
             if p["source"] == source and p["destination"] == destination
         ]
 
@@ -142,5 +143,6 @@ class PaymentLedger:
 
 
 def _payment(data: dict[str, Any]) -> Payment:
-    return Payment(data["id"], data["source"], data["destination"], int(data["amount"]),
-                   data["reference"])
+    return Payment(
+        data["id"], data["source"], data["destination"], int(data["amount"]), data["reference"]
+    )

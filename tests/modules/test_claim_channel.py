@@ -164,10 +164,12 @@ async def test_concurrent_ledger_writers_do_not_lose_updates(tmp_path: Path) -> 
     ledger = ChannelLedger(tmp_path)
     channel = await ledger.open_channel(PUB_A, PUB_B, 10_000)
     key = private_key(SEED_A)
-    paid = await asyncio.gather(*(
-        ChannelLedger(tmp_path).submit_claim(parse_claim(sign_claim(key, channel.id, n)))
-        for n in range(1, 41)
-    ))
+    paid = await asyncio.gather(
+        *(
+            ChannelLedger(tmp_path).submit_claim(parse_claim(sign_claim(key, channel.id, n)))
+            for n in range(1, 41)
+        )
+    )
     assert sum(paid) == 40
 
 

@@ -47,8 +47,9 @@ async def backend() -> AsyncIterator[Backend]:
 
 
 def make_hooks(module: object, backend: Backend, timeout: float = 2.0) -> ModuleHooks:
-    ctx = PluginContext(SimpleNamespace(), CustomRpc(), backend, backend.get_transfer_log(),
-                        plugin=None)
+    ctx = PluginContext(
+        SimpleNamespace(), CustomRpc(), backend, backend.get_transfer_log(), plugin=None
+    )
     return ModuleHooks(load_module(module), ctx, hook_timeout=timeout, lifecycle_timeout=timeout)
 
 
@@ -254,8 +255,9 @@ async def test_a_bad_incoming_claim_handler_becomes_a_clear_error(
 async def test_side_protocols_reach_the_module_methods(backend: Backend) -> None:
     hooks = make_hooks(minimal_module(), backend)
     hooks.ctx.rpc.add_method("echo-protocol", lambda value: value + " back")
-    message = Message(9, (ProtocolData("echo-protocol", ContentType.APPLICATION_JSON,
-                                       b'"hello there"'),))
+    message = Message(
+        9, (ProtocolData("echo-protocol", ContentType.APPLICATION_JSON, b'"hello there"'),)
+    )
     response = await hooks.handle_side_protocols(message)
     assert response is not None
     assert json.loads(response.protocol_data[0].data) == "hello there back"

@@ -118,8 +118,9 @@ async def test_the_ledger_moves_money_once_per_reference(tmp_path: Path) -> None
 
 def test_bad_options_are_named(tmp_path: Path) -> None:
     cls = make_payment_channel_plugin(payment_module)
-    good = server_options(ledgerPath=str(tmp_path), ledgerAccount="a", peerLedgerAccount="b",
-                          maxUnsecured="10")
+    good = server_options(
+        ledgerPath=str(tmp_path), ledgerAccount="a", peerLedgerAccount="b", maxUnsecured="10"
+    )
     for key, value in [("ledgerAccount", ""), ("maxUnsecured", "ten"), ("ledgerPath", None)]:
         with pytest.raises(InvalidFieldsError, match=key):
             cls({**good, key: value})

@@ -78,10 +78,13 @@ async def test_handle_answers_each_method_with_its_json_result() -> None:
     response = await rpc.handle(
         Message(7, (json_entry("echo-protocol", "hello there"), json_entry("sum", [1, 2])))
     )
-    assert response == Response(7, (
-        ProtocolData("echo-protocol", ContentType.APPLICATION_JSON, b'"hello there back"'),
-        ProtocolData("sum", ContentType.APPLICATION_JSON, b"3"),
-    ))
+    assert response == Response(
+        7,
+        (
+            ProtocolData("echo-protocol", ContentType.APPLICATION_JSON, b'"hello there back"'),
+            ProtocolData("sum", ContentType.APPLICATION_JSON, b"3"),
+        ),
+    )
 
 
 async def test_handle_answers_null_for_a_method_returning_none() -> None:

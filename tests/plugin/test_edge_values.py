@@ -112,4 +112,3 @@ async def test_a_good_prefix_from_the_peer_is_used(info_server: InfoServer) -> N
         assert client.get_info()["prefix"] == "g.edge."
     finally:
         await client.disconnect()
-

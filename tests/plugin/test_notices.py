@@ -122,7 +122,7 @@ async def test_a_rejection_reason_survives_a_restart(tmp_path: Path) -> None:
         tmp_path, "reject", reason
     )
     try:
-        (record, got), = await events.wait("outgoing_reject")
+        ((record, got),) = await events.wait("outgoing_reject")
         assert record["id"] == transfer["id"]
         assert got["code"] == "F99"
         assert got["name"] == "Application Error"
@@ -141,7 +141,7 @@ async def test_a_fulfills_ilp_data_survives_a_restart(tmp_path: Path) -> None:
         tmp_path, "fulfill", {"ilp": b64url(data)}
     )
     try:
-        (record, got_fulfillment, got_ilp), = await events.wait("outgoing_fulfill")
+        ((record, got_fulfillment, got_ilp),) = await events.wait("outgoing_fulfill")
         assert record["id"] == transfer["id"]
         assert got_fulfillment == fulfillment
         assert got_ilp == b64url(data)
@@ -263,4 +263,3 @@ async def test_reject_with_a_peer_waits_for_its_answer(tmp_path: Path) -> None:
         await _settling_waits_for_the_answer(listener, "reject")
     finally:
         await listener.disconnect()
-

@@ -111,5 +111,3 @@ def test_bad_values_name_their_field(key: str, value: Any) -> None:
 def test_options_must_be_a_mapping() -> None:
     with pytest.raises(InvalidFieldsError):
         normalise_options(["server"], {})  # type: ignore[arg-type]
-
-

@@ -49,9 +49,7 @@ async def echo(packet: Request) -> Response:
     return Response(0, packet.protocol_data)
 
 
-def client_for(
-    port: int, *, ca: Path | None, cert: tuple[Path, Path] | None = None
-) -> BtpClient:
+def client_for(port: int, *, ca: Path | None, cert: tuple[Path, Path] | None = None) -> BtpClient:
     return BtpClient(
         f"btp+wss://:{SECRET}@{LOOPBACK}:{port}",
         ca=None if ca is None else str(ca),

@@ -174,9 +174,7 @@ class KeyValueStore(LedgerStore):
         async with self._lock:
             totals = await self._totals(key)
             transfer = await self._transfer(key, transfer_id)
-            changed = rules.fulfill(
-                totals, transfer, transfer_id, fulfillment, notify_peer, notice
-            )
+            changed = rules.fulfill(totals, transfer, transfer_id, fulfillment, notify_peer, notice)
             if changed and transfer is not None:
                 await self._settle(key, transfer, totals)
             return changed

@@ -116,9 +116,7 @@ def postgres_open_error(url: str, exc: BaseException) -> StoreOpenError:
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StoreOpenError(store, location, f"the database does not exist: {_reason(exc)}")
     if isinstance(exc, OSError | TimeoutError | asyncpg.CannotConnectNowError):
-        return StoreUnreachableError(
-            store, location, f"PostgreSQL is unreachable: {_reason(exc)}"
-        )
+        return StoreUnreachableError(store, location, f"PostgreSQL is unreachable: {_reason(exc)}")
     return StoreOpenError(store, location, _reason(exc))
 
 

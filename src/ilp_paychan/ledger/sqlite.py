@@ -419,9 +419,7 @@ class SqliteStore(LedgerStore):
                 self._finish(jobs, exc)
                 return
             # Another process is writing: wait for its lock off the loop.
-            helper.submit(
-                lambda: _begin_waiting(conn), lambda _, error: self._begun(jobs, error)
-            )
+            helper.submit(lambda: _begin_waiting(conn), lambda _, error: self._begun(jobs, error))
             return
         self._run(jobs)
 

@@ -57,6 +57,5 @@ def check_store_url(url: str) -> None:
         return
     scheme = url.split(":", 1)[0] if ":" in url else url[:20]
     raise ValueError(
-        f"unknown store URL scheme {scheme!r}: expected memory:, sqlite:///PATH or "
-        "postgresql://..."
+        f"unknown store URL scheme {scheme!r}: expected memory:, sqlite:///PATH or postgresql://..."
     )

@@ -294,7 +294,8 @@ class ModuleHooks(SettlementHooks):
         except HookOverrun:
             self._log.warning(
                 "transfer %s refused: handle_incoming_prepare took longer than %g s",
-                transfer_id, self.hook_timeout,
+                transfer_id,
+                self.hook_timeout,
             )
             raise NotAcceptedError(
                 f"{transfer_id} refused: settlement module did not decide within "

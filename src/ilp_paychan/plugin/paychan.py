@@ -94,8 +94,6 @@ def _module_hooks(plugin: Plugin, spec: ModuleSpec, services: HookServices) -> M
         transfer_log=own_transfer_log(services.transfer_log, services.settings.store_key),
         plugin=plugin,
     )
-    hooks = ModuleHooks(
-        spec, ctx, hook_timeout=hook_timeout, lifecycle_timeout=lifecycle_timeout
-    )
+    hooks = ModuleHooks(spec, ctx, hook_timeout=hook_timeout, lifecycle_timeout=lifecycle_timeout)
     hooks.construct(services.options_as_given)
     return hooks

@@ -23,10 +23,11 @@ packed (`ledger.settled`): about 220 bytes for one paid to us or cancelled, 12 b
 paid, which only needs its id to refuse our own re-send and acknowledge a repeated Fulfill. A
 clock difference between the peers needs none: each side judges expiries by its own clock (a
 re-sent Prepare by ours), and the watermark covers our clock being set back. What the margin is
-for is a receiver repeating a Fulfill we accepted but whose answer the connection lost: it sends it again once the link is back (a client redials within a
-second) and at most a request timeout (5 s by default) after its first try. The default,
-DEFAULT_SETTLED_RETENTION (options.py, 10 s), covers that with room; a repeat that comes later
-gets TransferNotFoundError, which makes the receiver keep the money, as it should.
+for is a receiver repeating a Fulfill we accepted but whose answer the connection lost: it sends
+it again once the link is back (a client redials within a second) and at most a request timeout
+(5 s by default) after its first try. The default, DEFAULT_SETTLED_RETENTION (options.py, 10 s),
+covers that with room; a repeat that comes later gets TransferNotFoundError, which makes the
+receiver keep the money, as it should.
 """
 
 from __future__ import annotations
