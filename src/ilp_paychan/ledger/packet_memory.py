@@ -33,12 +33,9 @@ base64url, a pending peer notice) stays a full record.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from array import array
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from ilp_paychan.ledger import rules
 from ilp_paychan.ledger.memory import MemoryStore
@@ -50,6 +47,15 @@ from ilp_paychan.ledger.records import (
     PrepareOutcome,
     StoredTransfer,
 )
+from ilp_paychan.ledger.settled import (
+    _PER_SECOND,
+    _b64url,
+    _condition_text,
+    _hash32,
+    _key,
+    _micros,
+    _read_back,
+)
 
 _INCOMING = 1
 _FULFILLED = 2
@@ -57,45 +63,15 @@ _NO_CONDITION = 4
 _FLAG_SHIFT = 58
 _MICROS_MASK = (1 << _FLAG_SHIFT) - 1
 _MASK64 = (1 << 64) - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_PER_SECOND = 1_000_000
 #: Words a slot takes in `_Table.words`: key, expiry and flags, amount, JSON hash.
 _WORDS = 4
 _MAX_LOAD = 0.7
 _MIN_SLOTS = 16
 _CONDITION = '"executionCondition":"'
-#: base64url to base64; "+" and "/" (not base64url) become "!", which strict decoding refuses.
-_FROM_URLSAFE = str.maketrans("-_+/", "+/!!")
-#: The possible last characters of 32 bytes in unpadded base64 (its 4 spare bits are zero).
-_LAST_OF_32 = frozenset("AEIMQUYcgkosw048")
-
-
-def _key(transfer_id: str) -> int:
-    """The 64-bit slot key of an id, never 0 (the empty slot)."""
-    return hash(transfer_id) & _MASK64 or 1
 
 
 def _json_hash(transfer_json: str) -> int:
     return hash(transfer_json) & _MASK64
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _bytes32(text: object) -> bytes | None:
-    """The 32 bytes of a canonical unpadded base64url text, else None."""
-    if not isinstance(text, str) or len(text) != 43 or text[-1] not in _LAST_OF_32:
-        return None
-    try:
-        return binascii.a2b_base64(text.translate(_FROM_URLSAFE) + "=", strict_mode=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 class _Table:
@@ -221,7 +197,7 @@ class SettledPackets:
         text = transfer.transfer_json
         flags = _INCOMING if transfer.is_incoming else 0
         if transfer.state == FULFILLED:
-            proof = _bytes32(transfer.fulfillment)
+            proof = _hash32(transfer.fulfillment)
             if proof is None:
                 return False
             flags |= _FULFILLED
@@ -231,7 +207,7 @@ class SettledPackets:
                 return False
         else:
             if _CONDITION in text:
-                proof = _bytes32(_condition(text))
+                proof = _hash32(_condition_text(text))
                 if proof is None:
                     return False
             else:
@@ -293,34 +269,16 @@ class SettledPackets:
 def _read(transfer_id: str, table: _Table, slot: int) -> StoredTransfer:
     base = slot * _WORDS
     meta = table.words[base + 1]
-    amount = table.words[base + 2]
-    proof = bytes(table.proofs[32 * slot : 32 * slot + 32])
     flags = meta >> _FLAG_SHIFT
-    fulfilled = bool(flags & _FULFILLED)
-    expires_at = _EPOCH + (meta & _MICROS_MASK) * _MICROSECOND
-    body = {"id": transfer_id, "amount": str(amount)}
-    if not flags & _NO_CONDITION:
-        condition = hashlib.sha256(proof).digest() if fulfilled else proof
-        body["executionCondition"] = _b64url(condition)
-    spec = "milliseconds" if expires_at.microsecond % 1000 == 0 else "microseconds"
-    body["expiresAt"] = expires_at.isoformat(timespec=spec).replace("+00:00", "Z")
-    return StoredTransfer(
-        id=transfer_id,
-        transfer_json=json.dumps(body, separators=(",", ":")),
-        is_incoming=bool(flags & _INCOMING),
-        amount=amount,
-        expires_at=expires_at,
-        state=FULFILLED if fulfilled else CANCELLED,
-        fulfillment=_b64url(proof) if fulfilled else None,
+    return _read_back(
+        transfer_id,
+        table.words[base + 2],
+        meta & _MICROS_MASK,
+        bytes(table.proofs[32 * slot : 32 * slot + 32]),
+        incoming=bool(flags & _INCOMING),
+        fulfilled=bool(flags & _FULFILLED),
+        with_condition=not flags & _NO_CONDITION,
     )
-
-
-def _condition(transfer_json: str) -> object:
-    try:
-        transfer = json.loads(transfer_json)
-    except ValueError:
-        return None
-    return transfer.get("executionCondition") if isinstance(transfer, dict) else None
 
 
 class PacketMemoryStore(MemoryStore):

@@ -111,19 +111,39 @@ def pack(transfer: StoredTransfer, digest: bytes | None = None) -> bytes | None:
 def unpack(transfer_id: str, packed: bytes) -> StoredTransfer:
     """A fresh full record of a packed transfer (its transfer has the four fields kept)."""
     flags, amount, expiry, _, proof = _LAYOUT.unpack(packed)
-    fulfilled = bool(flags & _FULFILLED)
-    condition = hashlib.sha256(proof).digest() if fulfilled else proof
+    return _read_back(
+        transfer_id,
+        amount,
+        expiry,
+        proof,
+        incoming=bool(flags & _INCOMING),
+        fulfilled=bool(flags & _FULFILLED),
+    )
+
+
+def _read_back(
+    transfer_id: str,
+    amount: int,
+    expiry: int,
+    proof: bytes,
+    *,
+    incoming: bool,
+    fulfilled: bool,
+    with_condition: bool = True,
+) -> StoredTransfer:
+    """The full record of a settled transfer kept as its amount, expiry (microseconds since
+    1970) and 32-byte proof (the fulfillment of a fulfilled one, else its condition); without
+    `with_condition` its JSON has no executionCondition (it had none)."""
     expires_at = _EPOCH + expiry * _MICROSECOND
-    body = {
-        "id": transfer_id,
-        "amount": str(amount),
-        "executionCondition": _b64url(condition),
-        "expiresAt": _iso(expires_at),
-    }
+    body = {"id": transfer_id, "amount": str(amount)}
+    if with_condition:
+        condition = hashlib.sha256(proof).digest() if fulfilled else proof
+        body["executionCondition"] = _b64url(condition)
+    body["expiresAt"] = _iso(expires_at)
     return StoredTransfer(
         id=transfer_id,
         transfer_json=json.dumps(body, separators=(",", ":")),
-        is_incoming=bool(flags & _INCOMING),
+        is_incoming=incoming,
         amount=amount,
         expires_at=expires_at,
         state=FULFILLED if fulfilled else CANCELLED,
