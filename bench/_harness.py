@@ -21,9 +21,10 @@ import statistics
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -239,6 +240,72 @@ def append_entry(
     entry = [f"### {title}", "", heading, *notes, "", f"Command: `{command}`", "", *lines]
     append_to_section(section, "\n".join(entry), introduction)
     print(f"(appended to {RESULTS.relative_to(ROOT)})")
+
+
+def print_entry(
+    about: dict[str, Any], details: str, notes: list[str], lines: list[str]
+) -> tuple[str, str]:
+    """Print a run's title, machine line, notes and table; the title and machine line, for
+    `append_entry`."""
+    title, heading = title_and_heading(about, details)
+    print(title)
+    print(heading)
+    for note in notes:
+        print(note)
+    print("\n".join(lines))
+    return title, heading
+
+
+def write_runs(path: Path, about: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Write every run's raw numbers with the machine description as JSON (`--json`)."""
+    path.write_text(json.dumps({"about": about, "runs": runs}, indent=1))
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+
+def numbers(text: str) -> list[int]:
+    """A comma list of whole numbers ("5000,20_000"), as `--n` and `--in-flight` take them."""
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+class Labelled(Protocol):
+    """A configuration of a benchmark: what its progress lines call it."""
+
+    @property
+    def label(self) -> str:
+        """The configuration's name in progress lines and tables."""
+        ...
+
+
+ConfigT = TypeVar("ConfigT", bound=Labelled)
+RunT = TypeVar("RunT")
+
+
+async def sweep(
+    sizes: list[int],
+    in_flights: list[int],
+    reps: int,
+    configs: list[ConfigT],
+    run_once: Callable[[ConfigT, int, int], Awaitable[RunT]],
+    status: Callable[[RunT], str],
+) -> list[RunT]:
+    """Every (N, in flight) cell and repetition, round-robin over `configs` (so a slow spell of
+    the machine touches them all alike), with a progress line on stderr after each run."""
+    runs = []
+    for n in sizes:
+        for in_flight in in_flights:
+            for rep in range(reps):
+                for config in configs:
+                    run = await run_once(config, n, in_flight)
+                    runs.append(run)
+                    print(
+                        f"  N={n} in flight {in_flight} rep {rep + 1}: {config.label}: "
+                        f"{status(run)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return runs
 
 
 # -- table cells -------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -235,21 +234,19 @@ def trustline_available() -> str | None:
 
 async def measure(args: argparse.Namespace, configs: list[Config], workdir: Path) -> list[Run]:
     """Every cell and repetition, round-robin over the pairings."""
-    runs = []
-    for n in args.n:
-        for in_flight in args.in_flight:
-            for rep in range(args.reps):
-                for config in configs:
-                    run = await run_once(config, n, in_flight, args.warmup, workdir)
-                    runs.append(run)
-                    status = "FAILED: " + "; ".join(run.problems) if run.problems else "ok"
-                    print(
-                        f"  N={n} in flight {in_flight} rep {rep + 1}: {config.label}: "
-                        f"{_fmt(run.rate)}/s, load {_harness.load_average()} {status}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    return runs
+
+    def status(run: Run) -> str:
+        outcome = "FAILED: " + "; ".join(run.problems) if run.problems else "ok"
+        return f"{_fmt(run.rate)}/s, load {_harness.load_average()} {outcome}"
+
+    return await _harness.sweep(
+        args.n,
+        args.in_flight,
+        args.reps,
+        configs,
+        lambda config, n, in_flight: run_once(config, n, in_flight, args.warmup, workdir),
+        status,
+    )
 
 
 def _spread(values: list[float]) -> str:
@@ -325,14 +322,10 @@ def table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def _numbers(text: str) -> list[int]:
-    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-
-
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=_numbers, default=[20_000], help="round trips measured")
-    parser.add_argument("--in-flight", type=_numbers, default=[100])
+    parser.add_argument("--n", type=_harness.numbers, default=[20_000], help="round trips measured")
+    parser.add_argument("--in-flight", type=_harness.numbers, default=[100])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument(
@@ -403,19 +396,16 @@ def main(argv: list[str] | None = None) -> int:
             }
             for run in runs
         ]
-        args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
+        _harness.write_runs(args.json, about, raw)
     lines = table(runs)
     failed = [run for run in runs if run.problems]
-    title, heading = _harness.title_and_heading(
+    title, heading = _harness.print_entry(
         about,
         f"Warm-up {args.warmup:,}, {args.reps} repetition(s). Our processes' event loop: "
         f"{_our_loop()}.",
+        notes,
+        lines,
     )
-    print(title)
-    print(heading)
-    for note in notes:
-        print(note)
-    print("\n".join(lines))
     for run in failed:
         print(f"FAILED {run.config.label} N={run.n}: {'; '.join(run.problems)}")
     if not (args.no_append or failed):

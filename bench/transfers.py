@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -480,14 +479,14 @@ def table(runs: list[Run]) -> list[str]:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def _numbers(text: str) -> list[int]:
-    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-
-
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--n", type=_numbers, help="measured transfers per run (5000,20000)")
-    parser.add_argument("--in-flight", type=_numbers, help="transfers outstanding (1,10,100)")
+    parser.add_argument(
+        "--n", type=_harness.numbers, help="measured transfers per run (5000,20000)"
+    )
+    parser.add_argument(
+        "--in-flight", type=_harness.numbers, help="transfers outstanding (1,10,100)"
+    )
     parser.add_argument("--reps", type=int, help="repetitions per configuration (3)")
     parser.add_argument("--warmup", type=int, help="warm-up transfers per run (1000)")
     parser.add_argument(
@@ -541,23 +540,19 @@ def parse_arguments() -> argparse.Namespace:
 
 async def measure(args: argparse.Namespace, settings: Settings, configs: list[Config]) -> list[Run]:
     """Every cell, repetition and configuration, round-robin over configurations."""
-    runs = []
-    for n in args.n:
-        for in_flight in args.in_flight:
-            for rep in range(args.reps):
-                for config in configs:
-                    run = await run_once(config, n, in_flight, args.warmup, settings)
-                    runs.append(run)
-                    problems = "; ".join(run.problems)
-                    status = f"CHECK FAILED: {problems}" if problems else "ok"
-                    rate = _fmt(run.rate)
-                    print(
-                        f"  N={n} in flight {in_flight} rep {rep + 1}: {config.label}: "
-                        f"{rate}/s {status}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    return runs
+
+    def status(run: Run) -> str:
+        problems = "; ".join(run.problems)
+        return f"{_fmt(run.rate)}/s " + (f"CHECK FAILED: {problems}" if problems else "ok")
+
+    return await _harness.sweep(
+        args.n,
+        args.in_flight,
+        args.reps,
+        configs,
+        lambda config, n, in_flight: run_once(config, n, in_flight, args.warmup, settings),
+        status,
+    )
 
 
 def main() -> int:
@@ -611,20 +606,17 @@ def measure_and_report(
             }
             for run in runs
         ]
-        args.json.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
+        _harness.write_runs(args.json, about, raw)
     lines = table(runs)
     failed = [run for run in runs if run.problems]
-    title, heading = _harness.title_and_heading(
+    title, heading = _harness.print_entry(
         about,
         f"Warm-up {args.warmup:,}, {args.reps} repetition(s), "
         f"N {', '.join(f'{n:,}' for n in args.n)}, "
         f"in flight {', '.join(map(str, args.in_flight))}.",
+        notes,
+        lines,
     )
-    print(title)
-    print(heading)
-    for note in notes:
-        print(note)
-    print("\n".join(lines))
     if args.profile:
         print_profiles(runs)
     for run in failed:
