@@ -256,9 +256,22 @@ def print_entry(
     return title, heading
 
 
-def write_runs(path: Path, about: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-    """Write every run's raw numbers with the machine description as JSON (`--json`)."""
-    path.write_text(json.dumps({"about": about, "runs": runs}, indent=1))
+def write_runs(
+    path: Path, about: dict[str, Any], runs: list[Any], fields: Callable[[Any], dict[str, Any]]
+) -> None:
+    """Write every run (its configuration, cell, `fields` and problems) with the machine
+    description as JSON (`--json`)."""
+    raw = [
+        {
+            "config": run.config.name,
+            "n": run.n,
+            "in_flight": run.in_flight,
+            **fields(run),
+            "problems": run.problems,
+        }
+        for run in runs
+    ]
+    path.write_text(json.dumps({"about": about, "runs": raw}, indent=1))
 
 
 # -- the matrix --------------------------------------------------------------------------------

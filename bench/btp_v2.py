@@ -383,20 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     about["load_end"] = _harness.load_average()
     if args.json:
-        raw = [
-            {
-                "config": run.config.name,
-                "n": run.n,
-                "in_flight": run.in_flight,
+        _harness.write_runs(
+            args.json,
+            about,
+            runs,
+            lambda run: {
                 "client": run.client,
                 "listener_cpu_s": run.listener_cpu_s,
                 "commits": run.commits,
                 "operations": run.operations,
-                "problems": run.problems,
-            }
-            for run in runs
-        ]
-        _harness.write_runs(args.json, about, raw)
+            },
+        )
     lines = table(runs)
     failed = [run for run in runs if run.problems]
     title, heading = _harness.print_entry(

@@ -595,18 +595,12 @@ def measure_and_report(
     runs = asyncio.run(measure(args, settings, configs))
     about["load_end"] = _harness.load_average()
     if args.json:
-        raw = [
-            {
-                "config": run.config.name,
-                "n": run.n,
-                "in_flight": run.in_flight,
-                "listener": run.listener,
-                "client": run.client,
-                "problems": run.problems,
-            }
-            for run in runs
-        ]
-        _harness.write_runs(args.json, about, raw)
+        _harness.write_runs(
+            args.json,
+            about,
+            runs,
+            lambda run: {"listener": run.listener, "client": run.client},
+        )
     lines = table(runs)
     failed = [run for run in runs if run.problems]
     title, heading = _harness.print_entry(
