@@ -7,14 +7,11 @@ row with a measured rate.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent.parent
-SCRIPT = REPO / "bench" / "btp_v2.py"
+from testkit.bench import run_bench
+
 LABELS = {
     "js": "ilp-plugin-btp ↔ ilp-plugin-btp",
     "py": "BtpPlugin ↔ BtpPlugin",
@@ -27,32 +24,19 @@ LABELS = {
 @pytest.mark.interop  # ilp-plugin-btp runs in node
 @pytest.mark.timeout(180)
 def test_a_tiny_run_of_every_pairing() -> None:
-    finished = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--n",
-            "60",
-            "--warmup",
-            "10",
-            "--reps",
-            "1",
-            "--configs",
-            ",".join([*LABELS, "full"]),
-            "--no-append",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,  # a bound so a hang fails the test, not a measurement
-        check=False,
+    stdout, rows = run_bench(
+        "btp_v2.py",
+        "--n",
+        "60",
+        "--warmup",
+        "10",
+        "--reps",
+        "1",
+        "--configs",
+        ",".join([*LABELS, "full"]),
     )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert "FAILED" not in finished.stdout
-    assert "appended" not in finished.stdout
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ")]
     labels = list(LABELS.values())
-    if "trustline pairing skipped" not in finished.stdout:
+    if "trustline pairing skipped" not in stdout:
         labels.append("BtpPlugin ↔ BtpPlugin, trustline SQLite FULL")
     for label in labels:
         (row,) = [row for row in rows if row.startswith(f"| {label} |")]

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from testkit.bench import REPO, run_bench
+
 SCRIPT = REPO / "bench" / "transfers.py"
 CONFIGS = {"memory": "Py ↔ Py, memory:", "full": "Py ↔ Py, SQLite FULL", "py-js": "JS client"}
 
@@ -22,33 +21,20 @@ CONFIGS = {"memory": "Py ↔ Py, memory:", "full": "Py ↔ Py, SQLite FULL", "py
 @pytest.mark.interop  # one pairing runs the JS reference's client
 @pytest.mark.timeout(180)
 def test_a_quick_run_checks_every_transfer_of_each_pairing() -> None:
-    finished = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--n",
-            "20",
-            "--in-flight",
-            "1,10",
-            "--configs",
-            ",".join(CONFIGS),
-            "--no-append",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,  # a bound so a hang fails the test, not a measurement
-        check=False,
+    stdout, rows = run_bench(
+        "transfers.py",
+        "--quick",
+        "--n",
+        "20",
+        "--in-flight",
+        "1,10",
+        "--configs",
+        ",".join(CONFIGS),
     )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert "FAILED" not in finished.stdout
-    assert "appended" not in finished.stdout
-    rows = [line for line in finished.stdout.splitlines() if line.startswith("| ")]
     for label in CONFIGS.values():
         for in_flight in ("1", "10"):
             matching = [row for row in rows if label in row and f"| {in_flight} | 20 |" in row]
-            assert len(matching) == 1, (label, in_flight, finished.stdout)
+            assert len(matching) == 1, (label, in_flight, stdout)
             rate = matching[0].split("|")[4]
             assert re.match(r"\s*[\d,]+ \(", rate), matching[0]  # a measured rate, not "–"
     durable = next(row for row in rows if CONFIGS["full"] in row)
