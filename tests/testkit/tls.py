@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -129,3 +131,17 @@ class ThrowawayCa:
             )
         )
         return cert_path, key_path
+
+
+def tls_files_fixture(
+    folder: str, common_name: str
+) -> Callable[[pytest.TempPathFactory], tuple[Path, Path]]:
+    """A session fixture `tls_files` for a conftest: one self-signed certificate (for 127.0.0.1
+    and localhost) and its key, written once into a fresh `folder` of pytest's temporary tree."""
+
+    @pytest.fixture(scope="session")
+    def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+        """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
+        return write_self_signed(tmp_path_factory.mktemp(folder), common_name)
+
+    return tls_files

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
 from ilp_paychan.codec.btp import ContentType, Message, ProtocolData
 from ilp_paychan.transport import BtpClient, BtpListener
-from testkit.tls import write_self_signed
+from testkit.tls import tls_files_fixture
 
 SECRET = "shared_secret"
 LOOPBACK = "127.0.0.1"
@@ -87,7 +86,4 @@ async def clients() -> AsyncIterator[ClientFactory]:
             await client.stop()
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
-    return write_self_signed(tmp_path_factory.mktemp("tls"), "ilp-paychan test")
+tls_files = tls_files_fixture("tls", "ilp-paychan test")

@@ -6,14 +6,13 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ilp_paychan.codec import ilp4
 from ilp_paychan.v2.plugin import BtpPlugin
-from testkit.tls import write_self_signed
+from testkit.tls import tls_files_fixture
 
 SECRET = "v2_secret"
 LOOPBACK = "127.0.0.1"
@@ -98,7 +97,4 @@ async def pair() -> AsyncIterator[Pair]:
             await plugin.disconnect()
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
-    return write_self_signed(tmp_path_factory.mktemp("v2tls"), "ilp-paychan v2 test")
+tls_files = tls_files_fixture("v2tls", "ilp-paychan v2 test")
