@@ -13,31 +13,22 @@ from typing import Any
 
 import pytest
 
-from ilp_paychan import Plugin, V1Adapter
+from ilp_paychan import V1Adapter
 from ilp_paychan.codec import ildcp, ilp4
 
 from .connector import ConnectorHarness, HarnessFactory, condition_for, fulfillment_for
+from .setups import V1_PREFIX, lpi1_account, v1_link
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
-PREFIX = "test.conn.v1."
+PREFIX = V1_PREFIX
 WAIT = 30.0
 
 
 def _config() -> dict[str, Any]:
     return {
         "hosts": {"alice": {"kind": "sender"}, "bob": {"kind": "fulfiller"}},
-        "accounts": {
-            "v1": {
-                "type": "lpi1-server",
-                "options": {
-                    "prefix": PREFIX,
-                    "incomingSecret": "v1secret",
-                    "maxBalance": "1000000",
-                    "info": {"currencyCode": "XRP", "currencyScale": 9},
-                },
-            }
-        },
+        "accounts": {"v1": lpi1_account("1000000")},
     }
 
 
@@ -46,15 +37,8 @@ async def linked(
     harnesses: HarnessFactory,
 ) -> AsyncIterator[tuple[ConnectorHarness, V1Adapter]]:
     """The connector with its LPI v1 listener account and our adapted v1 client dialling it."""
-    conn = await harnesses.start(_config())
-    # stateless, as a v1 client of a stateful listener is: its account is <prefix>client
-    adapter = V1Adapter(Plugin({"server": conn.account_url("v1")}))
-    await adapter.connect()
-    try:
-        await conn.wait_connected(account="v1")
-        yield conn, adapter
-    finally:
-        await adapter.disconnect()
+    async with v1_link(harnesses, _config()) as link:
+        yield link
 
 
 def _prepare(destination: str, amount: int, data: bytes) -> bytes:

@@ -20,6 +20,7 @@ import pytest
 from testkit.cli import run_cli_async
 
 from .connector import HarnessFactory
+from .setups import lpi1_account
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
@@ -30,18 +31,7 @@ WAIT = 120.0
 def _config() -> dict[str, Any]:
     return {
         "address": "test.conn",
-        "accounts": {
-            "v1": {
-                "type": "lpi1-server",
-                "maxPacketAmount": str(MAX_PACKET),
-                "options": {
-                    "prefix": "test.conn.v1.",
-                    "incomingSecret": "v1secret",
-                    "maxBalance": str(10**12),
-                    "info": {"currencyCode": "XRP", "currencyScale": 9},
-                },
-            }
-        },
+        "accounts": {"v1": lpi1_account(str(10**12), MAX_PACKET)},
         "hosts": {"srv": {"kind": "stream-server", "quiet": True}},
     }
 

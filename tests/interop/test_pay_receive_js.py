@@ -21,6 +21,7 @@ import pytest
 from testkit.cli import CLI, cli_env, run_cli_async
 
 from .connector import ConnectorHarness, HarnessFactory
+from .setups import stream_hosts
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -39,10 +40,7 @@ def _config() -> dict[str, Any]:
                 "maxPacketAmount": str(MAX_PACKET),
             },
         },
-        "hosts": {
-            "srv": {"kind": "stream-server"},
-            "cli": {"kind": "stream-client", "account": {"maxPacketAmount": str(MAX_PACKET)}},
-        },
+        "hosts": stream_hosts(MAX_PACKET),
     }
 
 

@@ -17,6 +17,7 @@ from ilp_paychan.stream import StreamServer, pay, spsp
 from ilp_paychan.v2.plugin import BtpPlugin
 
 from .connector import ConnectorHarness, HarnessFactory
+from .setups import btp_child, stream_hosts
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -25,10 +26,7 @@ def _config() -> dict[str, Any]:
     return {
         "address": "test.conn",
         "accounts": {"py": {"type": "btp-server", "secret": "py-secret"}},
-        "hosts": {
-            "srv": {"kind": "stream-server"},
-            "cli": {"kind": "stream-client", "account": {"maxPacketAmount": "1000"}},
-        },
+        "hosts": stream_hosts(1000),
     }
 
 
@@ -39,12 +37,8 @@ async def harness(harnesses: HarnessFactory) -> ConnectorHarness:
 
 @pytest.fixture
 async def plugin(harness: ConnectorHarness) -> AsyncIterator[BtpPlugin]:
-    ours = BtpPlugin({"server": harness.account_url("py")})
-    await ours.connect()
-    try:
+    async with btp_child(harness, "py") as ours:
         yield ours
-    finally:
-        await ours.disconnect()
 
 
 async def test_our_client_queries_the_js_endpoint_and_pays(

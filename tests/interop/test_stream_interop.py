@@ -19,6 +19,7 @@ from ilp_paychan.stream import StreamServer, connect, pay
 from ilp_paychan.v2.plugin import BtpPlugin
 
 from .connector import ConnectorHarness, HarnessFactory
+from .setups import btp_child, stream_hosts
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -31,10 +32,7 @@ def _config() -> dict[str, Any]:
         "accounts": {
             "py": {"type": "btp-server", "secret": "py-secret", "maxPacketAmount": str(MAX_PACKET)}
         },
-        "hosts": {
-            "srv": {"kind": "stream-server"},
-            "cli": {"kind": "stream-client", "account": {"maxPacketAmount": str(MAX_PACKET)}},
-        },
+        "hosts": stream_hosts(MAX_PACKET),
     }
 
 
@@ -45,12 +43,8 @@ async def harness(harnesses: HarnessFactory) -> ConnectorHarness:
 
 @pytest.fixture
 async def plugin(harness: ConnectorHarness) -> AsyncIterator[BtpPlugin]:
-    ours = BtpPlugin({"server": harness.account_url("py")})
-    await ours.connect()
-    try:
+    async with btp_child(harness, "py") as ours:
         yield ours
-    finally:
-        await ours.disconnect()
 
 
 @pytest.mark.parametrize("amount", [1, 1500, 60_000])

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from ilp_paychan import Plugin, V1Adapter
+from ilp_paychan import V1Adapter
 from ilp_paychan.codec import ilp4
 from ilp_paychan.stream import (
     ConnectionOptions,
@@ -44,10 +44,11 @@ from ilp_paychan.stream import (
 from ilp_paychan.v2.interface import DataHandler
 
 from .connector import ConnectorHarness, HarnessFactory
+from .setups import V1_PREFIX, lpi1_account, stream_hosts, v1_link
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
-PREFIX = "test.conn.v1."
+PREFIX = V1_PREFIX
 MAX_PACKET = 2000
 #: The sender knows the connector's maximum on our account (an F08 cannot reach it here).
 TOLD = ConnectionOptions(max_packet_amount=MAX_PACKET)
@@ -56,22 +57,8 @@ TOLD = ConnectionOptions(max_packet_amount=MAX_PACKET)
 def _config() -> dict[str, Any]:
     return {
         "address": "test.conn",
-        "accounts": {
-            "v1": {
-                "type": "lpi1-server",
-                "maxPacketAmount": str(MAX_PACKET),
-                "options": {
-                    "prefix": PREFIX,
-                    "incomingSecret": "v1secret",
-                    "maxBalance": str(10**12),
-                    "info": {"currencyCode": "XRP", "currencyScale": 9},
-                },
-            }
-        },
-        "hosts": {
-            "srv": {"kind": "stream-server", "quiet": True},
-            "cli": {"kind": "stream-client", "account": {"maxPacketAmount": str(MAX_PACKET)}},
-        },
+        "accounts": {"v1": lpi1_account(str(10**12), MAX_PACKET)},
+        "hosts": stream_hosts(MAX_PACKET, quiet=True),
     }
 
 
@@ -80,14 +67,8 @@ async def linked(
     harnesses: HarnessFactory,
 ) -> AsyncIterator[tuple[ConnectorHarness, V1Adapter]]:
     """The connector with its LPI v1 listener account and our adapted v1 client dialling it."""
-    conn = await harnesses.start(_config())
-    adapter = V1Adapter(Plugin({"server": conn.account_url("v1")}))
-    await adapter.connect()
-    try:
-        await conn.wait_connected(account="v1")
-        yield conn, adapter
-    finally:
-        await adapter.disconnect()
+    async with v1_link(harnesses, _config()) as link:
+        yield link
 
 
 @pytest.mark.parametrize("amount", [1, 1500, 60_000, 250_000])
