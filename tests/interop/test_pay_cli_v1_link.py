@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from testkit.cli import run_cli_async
+from testkit.cli import pay_json_async
 
 from .connector import HarnessFactory
 from .setups import lpi1_account
@@ -43,20 +43,15 @@ async def test_cli_pays_a_js_server_over_the_v1_link(
     harness = await harnesses.start(_config())
     config = tmp_path / "payer.json"
     config.write_text(json.dumps({"server": harness.account_url("v1")}))
-    code, out, err = await run_cli_async(
-        "pay",
-        "--plugin-config",
-        str(config),
-        "--data-dir",
-        str(tmp_path),
-        "--to",
+    code, out, err = await pay_json_async(
+        config,
+        tmp_path,
         harness.host("srv")["spsp"],
         "--amount",
         str(amount),
         "--send-only",
         "--max-packet-amount",
         str(MAX_PACKET),
-        "--json",
         wait=WAIT,
     )
     assert code == 0, err

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testkit.cli import CLI, cli_env, run_cli_async
+from testkit.cli import CLI, cli_env, pay_json_async
 
 from .connector import ConnectorHarness, HarnessFactory
 from .setups import stream_hosts
@@ -62,19 +62,7 @@ async def test_cli_pay_to_a_js_spsp_receiver(
 ) -> None:
     config = _plugin_config(tmp_path, "payer", harness.account_url("payer"))
     url = harness.host("srv")["spsp"]
-    code, out, err = await run_cli_async(
-        "pay",
-        "--plugin-config",
-        str(config),
-        "--data-dir",
-        str(tmp_path),
-        "--to",
-        url,
-        "--amount",
-        str(amount),
-        "--json",
-        wait=WAIT,
-    )
+    code, out, err = await pay_json_async(config, tmp_path, url, "--amount", str(amount), wait=WAIT)
     assert code == 0, err
     printed = json.loads(out)
     assert printed["sent"] == printed["delivered"] == str(amount)

@@ -20,7 +20,7 @@ import pytest
 from ilp_paychan.stream import Connection, StreamServer
 from ilp_paychan.stream.spsp import SpspServer
 from ilp_paychan.v2.plugin import BtpPlugin
-from testkit.cli import run_cli_async
+from testkit.cli import pay_json_async
 
 from .conftest import run_cli, write_config
 
@@ -82,18 +82,7 @@ def _payer_config(tmp_path: Path, receiver: Receiver) -> Path:
 
 
 async def _pay(config: Path, tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
-    return await run_cli_async(
-        "pay",
-        "--plugin-config",
-        str(config),
-        "--data-dir",
-        str(tmp_path),
-        "--to",
-        url,
-        "--json",
-        *extra,
-        wait=WAIT,
-    )
+    return await pay_json_async(config, tmp_path, url, *extra, wait=WAIT)
 
 
 async def test_send_only_and_max_packet_amount(tmp_path: Path, receiver: Receiver) -> None:

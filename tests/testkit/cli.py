@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 #: The command line that runs this checkout's CLI with this interpreter.
 CLI = [sys.executable, "-m", "ilp_paychan.shell.cli"]
@@ -40,3 +41,23 @@ async def run_cli_async(*args: str, wait: float) -> tuple[int, str, str]:
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def pay_json_async(
+    plugin_config: Path, data_dir: Path, to: str, *options: str, wait: float
+) -> tuple[int, str, str]:
+    """Run `ilp-paychan pay` with its plugin's configuration file, its data folder, the SPSP
+    receiver `to` and `options` (the amount, the link's limits), asking for its result as JSON
+    on stdout: (exit code, stdout, stderr), as `run_cli_async`."""
+    return await run_cli_async(
+        "pay",
+        "--plugin-config",
+        str(plugin_config),
+        "--data-dir",
+        str(data_dir),
+        "--to",
+        to,
+        *options,
+        "--json",
+        wait=wait,
+    )
