@@ -9,6 +9,7 @@ import pytest
 
 from ilp_paychan.codec.btp import ContentType, Message, ProtocolData
 from ilp_paychan.transport import BtpClient, BtpListener
+from testkit.lifetimes import ending_each
 from testkit.tls import tls_files_fixture
 
 SECRET = "shared_secret"
@@ -79,11 +80,8 @@ class ClientFactory:
 @pytest.fixture
 async def clients() -> AsyncIterator[ClientFactory]:
     factory = ClientFactory()
-    try:
+    async with ending_each(factory.made, lambda client: client.stop()):
         yield factory
-    finally:
-        for client in factory.made:
-            await client.stop()
 
 
 tls_files = tls_files_fixture("tls", "ilp-paychan test")

@@ -12,6 +12,7 @@ import pytest
 
 from ilp_paychan.codec import ilp4
 from ilp_paychan.v2.plugin import BtpPlugin
+from testkit.lifetimes import ending_each
 from testkit.tls import tls_files_fixture
 
 SECRET = "v2_secret"
@@ -90,11 +91,8 @@ class Pair:
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
     made = Pair()
-    try:
+    async with ending_each(made.made, lambda plugin: plugin.disconnect()):
         yield made
-    finally:
-        for plugin in made.made:
-            await plugin.disconnect()
 
 
 tls_files = tls_files_fixture("v2tls", "ilp-paychan v2 test")
