@@ -416,8 +416,14 @@ class StreamServerHost {
   onConnection (connection) {
     // keyed by the destination address the sender paid (as handed out by generate or SPSP)
     const key = this.destinations.get(connection.connectionId) || this.address + '.' + connection.connectionId
-    const record = { total: 0n, data: [], closed: false, tag: connection.connectionTag || null }
-    this.connections.set(key, record)
+    // A late closing packet can make ilp-protocol-stream open a second, empty connection under
+    // the same address after the first one closed: it keeps the first's record (its total and its
+    // one stream_close line), so a query never reads that empty reopening as what was paid.
+    let record = this.connections.get(key)
+    if (record === undefined) {
+      record = { total: 0n, data: [], closed: false, tag: connection.connectionTag || null }
+      this.connections.set(key, record)
+    }
     write({ event: 'stream_connection', host: this.name, connection: key, connectionTag: record.tag })
     connection.on('stream', (stream) => {
       stream.setReceiveMax(this.receiveMax === null ? Infinity : this.receiveMax)
