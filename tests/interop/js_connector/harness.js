@@ -416,14 +416,14 @@ class StreamServerHost {
   onConnection (connection) {
     // keyed by the destination address the sender paid (as handed out by generate or SPSP)
     const key = this.destinations.get(connection.connectionId) || this.address + '.' + connection.connectionId
-    // A late closing packet can make ilp-protocol-stream open a second, empty connection under
-    // the same address after the first one closed: it keeps the first's record (its total and its
-    // one stream_close line), so a query never reads that empty reopening as what was paid.
-    let record = this.connections.get(key)
-    if (record === undefined) {
-      record = { total: 0n, data: [], closed: false, tag: connection.connectionTag || null }
-      this.connections.set(key, record)
-    }
+    // ilp-protocol-stream opens a new connection under the same address when a packet comes
+    // after it forgot the first (a late closing packet, or the rest of a payment after a failure):
+    // each connection keeps its own record (and its own stream_close line), and `totals` adds up
+    // every record of an address, so an empty reopening never hides what was paid.
+    const record = { total: 0n, data: [], closed: false, tag: connection.connectionTag || null }
+    const records = this.connections.get(key)
+    if (records === undefined) this.connections.set(key, [record])
+    else records.push(record)
     write({ event: 'stream_connection', host: this.name, connection: key, connectionTag: record.tag })
     connection.on('stream', (stream) => {
       stream.setReceiveMax(this.receiveMax === null ? Infinity : this.receiveMax)
@@ -496,12 +496,12 @@ class StreamServerHost {
 
   totals () {
     const connections = {}
-    for (const [key, record] of this.connections) {
+    for (const [key, records] of this.connections) {
       connections[key] = {
-        total: record.total.toString(),
-        closed: record.closed,
-        connectionTag: record.tag,
-        data: b64(Buffer.concat(record.data))
+        total: records.reduce((sum, record) => sum + record.total, 0n).toString(),
+        closed: records.every((record) => record.closed),
+        connectionTag: records[0].tag,
+        data: b64(Buffer.concat(records.flatMap((record) => record.data)))
       }
     }
     return { total: this.received.toString(), connections }
