@@ -567,13 +567,8 @@ def _read_timestamp(buf: bytes, pos: int, end: int, field: str) -> tuple[datetim
     return decode_timestamp_or_none(buf[pos:stop]), stop
 
 
-def decode(frame: bytes | bytearray | memoryview) -> Packet:
-    """Parse one BTP frame.
-
-    Raises:
-        CodecError: underflow, a non-canonical length, or a type other than 1–6.
-    """
-    buf = frame if type(frame) is bytes else bytes(frame)
+def _read_envelope(buf: bytes) -> tuple[int, int, int, int]:
+    """Type, request id, and the start and end of the contents; shared by BTP 1.0 and 2.0."""
     size = len(buf)
     if size < 6:
         raise _underflow("envelope", 6, size)
@@ -594,6 +589,17 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
     end = pos + n
     if end > size:
         raise CodecError(f"contents claim {n} bytes, {size - pos} present", field="length")
+    return packet_type, request_id, pos, end
+
+
+def decode(frame: bytes | bytearray | memoryview) -> Packet:
+    """Parse one BTP frame.
+
+    Raises:
+        CodecError: underflow, a non-canonical length, or a type other than 1–6.
+    """
+    buf = frame if type(frame) is bytes else bytes(frame)
+    packet_type, request_id, pos, end = _read_envelope(buf)
 
     if packet_type == TYPE_PREPARE:
         if end - pos < 56:
@@ -654,7 +660,14 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
     raise CodecError(f"{packet_type} is not a BTP 1.0 packet type", field="type")
 
 
-def _decode_error(buf: bytes, pos: int, end: int, request_id: int) -> Error:
+def _decode_error(
+    buf: bytes,
+    pos: int,
+    end: int,
+    request_id: int,
+    decode_pd: Callable[[bytes, int, int], tuple[ProtocolData, ...]] = _decode_pd,
+) -> Error:
+    """An Error's fields; BTP 2.0 passes its stricter protocol-data reader as ``decode_pd``."""
     if end - pos < 3:
         raise _underflow("code", 3, end - pos)
     code = ascii_text(buf[pos : pos + 3])
@@ -667,4 +680,4 @@ def _decode_error(buf: bytes, pos: int, end: int, request_id: int) -> Error:
     if pos + n > end:
         raise _underflow("data", n, end - pos)
     data = buf[pos : pos + n].decode("utf-8", "replace")
-    return Error(request_id, code, name, triggered_at, data, _decode_pd(buf, pos + n, end))
+    return Error(request_id, code, name, triggered_at, data, decode_pd(buf, pos + n, end))

@@ -32,7 +32,7 @@ from .btp import (
     protocol_data_map,
 )
 from .errors import CodecError
-from .oer import LONG_FORM_MIN, MAX_INT_BYTES, UINT64_MAX, ascii_text, read_length
+from .oer import UINT64_MAX
 
 __all__ = [
     "TYPE_ERROR",
@@ -103,7 +103,6 @@ def encode(packet: Packet) -> bytes:
 
 # --- decoding --------------------------------------------------------------------------------
 
-_HEADER: Final = struct.Struct(">BI")
 _new = object.__new__
 _TRANSFER_SET: Final = tuple(
     Transfer.__dict__[name].__set__ for name in ("request_id", "amount", "protocol_data")
@@ -125,22 +124,6 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
     return btp._decode_pd(buf, pos, end)
 
 
-def _decode_error(buf: bytes, pos: int, end: int, request_id: int) -> Error:
-    if end - pos < 3:
-        raise btp._underflow("code", 3, end - pos)
-    code = ascii_text(buf[pos : pos + 3])
-    n, pos = read_length(buf, pos + 3, end, "name")
-    if pos + n > end:
-        raise btp._underflow("name", n, end - pos)
-    name = ascii_text(buf[pos : pos + n])
-    triggered_at, pos = btp._read_timestamp(buf, pos + n, end, "triggeredAt")
-    n, pos = read_length(buf, pos, end, "data")
-    if pos + n > end:
-        raise btp._underflow("data", n, end - pos)
-    data = buf[pos : pos + n].decode("utf-8", "replace")
-    return Error(request_id, code, name, triggered_at, data, _decode_pd(buf, pos + n, end))
-
-
 def decode(frame: bytes | bytearray | memoryview) -> Packet:
     """Parse one BTP 2.0 frame.
 
@@ -149,26 +132,7 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
             1, 2, 6 and 7.
     """
     buf = frame if type(frame) is bytes else bytes(frame)
-    size = len(buf)
-    if size < 6:
-        raise btp._underflow("envelope", 6, size)
-    packet_type, request_id = _HEADER.unpack_from(buf, 0)
-    n = buf[5]
-    if n < 0x80:
-        pos = 6
-    else:
-        k = n & 0x7F
-        if k == 0 or k > MAX_INT_BYTES:
-            raise CodecError(f"length prefix of {k} bytes is not allowed", field="length")
-        if 6 + k > size:
-            raise btp._underflow("length", k, size - 6)
-        n = int.from_bytes(buf[6 : 6 + k], "big")
-        if n < LONG_FORM_MIN[k]:
-            raise CodecError(f"length {n} is not canonical in {k} bytes", field="length")
-        pos = 6 + k
-    end = pos + n
-    if end > size:
-        raise CodecError(f"contents claim {n} bytes, {size - pos} present", field="length")
+    packet_type, request_id, pos, end = btp._read_envelope(buf)
 
     if packet_type == TYPE_MESSAGE:
         return btp._make_message(request_id, _decode_pd(buf, pos, end))
@@ -185,5 +149,5 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
         amount: int = _U64.unpack_from(buf, pos)[0]
         return _make_transfer(request_id, amount, _decode_pd(buf, pos + 8, end))
     if packet_type == TYPE_ERROR:
-        return _decode_error(buf, pos, end, request_id)
+        return btp._decode_error(buf, pos, end, request_id, _decode_pd)
     raise CodecError(f"{packet_type} is not a BTP 2.0 packet type", field="type")
