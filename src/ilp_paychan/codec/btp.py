@@ -29,7 +29,9 @@ from .oer import (
     decode_timestamp_or_none,
     encode_length,
     encode_timestamp,
+    fixed32,
     read_length,
+    underflow,
 )
 
 __all__ = [
@@ -341,16 +343,6 @@ def _header(packet_type: int, request_id: int) -> bytes:
         raise CodecError(f"{request_id} is outside 0..4294967295", field="requestId") from None
 
 
-def _fixed32(value: bytes, field: str) -> bytes:
-    if type(value) is not bytes:
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise CodecError(f"expected 32 bytes, got {type(value).__name__}", field=field)
-        value = bytes(value)
-    if len(value) != 32:
-        raise CodecError(f"must be 32 bytes, got {len(value)}", field=field)
-    return value
-
-
 def _frame(header: bytes, body: bytes) -> bytes:
     size = len(body)
     return b"".join((header, SHORT_LENGTHS[size] if size < 128 else encode_length(size), body))
@@ -366,7 +358,7 @@ def _encode_prepare(p: Prepare) -> bytes:
         amount_bytes = _U64.pack(amount)
     except struct.error:
         raise CodecError(f"{amount} is outside 0..18446744073709551615", field="amount") from None
-    condition = _fixed32(p.execution_condition, "executionCondition")
+    condition = fixed32(p.execution_condition, "executionCondition")
     if p.expires_at is None:
         raise CodecError("a Prepare needs an expiry", field="expiresAt")
     ts = encode_timestamp(p.expires_at, "expiresAt")
@@ -389,7 +381,7 @@ def _encode_prepare(p: Prepare) -> bytes:
 def _encode_fulfill(p: Fulfill) -> bytes:
     header = _header(TYPE_FULFILL, p.request_id)
     tid = _uuid_bytes(p.transfer_id)
-    fulfillment = _fixed32(p.fulfillment, "fulfillment")
+    fulfillment = fixed32(p.fulfillment, "fulfillment")
     pd = _encode_pd(p.protocol_data)
     size = 48 + len(pd)
     return b"".join(
@@ -487,13 +479,9 @@ def encode_with(
 MAX_PROTOCOL_DATA_ENTRIES = 256
 
 
-def _underflow(field: str, need: int, left: int) -> CodecError:
-    return CodecError(f"needs {need} bytes, {max(left, 0)} left", field=field)
-
-
 def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
     if pos >= end:
-        raise _underflow("protocolData", 1, 0)
+        raise underflow("protocolData", 1, 0)
     k = buf[pos]
     pos += 1
     if k == 1 and pos < end:
@@ -503,7 +491,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
         if k > MAX_INT_BYTES:
             raise CodecError(f"count of {k} bytes is too large", field="protocolData")
         if pos + k > end:
-            raise _underflow("protocolData", k, end - pos)
+            raise underflow("protocolData", k, end - pos)
         count = int.from_bytes(buf[pos : pos + k], "big")
         pos += k
     if count == 0:
@@ -519,7 +507,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
     append = entries.append
     for _ in range(count):
         if pos >= end:
-            raise _underflow("protocolName", 1, 0)
+            raise underflow("protocolName", 1, 0)
         n = buf[pos]
         if n < 0x80:
             pos += 1
@@ -527,7 +515,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
             n, pos = read_length(buf, pos, end, "protocolName")
         stop = pos + n
         if stop >= end:  # the name and the content-type byte must both fit
-            raise _underflow("protocolName", n + 1, end - pos)
+            raise underflow("protocolName", n + 1, end - pos)
         raw_name = buf[pos:stop]
         try:
             name = raw_name.decode("ascii")
@@ -536,7 +524,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
         content_type = buf[stop]
         pos = stop + 1
         if pos >= end:
-            raise _underflow("protocolData", 1, 0)
+            raise underflow("protocolData", 1, 0)
         n = buf[pos]
         if n < 0x80:
             pos += 1
@@ -544,7 +532,7 @@ def _decode_pd(buf: bytes, pos: int, end: int) -> tuple[ProtocolData, ...]:
             n, pos = read_length(buf, pos, end, "protocolData")
         stop = pos + n
         if stop > end:
-            raise _underflow("protocolData", n, end - pos)
+            raise underflow("protocolData", n, end - pos)
         append(_make_pd(name, content_type, buf[pos:stop]))
         pos = stop
     return tuple(entries)
@@ -563,7 +551,7 @@ def _read_timestamp(buf: bytes, pos: int, end: int, field: str) -> tuple[datetim
         n, pos = read_length(buf, pos, end, field)
     stop = pos + n
     if stop > end:
-        raise _underflow(field, n, end - pos)
+        raise underflow(field, n, end - pos)
     return decode_timestamp_or_none(buf[pos:stop]), stop
 
 
@@ -571,7 +559,7 @@ def _read_envelope(buf: bytes) -> tuple[int, int, int, int]:
     """Type, request id, and the start and end of the contents; shared by BTP 1.0 and 2.0."""
     size = len(buf)
     if size < 6:
-        raise _underflow("envelope", 6, size)
+        raise underflow("envelope", 6, size)
     packet_type, request_id = _HEADER.unpack_from(buf, 0)
     n = buf[5]
     if n < 0x80:
@@ -581,7 +569,7 @@ def _read_envelope(buf: bytes) -> tuple[int, int, int, int]:
         if k == 0 or k > MAX_INT_BYTES:
             raise CodecError(f"length prefix of {k} bytes is not allowed", field="length")
         if 6 + k > size:
-            raise _underflow("length", k, size - 6)
+            raise underflow("length", k, size - 6)
         n = int.from_bytes(buf[6 : 6 + k], "big")
         if n < LONG_FORM_MIN[k]:
             raise CodecError(f"length {n} is not canonical in {k} bytes", field="length")
@@ -604,7 +592,7 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
     if packet_type == TYPE_PREPARE:
         if end - pos < 56:
             field = "transferId" if end - pos < 16 else "executionCondition"
-            raise _underflow(field, 56, end - pos)
+            raise underflow(field, 56, end - pos)
         h = buf[pos : pos + 16].hex()
         transfer_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         amount: int = _U64.unpack_from(buf, pos + 16)[0]
@@ -630,7 +618,7 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
         )
     if packet_type == TYPE_FULFILL:
         if end - pos < 48:
-            raise _underflow("transferId" if end - pos < 16 else "fulfillment", 48, end - pos)
+            raise underflow("transferId" if end - pos < 16 else "fulfillment", 48, end - pos)
         h = buf[pos : pos + 16].hex()
         return _make_fulfill(
             request_id,
@@ -651,7 +639,7 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
         return _make_message(request_id, _decode_pd(buf, pos, end))
     if packet_type == TYPE_REJECT:
         if end - pos < 16:
-            raise _underflow("transferId", 16, end - pos)
+            raise underflow("transferId", 16, end - pos)
         return _make_reject(
             request_id, _uuid_text(buf[pos : pos + 16]), _decode_pd(buf, pos + 16, end)
         )
@@ -669,15 +657,15 @@ def _decode_error(
 ) -> Error:
     """An Error's fields; BTP 2.0 passes its stricter protocol-data reader as ``decode_pd``."""
     if end - pos < 3:
-        raise _underflow("code", 3, end - pos)
+        raise underflow("code", 3, end - pos)
     code = ascii_text(buf[pos : pos + 3])
     n, pos = read_length(buf, pos + 3, end, "name")
     if pos + n > end:
-        raise _underflow("name", n, end - pos)
+        raise underflow("name", n, end - pos)
     name = ascii_text(buf[pos : pos + n])
     triggered_at, pos = _read_timestamp(buf, pos + n, end, "triggeredAt")
     n, pos = read_length(buf, pos, end, "data")
     if pos + n > end:
-        raise _underflow("data", n, end - pos)
+        raise underflow("data", n, end - pos)
     data = buf[pos : pos + n].decode("utf-8", "replace")
     return Error(request_id, code, name, triggered_at, data, decode_pd(buf, pos + n, end))

@@ -32,7 +32,7 @@ from .btp import (
     protocol_data_map,
 )
 from .errors import CodecError
-from .oer import UINT64_MAX
+from .oer import UINT64_MAX, underflow
 
 __all__ = [
     "TYPE_ERROR",
@@ -145,7 +145,7 @@ def decode(frame: bytes | bytearray | memoryview) -> Packet:
         )
     if packet_type == TYPE_TRANSFER:
         if end - pos < 8:
-            raise btp._underflow("amount", 8, end - pos)
+            raise underflow("amount", 8, end - pos)
         amount: int = _U64.unpack_from(buf, pos)[0]
         return _make_transfer(request_id, amount, _decode_pd(buf, pos + 8, end))
     if packet_type == TYPE_ERROR:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Final
 
 from .errors import CodecError
-from .oer import Reader, Writer, ascii_text, decode_timestamp
+from .oer import Reader, Writer, as_bytes, ascii_text, decode_timestamp
 
 __all__ = [
     "TYPE_ILP_ERROR",
@@ -133,18 +133,12 @@ IlpPacket = (
 _EXTENSIONS: Final = b"\x00"
 
 
-def _bytes(value: bytes, field: str) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise CodecError(f"expected bytes, got {type(value).__name__}", field=field)
-    return bytes(value)
-
-
 def _contents(packet: IlpPacket) -> tuple[int, bytes]:
     w = Writer()
     if isinstance(packet, IlpPayment):
         w.write_uint64(packet.amount, "amount")
         w.write_ia5(packet.account, "account")
-        w.write_var_octets(_bytes(packet.data, "data"))
+        w.write_var_octets(as_bytes(packet.data, "data"))
         kind = TYPE_ILP_PAYMENT
     elif isinstance(packet, IlpError):
         code = packet.code
@@ -159,14 +153,14 @@ def _contents(packet: IlpPacket) -> tuple[int, bytes]:
         for address in packet.forwarded_by:
             w.write_ia5(address, "forwardedBy")
         w.write_timestamp(packet.triggered_at, "triggeredAt")
-        w.write_var_octets(_bytes(packet.data, "data"))
+        w.write_var_octets(as_bytes(packet.data, "data"))
         kind = TYPE_ILP_ERROR
     elif isinstance(packet, IlqpLiquidityRequest):
         w.write_ia5(packet.destination_account, "destinationAccount")
         w.write_uint32(packet.destination_hold_duration, "destinationHoldDuration")
         kind = TYPE_ILQP_LIQUIDITY_REQUEST
     elif isinstance(packet, IlqpLiquidityResponse):
-        curve = _bytes(packet.liquidity_curve, "liquidityCurve")
+        curve = as_bytes(packet.liquidity_curve, "liquidityCurve")
         if len(curve) % LIQUIDITY_POINT_SIZE:
             raise CodecError(
                 f"length {len(curve)} is not a multiple of {LIQUIDITY_POINT_SIZE}",

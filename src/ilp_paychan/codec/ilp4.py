@@ -37,7 +37,9 @@ from .oer import (
     decode_interledger_time,
     encode_interledger_time,
     encode_length,
+    fixed32,
     read_length,
+    underflow,
 )
 
 __all__ = [
@@ -266,16 +268,6 @@ def _data(value: bytes, field: str = "data") -> bytes:
     return value
 
 
-def _fixed32(value: bytes, field: str) -> bytes:
-    if type(value) is not bytes:
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise CodecError(f"expected 32 bytes, got {type(value).__name__}", field=field)
-        value = bytes(value)
-    if len(value) != 32:
-        raise CodecError(f"must be 32 bytes, got {len(value)}", field=field)
-    return value
-
-
 def _amount(value: int, field: str = "amount") -> bytes:
     if type(value) is not int:
         raise CodecError(f"expected int, got {type(value).__name__}", field=field)
@@ -295,7 +287,7 @@ def encode_prepare(packet: IlpPrepare) -> bytes:
         raise CodecError(f"expected IlpPrepare, got {type(packet).__name__}", field="type")
     amount = _amount(packet.amount)
     expires_at = encode_interledger_time(packet.expires_at, "expiresAt")
-    condition = _fixed32(packet.execution_condition, "executionCondition")
+    condition = fixed32(packet.execution_condition, "executionCondition")
     destination = address_bytes(packet.destination, "destination")
     data = _data(packet.data)
     n_dest = len(destination)
@@ -326,7 +318,7 @@ def encode_fulfill(packet: IlpFulfill) -> bytes:
     """
     if not isinstance(packet, IlpFulfill):
         raise CodecError(f"expected IlpFulfill, got {type(packet).__name__}", field="type")
-    fulfillment = _fixed32(packet.fulfillment, "fulfillment")
+    fulfillment = fixed32(packet.fulfillment, "fulfillment")
     data = _data(packet.data)
     data_prefix = _prefix(len(data))
     size = 32 + len(data_prefix) + len(data)
@@ -397,16 +389,12 @@ def encode_amount_too_large_data(received_amount: int, maximum_amount: int) -> b
 # --- decoding --------------------------------------------------------------------------------
 
 
-def _underflow(field: str, need: int, left: int) -> CodecError:
-    return CodecError(f"needs {need} bytes, {max(left, 0)} left", field=field)
-
-
 def _contents(raw: bytes | bytearray | memoryview, expected: int) -> tuple[bytes, int, int]:
     """The packet bytes and the window ``[pos, end)`` of its contents, after the type check."""
     buf = raw if type(raw) is bytes else bytes(raw)
     size = len(buf)
     if size < 2:
-        raise _underflow("type" if size == 0 else "length", 2, size)
+        raise underflow("type" if size == 0 else "length", 2, size)
     if buf[0] != expected:
         raise CodecError(f"{buf[0]} is not type {expected}", field="type")
     n = buf[1]
@@ -423,7 +411,7 @@ def _contents(raw: bytes | bytearray | memoryview, expected: int) -> tuple[bytes
 def _var(buf: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
     """The window ``[start, stop)`` of the var octet string at `pos`."""
     if pos >= end:
-        raise _underflow(field, 1, 0)
+        raise underflow(field, 1, 0)
     n = buf[pos]
     if n < 0x80:
         pos += 1
@@ -431,7 +419,7 @@ def _var(buf: bytes, pos: int, end: int, field: str) -> tuple[int, int]:
         n, pos = read_length(buf, pos, end, field)
     stop = pos + n
     if stop > end:
-        raise _underflow(field, n, end - pos)
+        raise underflow(field, n, end - pos)
     return pos, stop
 
 
@@ -446,7 +434,7 @@ def decode_prepare(raw: bytes | bytearray | memoryview) -> IlpPrepare:
     if end - pos < 57:
         left = end - pos
         field = "amount" if left < 8 else "expiresAt" if left < 25 else "executionCondition"
-        raise _underflow(field, 57, left)
+        raise underflow(field, 57, left)
     amount: int = _U64.unpack_from(buf, pos)[0]
     expires_at = decode_interledger_time(buf[pos + 8 : pos + 25], "expiresAt")
     condition = buf[pos + 25 : pos + 57]
@@ -464,7 +452,7 @@ def decode_fulfill(raw: bytes | bytearray | memoryview) -> IlpFulfill:
     """
     buf, pos, end = _contents(raw, TYPE_FULFILL)
     if end - pos < 32:
-        raise _underflow("fulfillment", 32, end - pos)
+        raise underflow("fulfillment", 32, end - pos)
     start, stop = _var(buf, pos + 32, end, "data")
     return _make_fulfill(buf[pos : pos + 32], buf[start:stop])
 
@@ -478,7 +466,7 @@ def decode_reject(raw: bytes | bytearray | memoryview) -> IlpReject:
     """
     buf, pos, end = _contents(raw, TYPE_REJECT)
     if end - pos < 3:
-        raise _underflow("code", 3, end - pos)
+        raise underflow("code", 3, end - pos)
     code = ascii_text(buf[pos : pos + 3])
     start, stop = _var(buf, pos + 3, end, "triggeredBy")
     triggered_by = address_text(buf[start:stop], "triggeredBy", allow_empty=True)
@@ -503,7 +491,7 @@ def decode(raw: bytes | bytearray | memoryview) -> IlpV4Packet:
     """
     buf = raw if type(raw) is bytes else bytes(raw)
     if not buf:
-        raise _underflow("type", 1, 0)
+        raise underflow("type", 1, 0)
     decoder = _DECODERS.get(buf[0])
     if decoder is None:
         raise CodecError(f"{buf[0]} is not an ILPv4 packet type", field="type")
@@ -522,7 +510,7 @@ def decode_reply(raw: bytes | bytearray | memoryview) -> IlpReply:
     if buf[:1] == _REJECT_TYPE:
         return decode_reject(buf)
     if not buf:
-        raise _underflow("type", 1, 0)
+        raise underflow("type", 1, 0)
     raise CodecError(f"{buf[0]} is neither a Fulfill (13) nor a Reject (14)", field="type")
 
 
@@ -533,7 +521,7 @@ def decode_amount_too_large_data(data: bytes) -> tuple[int, int]:
         CodecError: fewer than 16 bytes.
     """
     if len(data) < 16:
-        raise _underflow("receivedAmount" if len(data) < 8 else "maximumAmount", 16, len(data))
+        raise underflow("receivedAmount" if len(data) < 8 else "maximumAmount", 16, len(data))
     received: int = _U64.unpack_from(data, 0)[0]
     maximum: int = _U64.unpack_from(data, 8)[0]
     return received, maximum

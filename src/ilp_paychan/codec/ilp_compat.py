@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import CodecError
-from .oer import Reader, Writer, ascii_text
+from .oer import Reader, Writer, as_bytes, ascii_text
 
 __all__ = [
     "TYPE_ILP_FORWARDED_PAYMENT",
@@ -71,12 +71,6 @@ class IlpRejection:
 IlpCompatPacket = IlpFulfillment | IlpForwardedPayment | IlpRejection
 
 
-def _bytes(value: bytes, field: str) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise CodecError(f"expected bytes, got {type(value).__name__}", field=field)
-    return bytes(value)
-
-
 def _utf8(text: str, field: str) -> bytes:
     if type(text) is not str:
         raise CodecError(f"expected str, got {type(text).__name__}", field=field)
@@ -90,10 +84,10 @@ def _contents(packet: IlpCompatPacket) -> tuple[int, bytes]:
     w = Writer()
     if isinstance(packet, IlpForwardedPayment):
         w.write_ia5(packet.account, "account")
-        w.write_var_octets(_bytes(packet.data, "data"))
+        w.write_var_octets(as_bytes(packet.data, "data"))
         kind = TYPE_ILP_FORWARDED_PAYMENT
     elif isinstance(packet, IlpFulfillment):
-        w.write_var_octets(_bytes(packet.data, "data"))
+        w.write_var_octets(as_bytes(packet.data, "data"))
         kind = TYPE_ILP_FULFILLMENT
     elif isinstance(packet, IlpRejection):
         code = packet.code
@@ -102,7 +96,7 @@ def _contents(packet: IlpCompatPacket) -> tuple[int, bytes]:
         w.write(code.encode("ascii"))
         w.write_ia5(packet.triggered_by, "triggeredBy")
         w.write_var_octets(_utf8(packet.message, "message"))
-        w.write_var_octets(_bytes(packet.data, "data"))
+        w.write_var_octets(as_bytes(packet.data, "data"))
         kind = TYPE_ILP_REJECTION
     else:
         raise CodecError(f"cannot encode {type(packet).__name__}", field="type")

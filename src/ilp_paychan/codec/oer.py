@@ -24,6 +24,7 @@ __all__ = [
     "UINT64_MAX",
     "Reader",
     "Writer",
+    "as_bytes",
     "ascii_bytes",
     "ascii_text",
     "decode_interledger_time",
@@ -36,7 +37,9 @@ __all__ = [
     "encode_var_octets",
     "encode_var_uint",
     "encode_var_uint64",
+    "fixed32",
     "read_length",
+    "underflow",
 ]
 
 UINT64_MAX: Final = (1 << 64) - 1
@@ -148,6 +151,29 @@ def ascii_bytes(text: str, field: str) -> bytes:
         raise CodecError(f"{text!r} is not ASCII", field=field) from None
     except AttributeError:
         raise CodecError(f"expected str, got {type(text).__name__}", field=field) from None
+
+
+def underflow(field: str, need: int, left: int) -> CodecError:
+    """The error every packet codec raises when ``field`` needs more bytes than are left."""
+    return CodecError(f"needs {need} bytes, {max(left, 0)} left", field=field)
+
+
+def fixed32(value: bytes, field: str) -> bytes:
+    """Check a 32-byte condition or fulfillment before it is written (BTP 1.0 and ILPv4 alike)."""
+    if type(value) is not bytes:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise CodecError(f"expected 32 bytes, got {type(value).__name__}", field=field)
+        value = bytes(value)
+    if len(value) != 32:
+        raise CodecError(f"must be 32 bytes, got {len(value)}", field=field)
+    return value
+
+
+def as_bytes(value: bytes, field: str) -> bytes:
+    """Accept any bytes-like ``value`` for an octet-string field and refuse anything else."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise CodecError(f"expected bytes, got {type(value).__name__}", field=field)
+    return bytes(value)
 
 
 class Reader:
