@@ -223,12 +223,7 @@ def decode_ilp(raw: bytes | bytearray | memoryview) -> IlpPacket:
     buf = raw if type(raw) is bytes else bytes(raw)
     envelope = Reader(buf)
     kind = envelope.read_uint8("type")
-    size = envelope.read_length("length")
-    if size > envelope.remaining():
-        raise CodecError(
-            f"contents claim {size} bytes, {envelope.remaining()} present", field="length"
-        )
-    r = Reader(buf, envelope.pos, envelope.pos + size)
+    r = envelope.read_contents()
     if kind == TYPE_ILP_PAYMENT:
         return IlpPayment(r.read_uint64("amount"), r.read_ia5("account"), r.read_var_octets("data"))
     if kind == TYPE_ILP_ERROR:

@@ -151,10 +151,5 @@ def decode_compat(raw: bytes | bytearray | memoryview) -> IlpCompatPacket:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise CodecError(f"{kind} is not a transitional ILP packet type (9-11)", field="type")
-    size = envelope.read_length("length")
-    if size > envelope.remaining():
-        raise CodecError(
-            f"contents claim {size} bytes, {envelope.remaining()} present", field="length"
-        )
-    packet: IlpCompatPacket = decoder(Reader(buf, envelope.pos, envelope.pos + size))
+    packet: IlpCompatPacket = decoder(envelope.read_contents())
     return packet

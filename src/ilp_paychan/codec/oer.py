@@ -229,6 +229,15 @@ class Reader:
         n, self.pos = read_length(self.buf, self.pos, self.end, field)
         return n
 
+    def read_contents(self) -> Reader:
+        """A Reader over the length-prefixed contents of an ILP packet envelope (after its type)."""
+        size = self.read_length("length")
+        if size > self.end - self.pos:
+            raise CodecError(
+                f"contents claim {size} bytes, {self.end - self.pos} present", field="length"
+            )
+        return Reader(self.buf, self.pos, self.pos + size)
+
     def read_var_octets(self, field: str) -> bytes:
         """A length-prefixed octet string."""
         n, pos = read_length(self.buf, self.pos, self.end, field)
