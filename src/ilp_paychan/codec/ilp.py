@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Final
 
 from .errors import CodecError
-from .oer import Reader, Writer, as_bytes, ascii_text, decode_timestamp
+from .oer import Reader, Writer, as_bytes, ascii_text, decode_timestamp, encode_var_octets
 
 __all__ = [
     "TYPE_ILP_ERROR",
@@ -208,10 +208,7 @@ def encode_ilp(packet: IlpPacket) -> bytes:
         raise
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CodecError(str(exc), field="packet") from None
-    w = Writer()
-    w.write(bytes((kind,)))
-    w.write_var_octets(contents)
-    return w.getvalue()
+    return bytes((kind,)) + encode_var_octets(contents)
 
 
 def decode_ilp(raw: bytes | bytearray | memoryview) -> IlpPacket:

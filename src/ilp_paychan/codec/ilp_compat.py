@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import CodecError
-from .oer import Reader, Writer, as_bytes, ascii_text
+from .oer import Reader, Writer, as_bytes, ascii_text, encode_var_octets
 
 __all__ = [
     "TYPE_ILP_FORWARDED_PAYMENT",
@@ -111,10 +111,7 @@ def encode_compat(packet: IlpCompatPacket) -> bytes:
         CodecError: a field that cannot be encoded (``field`` names it).
     """
     kind, contents = _contents(packet)
-    w = Writer()
-    w.write(bytes((kind,)))
-    w.write_var_octets(contents)
-    return w.getvalue()
+    return bytes((kind,)) + encode_var_octets(contents)
 
 
 def _fulfillment(r: Reader) -> IlpFulfillment:
